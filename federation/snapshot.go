@@ -1,0 +1,281 @@
+package federation
+
+import (
+	"cmp"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+// Record is one decoded, validated record of the keyspace.
+type Record struct {
+	// Key is the etcd key and Info what it says.
+	Key  string
+	Info KeyInfo
+	// ModRevision is the etcd revision of the record's last change.
+	ModRevision int64
+	// Message is one of *straitv1.Gateway, *straitv1.Export,
+	// *straitv1.Endpoint, *straitv1.TrustBundle or *straitv1.GatewayConfig,
+	// matching Info.Kind.
+	Message proto.Message
+}
+
+// Snapshot is an immutable view of the keyspace at one etcd revision. Its
+// methods are safe for concurrent use and the messages they return must not
+// be modified.
+type Snapshot struct {
+	revision      int64
+	gateways      map[string][]*straitv1.Gateway      // by cluster, sorted by ID
+	exports       map[ServiceKey][]*straitv1.Export   // by service, oldest first
+	endpoints     map[ServiceKey][]*straitv1.Endpoint // by service, sorted by cluster then ID
+	bundles       map[string]*straitv1.TrustBundle    // by trust domain
+	globalConfig  *straitv1.GatewayConfig
+	clusterConfig map[string]*straitv1.GatewayConfig
+}
+
+// NewSnapshot builds a snapshot at revision from records. Records of an
+// unknown kind or with a message of the wrong type are ignored: validating
+// them is the caller's job.
+func NewSnapshot(revision int64, records []Record) *Snapshot {
+	s := &Snapshot{
+		revision:      revision,
+		gateways:      map[string][]*straitv1.Gateway{},
+		exports:       map[ServiceKey][]*straitv1.Export{},
+		endpoints:     map[ServiceKey][]*straitv1.Endpoint{},
+		bundles:       map[string]*straitv1.TrustBundle{},
+		clusterConfig: map[string]*straitv1.GatewayConfig{},
+	}
+	for _, r := range records {
+		switch m := r.Message.(type) {
+		case *straitv1.Gateway:
+			s.gateways[m.GetCluster()] = append(s.gateways[m.GetCluster()], m)
+		case *straitv1.Export:
+			k := ServiceKey{Namespace: m.GetNamespace(), Name: m.GetService()}
+			s.exports[k] = append(s.exports[k], m)
+		case *straitv1.Endpoint:
+			k := ServiceKey{Namespace: m.GetNamespace(), Name: m.GetService()}
+			s.endpoints[k] = append(s.endpoints[k], m)
+		case *straitv1.TrustBundle:
+			s.bundles[m.GetTrustDomain()] = m
+		case *straitv1.GatewayConfig:
+			if r.Info.Cluster == "" {
+				s.globalConfig = m
+			} else {
+				s.clusterConfig[r.Info.Cluster] = m
+			}
+		}
+	}
+	for _, gws := range s.gateways {
+		slices.SortFunc(gws, func(a, b *straitv1.Gateway) int { return cmp.Compare(a.GetId(), b.GetId()) })
+	}
+	for _, exps := range s.exports {
+		slices.SortFunc(exps, compareExportAge)
+	}
+	for _, eps := range s.endpoints {
+		slices.SortFunc(eps, func(a, b *straitv1.Endpoint) int {
+			return cmp.Or(cmp.Compare(a.GetCluster(), b.GetCluster()), cmp.Compare(a.GetId(), b.GetId()))
+		})
+	}
+	return s
+}
+
+// compareExportAge orders exports oldest first, then by cluster name, so
+// that conflict resolution is deterministic.
+func compareExportAge(a, b *straitv1.Export) int {
+	ta, tb := a.GetCreatedAt().AsTime(), b.GetCreatedAt().AsTime()
+	return cmp.Or(ta.Compare(tb), cmp.Compare(a.GetCluster(), b.GetCluster()))
+}
+
+// Revision is the etcd revision the snapshot reflects.
+func (s *Snapshot) Revision() int64 { return s.revision }
+
+// Clusters lists, sorted, every cluster that has a live gateway or an export.
+func (s *Snapshot) Clusters() []string {
+	seen := map[string]bool{}
+	for c := range s.gateways {
+		seen[c] = true
+	}
+	for _, exps := range s.exports {
+		for _, e := range exps {
+			seen[e.GetCluster()] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for c := range seen {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Gateways returns the live gateways of a cluster, sorted by ID.
+func (s *Snapshot) Gateways(cluster string) []*straitv1.Gateway { return s.gateways[cluster] }
+
+// ClusterAlive reports whether a cluster has at least one live gateway that
+// is not draining. The gateways' leases are the cluster's health signal: when
+// they expire, its exports stop being candidates.
+func (s *Snapshot) ClusterAlive(cluster string) bool {
+	for _, g := range s.gateways[cluster] {
+		if !g.GetDraining() {
+			return true
+		}
+	}
+	return false
+}
+
+// TrustDomain returns the trust domain a cluster's gateways announce, or ""
+// when the cluster has no live gateway.
+func (s *Snapshot) TrustDomain(cluster string) string {
+	for _, g := range s.gateways[cluster] {
+		if td := g.GetTrustDomain(); td != "" {
+			return td
+		}
+	}
+	return ""
+}
+
+// Exports returns every export of a service, oldest first.
+func (s *Snapshot) Exports(key ServiceKey) []*straitv1.Export { return s.exports[key] }
+
+// Services lists every exported service, sorted.
+func (s *Snapshot) Services() []ServiceKey {
+	out := make([]ServiceKey, 0, len(s.exports))
+	for k := range s.exports {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b ServiceKey) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	return out
+}
+
+// Export returns a cluster's export of a service, or nil.
+func (s *Snapshot) Export(cluster string, key ServiceKey) *straitv1.Export {
+	for _, e := range s.exports[key] {
+		if e.GetCluster() == cluster {
+			return e
+		}
+	}
+	return nil
+}
+
+// Endpoints returns a cluster's endpoints of a service, ready or not.
+func (s *Snapshot) Endpoints(cluster string, key ServiceKey) []*straitv1.Endpoint {
+	var out []*straitv1.Endpoint
+	for _, ep := range s.endpoints[key] {
+		if ep.GetCluster() == cluster {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
+// ReadyEndpoints returns a cluster's ready endpoints of a service.
+func (s *Snapshot) ReadyEndpoints(cluster string, key ServiceKey) []*straitv1.Endpoint {
+	var out []*straitv1.Endpoint
+	for _, ep := range s.endpoints[key] {
+		if ep.GetCluster() == cluster && ep.GetReady() {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
+// Bundle returns the bundle of a trust domain, or nil.
+func (s *Snapshot) Bundle(trustDomain string) *straitv1.TrustBundle { return s.bundles[trustDomain] }
+
+// Bundles returns every trust bundle, sorted by trust domain.
+func (s *Snapshot) Bundles() []*straitv1.TrustBundle {
+	out := make([]*straitv1.TrustBundle, 0, len(s.bundles))
+	for _, b := range s.bundles {
+		out = append(out, b)
+	}
+	slices.SortFunc(out, func(a, b *straitv1.TrustBundle) int { return cmp.Compare(a.GetTrustDomain(), b.GetTrustDomain()) })
+	return out
+}
+
+// Config returns the gateway configuration of a cluster: the global
+// configuration with the cluster's own fields merged over it. It never
+// returns nil; zero fields mean "the default".
+func (s *Snapshot) Config(cluster string) *straitv1.GatewayConfig {
+	out := &straitv1.GatewayConfig{}
+	if s.globalConfig != nil {
+		proto.Merge(out, s.globalConfig)
+	}
+	if c := s.clusterConfig[cluster]; c != nil {
+		proto.Merge(out, c)
+	}
+	return out
+}
+
+// Conflict reports an export whose port definitions disagree with those of
+// the oldest export of the same service.
+type Conflict struct {
+	Cluster string
+	Reason  string
+}
+
+// GlobalService is a service as the whole federation sees it.
+type GlobalService struct {
+	Key ServiceKey
+	// Ports are the ports of the oldest export: on a conflict it wins.
+	Ports []*straitv1.ServicePort
+	// Clusters export the service and have a live gateway, in export age
+	// order (oldest first).
+	Clusters []string
+	// Conflicts lists exports whose ports disagree with Ports.
+	Conflicts []Conflict
+}
+
+// Service resolves a global service. ok is false when no cluster exports it.
+func (s *Snapshot) Service(key ServiceKey) (svc GlobalService, ok bool) {
+	exps := s.exports[key]
+	if len(exps) == 0 {
+		return GlobalService{}, false
+	}
+	svc = GlobalService{Key: key, Ports: exps[0].GetPorts()}
+	for _, e := range exps {
+		if s.ClusterAlive(e.GetCluster()) {
+			svc.Clusters = append(svc.Clusters, e.GetCluster())
+		}
+		if e != exps[0] {
+			if reason := portConflict(exps[0].GetPorts(), e.GetPorts()); reason != "" {
+				svc.Conflicts = append(svc.Conflicts, Conflict{Cluster: e.GetCluster(), Reason: reason})
+			}
+		}
+	}
+	return svc, true
+}
+
+// HasPort reports whether the service serves port (TCP).
+func (g GlobalService) HasPort(port uint32) bool {
+	for _, p := range g.Ports {
+		if p.GetPort() == port {
+			return true
+		}
+	}
+	return false
+}
+
+// portConflict explains how ports differs from want, or returns "".
+func portConflict(want, got []*straitv1.ServicePort) string {
+	byName := map[string]*straitv1.ServicePort{}
+	for _, p := range want {
+		byName[p.GetName()] = p
+	}
+	for _, p := range got {
+		w, ok := byName[p.GetName()]
+		switch {
+		case !ok:
+			return "port " + p.GetName() + " is not defined by the oldest export"
+		case w.GetPort() != p.GetPort() || w.GetProtocol() != p.GetProtocol():
+			return "port " + p.GetName() + " differs from the oldest export"
+		}
+	}
+	if len(got) != len(want) {
+		return "the oldest export defines a different set of ports"
+	}
+	return ""
+}
