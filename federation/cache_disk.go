@@ -1,0 +1,177 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// diskFormat is the version of the snapshot file format.
+const diskFormat = 1
+
+// diskSnapshot is the snapshot file: the raw records, re-validated on load.
+type diskSnapshot struct {
+	Format   int   `json:"format"`
+	Revision int64 `json:"revision"`
+	// Revisions are each source's revision, by source name.
+	Revisions map[string]int64 `json:"revisions"`
+	SavedAt   time.Time        `json:"savedAt"`
+	Records   []diskRecord     `json:"records"`
+}
+
+type diskRecord struct {
+	Source      string `json:"source"`
+	Key         string `json:"key"`
+	ModRevision int64  `json:"modRevision"`
+	Value       []byte `json:"value"`
+}
+
+// runPersister writes the newest snapshot to SnapshotPath, at most once per
+// PersistDelay, and once more when ctx is cancelled if one is pending.
+func (c *Cache) runPersister(ctx context.Context) {
+	var last *published
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.persist:
+		}
+		sleepCtx(ctx.Done(), c.cfg.PersistDelay)
+		cur := c.state.Load()
+		if cur == last {
+			continue
+		}
+		if err := c.writeDisk(cur); err != nil {
+			c.metrics.persistErrors.Inc()
+			c.cfg.Logger.Warn("federation: persist snapshot", logPath, c.cfg.SnapshotPath, logError, err)
+			continue
+		}
+		last = cur
+	}
+}
+
+// writeDisk writes a snapshot atomically: a temporary file in the same
+// directory, fsynced, renamed over the old one, and the directory fsynced.
+func (c *Cache) writeDisk(p *published) error {
+	ds := diskSnapshot{Format: diskFormat, Revision: p.snap.Revision(), SavedAt: time.Now().UTC()}
+	ds.Records = make([]diskRecord, 0, len(p.entries))
+	ds.Revisions = map[string]int64{}
+	sourceOf := map[string]string{}
+	for _, s := range c.sources {
+		s.mu.Lock()
+		ds.Revisions[s.name] = s.rev
+		for k := range s.entries {
+			if _, ok := sourceOf[k]; !ok {
+				sourceOf[k] = s.name
+			}
+		}
+		s.mu.Unlock()
+	}
+	for _, e := range p.entries {
+		ds.Records = append(ds.Records, diskRecord{
+			Source: sourceOf[e.rec.Key], Key: e.rec.Key, ModRevision: e.rec.ModRevision, Value: e.value,
+		})
+	}
+	data, err := json.Marshal(ds)
+	if err != nil {
+		return fmt.Errorf("federation: encode snapshot: %w", err)
+	}
+	return writeFileAtomic(c.cfg.SnapshotPath, data)
+}
+
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("federation: snapshot dir: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("federation: snapshot temp file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("federation: write %s: %w", f.Name(), err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("federation: fsync %s: %w", f.Name(), err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("federation: close %s: %w", f.Name(), err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("federation: rename snapshot: %w", err)
+	}
+	if d, derr := os.Open(dir); derr == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// loadDisk reads SnapshotPath, if it exists, into sources that hold nothing
+// yet, and publishes it. Records are validated again; invalid ones are
+// skipped and counted.
+func (c *Cache) loadDisk() {
+	data, err := os.ReadFile(c.cfg.SnapshotPath)
+	if os.IsNotExist(err) {
+		return
+	}
+	log := c.cfg.Logger.With(logPath, c.cfg.SnapshotPath)
+	if err != nil {
+		log.Warn("federation: read snapshot file", logError, err)
+		return
+	}
+	var ds diskSnapshot
+	if err := json.Unmarshal(data, &ds); err != nil || ds.Format != diskFormat {
+		log.Warn("federation: snapshot file is unreadable, ignoring it", logError, err)
+		return
+	}
+	byName := map[string]*source{}
+	for _, s := range c.sources {
+		byName[s.name] = s
+	}
+	loaded := 0
+	for _, r := range ds.Records {
+		s := byName[r.Source]
+		if s == nil {
+			s = c.sources[0]
+		}
+		rec, err := DecodeRecord(c.cfg.Keyspace, r.Key, r.Value)
+		if err != nil {
+			kind, _ := invalidLabels(err)
+			c.metrics.invalid.WithLabelValues(kind).Inc()
+			log.Warn("federation: skipping invalid record in snapshot file", logKey, r.Key, logError, err)
+			continue
+		}
+		rec.ModRevision = r.ModRevision
+		s.mu.Lock()
+		if !s.listed {
+			s.entries[r.Key] = &entry{rec: rec, value: r.Value}
+			s.fromDisk = true
+			loaded++
+		}
+		s.mu.Unlock()
+	}
+	if loaded == 0 {
+		return
+	}
+	for _, s := range c.sources {
+		// Staleness counts from when the file was saved.
+		s.lastHeard.CompareAndSwap(0, ds.SavedAt.UnixNano())
+		s.mu.Lock()
+		if !s.listed {
+			s.rev = ds.Revisions[s.name]
+		}
+		s.mu.Unlock()
+	}
+	log.Info("federation: loaded snapshot file", logRecords, loaded, logRevision, ds.Revision, "saved_at", ds.SavedAt)
+	c.publish()
+}

@@ -1,0 +1,272 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// errWatchStalled restarts a watch that heard nothing for too long.
+var errWatchStalled = errors.New("watch heard nothing for three progress intervals")
+
+// errWatchClosed restarts a watch whose channel closed without an error.
+var errWatchClosed = errors.New("watch channel closed")
+
+// entry is one valid record of a source, with the raw value it came from.
+type entry struct {
+	rec   Record
+	value []byte
+}
+
+// source is the cache's view of one etcd.
+type source struct {
+	idx  int
+	name string
+	cli  *clientv3.Client
+
+	mu       sync.Mutex
+	entries  map[string]*entry // valid records by key
+	invalid  map[string]int64  // key → mod revision already logged as invalid
+	rev      int64             // revision caught up with
+	listed   bool
+	fromDisk bool // entries were loaded from the snapshot file
+
+	lastHeard atomic.Int64 // Unix nanoseconds
+}
+
+func newSource(idx int, s Source) *source {
+	return &source{
+		idx:     idx,
+		name:    s.Name,
+		cli:     s.Client,
+		entries: map[string]*entry{},
+		invalid: map[string]int64{},
+	}
+}
+
+func (s *source) heard() { s.lastHeard.Store(time.Now().UnixNano()) }
+
+// runSource lists, then watches one source until ctx is cancelled,
+// reconnecting with jittered backoff and re-listing after compaction.
+func (c *Cache) runSource(ctx context.Context, s *source) {
+	bo := backoff{min: c.cfg.RetryMin, max: c.cfg.RetryMax}
+	log := c.cfg.Logger.With(logSource, s.name)
+	needList := true
+	for ctx.Err() == nil {
+		if needList {
+			if err := c.relist(ctx, s); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				d := bo.next()
+				log.Warn("federation: list failed", logError, err, logRetryIn, d)
+				sleepCtx(ctx.Done(), d)
+				continue
+			}
+			needList = false
+		}
+		progressed, err := c.watch(ctx, s)
+		if ctx.Err() != nil {
+			return
+		}
+		if progressed {
+			bo.reset()
+		}
+		c.metrics.watchRestarts.WithLabelValues(s.name).Inc()
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			log.Info("federation: watch compacted, listing again", logRevision, s.revision())
+			needList = true
+			continue
+		}
+		d := bo.next()
+		log.Warn("federation: watch failed, resuming", logError, err, logRevision, s.revision(), logRetryIn, d)
+		sleepCtx(ctx.Done(), d)
+	}
+}
+
+func (s *source) revision() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rev
+}
+
+// relist lists the keyspace at one revision, page by page, and diffs it
+// against what the source holds: unchanged records keep their entry (and
+// identity), changed ones are replaced, missing ones removed.
+func (c *Cache) relist(ctx context.Context, s *source) error {
+	c.metrics.relists.WithLabelValues(s.name).Inc()
+	kvs, rev, err := listAll(ctx, s.cli, c.cfg.Keyspace, c.cfg.PageSize)
+	if err != nil {
+		return err
+	}
+	s.heard()
+	s.mu.Lock()
+	next := make(map[string]*entry, len(kvs))
+	for _, kv := range kvs {
+		key := string(kv.Key)
+		if old, ok := s.entries[key]; ok && old.rec.ModRevision == kv.ModRevision && string(old.value) == string(kv.Value) {
+			next[key] = old
+			continue
+		}
+		if e := c.decode(s, kv); e != nil {
+			next[key] = e
+		} else if old, ok := s.entries[key]; ok {
+			next[key] = old // keep the last known good value
+		}
+	}
+	for key := range s.invalid {
+		if _, ok := next[key]; !ok {
+			delete(s.invalid, key)
+		}
+	}
+	s.entries = next
+	s.rev = rev
+	s.listed = true
+	s.fromDisk = false
+	s.mu.Unlock()
+	c.markDirty()
+	return nil
+}
+
+// listAll reads every key of the keyspace at one revision, page by page.
+func listAll(ctx context.Context, cli *clientv3.Client, ks Keyspace, pageSize int64) ([]*mvccpb.KeyValue, int64, error) {
+	prefix := ks.Root()
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	from := prefix
+	var rev int64
+	var kvs []*mvccpb.KeyValue
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := cli.Get(ctx, from, opts...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("federation: list %s at revision %d: %w", prefix, rev, err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		kvs = append(kvs, resp.Kvs...)
+		if !resp.More || len(resp.Kvs) == 0 {
+			return kvs, rev, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// watch follows the source from its revision until the watch fails. It
+// reports whether it received anything, and why it stopped.
+func (c *Cache) watch(ctx context.Context, s *source) (bool, error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	start := s.revision() + 1
+	wch := s.cli.Watch(wctx, c.cfg.Keyspace.Root(), clientv3.WithPrefix(), clientv3.WithRev(start))
+	var tick <-chan time.Time
+	if c.cfg.ProgressInterval > 0 {
+		t := time.NewTicker(c.cfg.ProgressInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	progressed := false
+	lastHeard := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return progressed, ctx.Err()
+		case <-tick:
+			if time.Since(lastHeard) > 3*c.cfg.ProgressInterval {
+				return progressed, errWatchStalled
+			}
+			// The answer arrives on the watch channel as a progress
+			// notification; an error here shows up as silence.
+			_ = s.cli.RequestProgress(wctx)
+		case resp, ok := <-wch:
+			if !ok {
+				return progressed, errWatchClosed
+			}
+			if resp.CompactRevision != 0 {
+				return progressed, fmt.Errorf("federation: watch from %d: %w", start, rpctypes.ErrCompacted)
+			}
+			if err := resp.Err(); err != nil {
+				return progressed, fmt.Errorf("federation: watch from %d: %w", start, err)
+			}
+			lastHeard = time.Now()
+			progressed = true
+			s.heard()
+			c.apply(s, resp)
+		}
+	}
+}
+
+// apply applies one watch response to the source.
+func (c *Cache) apply(s *source, resp clientv3.WatchResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if resp.IsProgressNotify() {
+		// Every event up to the header revision has been delivered.
+		s.rev = max(s.rev, resp.Header.Revision)
+		return
+	}
+	changed := false
+	for _, ev := range resp.Events {
+		key := string(ev.Kv.Key)
+		s.rev = max(s.rev, ev.Kv.ModRevision)
+		switch ev.Type {
+		case clientv3.EventTypeDelete:
+			if _, ok := s.entries[key]; ok {
+				delete(s.entries, key)
+				changed = true
+			}
+			delete(s.invalid, key)
+		case clientv3.EventTypePut:
+			if e := c.decode(s, ev.Kv); e != nil {
+				s.entries[key] = e
+				changed = true
+			}
+		}
+	}
+	if changed {
+		c.markDirty()
+	}
+}
+
+// decode decodes and validates one key-value, or counts and logs it (once
+// per key revision) and returns nil. The caller holds s.mu.
+func (c *Cache) decode(s *source, kv *mvccpb.KeyValue) *entry {
+	key := string(kv.Key)
+	rec, err := DecodeRecord(c.cfg.Keyspace, key, kv.Value)
+	if err == nil {
+		delete(s.invalid, key)
+		rec.ModRevision = kv.ModRevision
+		return &entry{rec: rec, value: kv.Value}
+	}
+	if s.invalid[key] == kv.ModRevision {
+		return nil
+	}
+	s.invalid[key] = kv.ModRevision
+	kind, reason := invalidLabels(err)
+	c.metrics.invalid.WithLabelValues(kind).Inc()
+	c.cfg.Logger.Warn("federation: skipping invalid record", logSource, s.name, logKey, key,
+		logKind, kind, logReason, reason, logRevision, kv.ModRevision, logError, err)
+	return nil
+}
+
+// invalidLabels returns the kind and reason of a decode error, for metrics.
+func invalidLabels(err error) (kind, reason string) {
+	var ire *InvalidRecordError
+	if errors.As(err, &ire) {
+		kind, reason = string(ire.Kind), ire.Reason
+	}
+	if kind == "" {
+		kind = "unknown"
+	}
+	return kind, reason
+}

@@ -1,0 +1,28 @@
+package federation
+
+import (
+	"context"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ListSnapshot reads the whole keyspace once, at one revision, into a
+// snapshot: for tools such as `strait status` that do not watch. Records
+// that fail to decode or validate are skipped and returned as invalid.
+func ListSnapshot(ctx context.Context, client *clientv3.Client, ks Keyspace) (snap *Snapshot, invalid []error, err error) {
+	kvs, rev, err := listAll(ctx, client, ks, 1000)
+	if err != nil {
+		return nil, nil, err
+	}
+	records := make([]Record, 0, len(kvs))
+	for _, kv := range kvs {
+		rec, err := DecodeRecord(ks, string(kv.Key), kv.Value)
+		if err != nil {
+			invalid = append(invalid, err)
+			continue
+		}
+		rec.ModRevision = kv.ModRevision
+		records = append(records, rec)
+	}
+	return NewSnapshot(rev, records), invalid, nil
+}
