@@ -108,7 +108,6 @@ func testGateway(cluster, id string) *straitv1.Gateway {
 		StartedAt: timestamppb.Now()}
 }
 
-
 // counterValue reads a counter (with labels) from a registry.
 func counterValue(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()

@@ -2,16 +2,102 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/strait-mesh/strait/federation"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 
 func newExportCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "export",
-		Short: "(not implemented yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("export: not implemented yet")
-		},
+	var (
+		namespace, cluster string
+		ports, consumers   []string
+	)
+	cmd := &cobra.Command{
+		Use:   "export <service>",
+		Short: "Export a service of a cluster to the other clusters",
+		Long: `Export a service of a cluster to the whole federation. Every cluster that
+exports the same namespace/service serves one global service (Kubernetes MCS
+semantics); when their port definitions conflict, the oldest export wins.
+Exporting again updates the export and keeps its creation time.`,
+		Example: `  strait export payments --namespace default --cluster west --port http:8080/TCP \
+    --consumers spiffe://east.example`,
+		Args: cobra.ExactArgs(1),
 	}
+	ef := addEtcdFlags(cmd)
+	fs := cmd.Flags()
+	fs.StringVarP(&namespace, "namespace", "n", "default", "namespace of the service")
+	fs.StringVar(&cluster, "cluster", "", "cluster that exports the service (required)")
+	fs.StringArrayVar(&ports, "port", nil, "port as name:port[/TCP|UDP] (repeatable, at least one)")
+	fs.StringSliceVar(&consumers, "consumers", nil,
+		"SPIFFE IDs or trust domains (spiffe://td) allowed to connect from other clusters")
+	_ = cmd.MarkFlagRequired("cluster")
+	_ = cmd.MarkFlagRequired("port")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		exp := &straitv1.Export{Cluster: cluster, Namespace: namespace, Service: args[0], Consumers: consumers}
+		for _, p := range ports {
+			sp, err := parsePortFlag(p)
+			if err != nil {
+				return err
+			}
+			exp.Ports = append(exp.Ports, sp)
+		}
+		ctx, cancel := ef.withTimeout(cmd.Context())
+		defer cancel()
+		cli, err := ef.client(ctx)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		stored, err := federation.NewStore(cli, ef.keyspace()).PutExport(ctx, exp)
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "exported %s.%s from cluster %s (ports %s)\n",
+			stored.GetService(), stored.GetNamespace(), stored.GetCluster(), formatPorts(stored.GetPorts()))
+		return nil
+	}
+	return cmd
+}
+
+// parsePortFlag parses name:port[/TCP|UDP].
+func parsePortFlag(s string) (*straitv1.ServicePort, error) {
+	name, rest, ok := strings.Cut(s, ":")
+	if !ok || name == "" {
+		return nil, fmt.Errorf("port %q: want name:port[/TCP|UDP]", s)
+	}
+	num, proto, _ := strings.Cut(rest, "/")
+	n, err := strconv.ParseUint(num, 10, 16)
+	if err != nil || n == 0 {
+		return nil, fmt.Errorf("port %q: %q is not 1-65535", s, num)
+	}
+	sp := &straitv1.ServicePort{Name: name, Port: uint32(n), Protocol: straitv1.Protocol_PROTOCOL_TCP}
+	switch strings.ToUpper(proto) {
+	case "", "TCP":
+	case "UDP":
+		sp.Protocol = straitv1.Protocol_PROTOCOL_UDP
+	default:
+		return nil, errors.New("port " + s + ": protocol must be TCP or UDP")
+	}
+	return sp, nil
+}
+
+// formatPorts renders ports as name:port/PROTO, comma-separated.
+func formatPorts(ports []*straitv1.ServicePort) string {
+	out := make([]string, len(ports))
+	for i, p := range ports {
+		out[i] = fmt.Sprintf("%s:%d/%s", p.GetName(), p.GetPort(), protocolName(p.GetProtocol()))
+	}
+	return strings.Join(out, ",")
+}
+
+func protocolName(p straitv1.Protocol) string {
+	if p == straitv1.Protocol_PROTOCOL_UDP {
+		return "UDP"
+	}
+	return "TCP"
 }

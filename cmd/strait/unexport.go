@@ -1,17 +1,38 @@
 package main
 
 import (
-	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/strait-mesh/strait/federation"
 )
 
 func newUnexportCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "unexport",
-		Short: "(not implemented yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("unexport: not implemented yet")
-		},
+	var namespace, cluster string
+	cmd := &cobra.Command{
+		Use:     "unexport <service>",
+		Short:   "Withdraw a cluster's export of a service",
+		Example: `  strait unexport payments --namespace default --cluster west`,
+		Args:    cobra.ExactArgs(1),
 	}
+	ef := addEtcdFlags(cmd)
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of the service")
+	cmd.Flags().StringVar(&cluster, "cluster", "", "cluster that exports the service (required)")
+	_ = cmd.MarkFlagRequired("cluster")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx, cancel := ef.withTimeout(cmd.Context())
+		defer cancel()
+		cli, err := ef.client(ctx)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		if err := federation.NewStore(cli, ef.keyspace()).DeleteExport(ctx, cluster, namespace, args[0]); err != nil {
+			return fmt.Errorf("unexport: %w", err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "unexported %s.%s from cluster %s\n", args[0], namespace, cluster)
+		return nil
+	}
+	return cmd
 }
