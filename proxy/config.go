@@ -1,0 +1,234 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/strait-mesh/strait/federation"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+// Defaults of Config and HealthCheck.
+const (
+	DefaultNamespace         = "default"
+	DefaultInboundListenAddr = "0.0.0.0:15006"
+	DefaultHealthInterval    = 5 * time.Second
+	DefaultHealthTimeout     = time.Second
+	DefaultDialTimeout       = 3 * time.Second
+	DefaultHandshakeTimeout  = 5 * time.Second
+	DefaultDrainTimeout      = 30 * time.Second
+)
+
+// Config configures a Proxy. Every zero value means the documented default.
+type Config struct {
+	// Cluster is the name of the cluster the proxy runs in. Required.
+	Cluster string
+	// Namespace of the workload. Zero means DefaultNamespace.
+	Namespace string
+	// Service is the service the workload serves. Empty makes a client-only
+	// proxy: no inbound listener, no health checks, no registration.
+	Service string
+	// ServiceAccount of the workload; its SVID is expected to be
+	// spiffe://<trust-domain>/ns/<Namespace>/sa/<ServiceAccount> (a mismatch
+	// is logged). Zero means Service.
+	ServiceAccount string
+	// ID identifies this endpoint within the service. Zero means the host
+	// name.
+	ID string
+	// Region and Zone of the workload, published in the Endpoint record.
+	Region, Zone string
+
+	// InboundListenAddr is where the inbound mTLS listener binds. Zero means
+	// DefaultInboundListenAddr; port 0 picks a free port.
+	InboundListenAddr string
+	// InboundAdvertiseAddr is the address published in the Endpoint record.
+	// Zero means the bound inbound address, with an unspecified host
+	// (0.0.0.0 or ::) replaced by 127.0.0.1: set it on real networks.
+	InboundAdvertiseAddr string
+	// AppAddr is the host:port of the application. Required with Service.
+	AppAddr string
+	// Ports are the service's ports, published in the Endpoint record. Zero
+	// means one TCP port named "tcp" with AppAddr's port.
+	Ports []*straitv1.ServicePort
+
+	// Upstreams are the explicit outbound listeners.
+	Upstreams []Upstream
+
+	// HealthCheck configures the active checks of the application.
+	HealthCheck HealthCheck
+
+	// DialTimeout bounds a TCP connect to a candidate or the application.
+	// Zero means DefaultDialTimeout.
+	DialTimeout time.Duration
+	// HandshakeTimeout bounds an inner TLS handshake. Zero means
+	// DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// DrainTimeout bounds how long Run waits for open connections after its
+	// context is cancelled. Zero means DefaultDrainTimeout.
+	DrainTimeout time.Duration
+
+	// SVIDs provides the workload's X.509 SVID. Required.
+	SVIDs x509svid.Source
+	// Bundles provides the trust bundles peers are verified against, one per
+	// trust domain. Required.
+	Bundles x509bundle.Source
+	// Snapshots provides the federation snapshot routing and policy read.
+	// Required.
+	Snapshots federation.SnapshotSource
+	// Registry receives the Endpoint record. Nil means no registration.
+	Registry federation.Registry
+	// Keyspace builds the Endpoint record's key. The zero value uses
+	// federation.DefaultPrefix.
+	Keyspace federation.Keyspace
+
+	// Logger receives the proxy's logs. Nil discards them.
+	Logger *slog.Logger
+	// Metrics registers the proxy's metrics. Nil means a private registry.
+	Metrics prometheus.Registerer
+}
+
+// HealthCheck configures the active health checks of the application.
+type HealthCheck struct {
+	// Interval between checks. Zero means DefaultHealthInterval.
+	Interval time.Duration
+	// Timeout of one check. Zero means DefaultHealthTimeout, or Interval if
+	// that is shorter.
+	Timeout time.Duration
+	// HTTPPath, when set, makes the check an HTTP GET of this path that must
+	// answer 2xx; otherwise a check is a TCP connect. Either way the
+	// connection starts with a PROXY v2 header with the LOCAL command.
+	HTTPPath string
+}
+
+// withDefaults returns cfg with every zero value replaced by its default.
+func (cfg Config) withDefaults() Config {
+	if cfg.Namespace == "" {
+		cfg.Namespace = DefaultNamespace
+	}
+	if cfg.ServiceAccount == "" {
+		cfg.ServiceAccount = cfg.Service
+	}
+	if cfg.ID == "" {
+		cfg.ID, _ = os.Hostname()
+	}
+	if cfg.InboundListenAddr == "" {
+		cfg.InboundListenAddr = DefaultInboundListenAddr
+	}
+	if len(cfg.Ports) == 0 && cfg.AppAddr != "" {
+		if _, p, err := net.SplitHostPort(cfg.AppAddr); err == nil {
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+				cfg.Ports = []*straitv1.ServicePort{{Name: "tcp", Port: uint32(n), Protocol: straitv1.Protocol_PROTOCOL_TCP}}
+			}
+		}
+	}
+	cfg.HealthCheck = cfg.HealthCheck.withDefaults()
+	cfg.DialTimeout = orDefault(cfg.DialTimeout, DefaultDialTimeout)
+	cfg.HandshakeTimeout = orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	cfg.DrainTimeout = orDefault(cfg.DrainTimeout, DefaultDrainTimeout)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	return cfg
+}
+
+func (h HealthCheck) withDefaults() HealthCheck {
+	h.Interval = orDefault(h.Interval, DefaultHealthInterval)
+	h.Timeout = orDefault(h.Timeout, min(DefaultHealthTimeout, h.Interval))
+	return h
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// validate reports every problem of a defaulted config at once.
+func (cfg Config) validate() error {
+	var errs *multierror.Error
+	add := func(format string, args ...any) { errs = multierror.Append(errs, fmt.Errorf(format, args...)) }
+	if err := federation.ValidateLabel(cfg.Cluster); err != nil {
+		add("cluster: %w", err)
+	}
+	if err := federation.ValidateLabel(cfg.Namespace); err != nil {
+		add("namespace: %w", err)
+	}
+	if cfg.Service != "" {
+		errs = multierror.Append(errs, cfg.validateServer()...)
+	}
+	names := map[string]bool{}
+	for i, u := range cfg.Upstreams {
+		if err := u.validate(); err != nil {
+			add("upstream %d (%s): %w", i, u.Name(), err)
+		}
+		if names[u.Name()] {
+			add("upstream %d: %s is listed twice", i, u.Name())
+		}
+		names[u.Name()] = true
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"dial timeout", cfg.DialTimeout}, {"handshake timeout", cfg.HandshakeTimeout}, {"drain timeout", cfg.DrainTimeout},
+		{"health check interval", cfg.HealthCheck.Interval}, {"health check timeout", cfg.HealthCheck.Timeout}} {
+		if d.d < 0 {
+			add("%s %v is negative", d.name, d.d)
+		}
+	}
+	if cfg.SVIDs == nil {
+		add("an SVID source is required")
+	}
+	if cfg.Bundles == nil {
+		add("a bundle source is required")
+	}
+	if cfg.Snapshots == nil {
+		add("a snapshot source is required")
+	}
+	if cfg.Service == "" && len(cfg.Upstreams) == 0 {
+		add("nothing to do: no service and no upstream")
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return wrapf("invalid config: %w", err)
+	}
+	return nil
+}
+
+// validateServer checks the fields a proxy with a service needs.
+func (cfg Config) validateServer() []error {
+	var errs []error
+	if err := federation.ValidateLabel(cfg.Service); err != nil {
+		errs = append(errs, fmt.Errorf("service: %w", err))
+	}
+	if cfg.ID == "" {
+		errs = append(errs, errors.New("id is required (the host name is unknown)"))
+	}
+	if _, _, err := net.SplitHostPort(cfg.AppAddr); err != nil {
+		errs = append(errs, fmt.Errorf("app address %q: %w", cfg.AppAddr, err))
+	}
+	if _, _, err := net.SplitHostPort(cfg.InboundListenAddr); err != nil {
+		errs = append(errs, fmt.Errorf("inbound listen address %q: %w", cfg.InboundListenAddr, err))
+	}
+	if a := cfg.InboundAdvertiseAddr; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("inbound advertise address %q: %w", a, err))
+		}
+	}
+	if len(cfg.Ports) == 0 {
+		errs = append(errs, errors.New("ports: at least one port is required"))
+	}
+	return errs
+}

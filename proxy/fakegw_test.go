@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+// fakeGateway stands in for a cluster's egress gateway over plain TCP: it
+// either forwards each connection to a fixed address (as the real gateway
+// does through its QUIC tunnel, without terminating the inner TLS) or
+// refuses it with the refusal alert.
+type fakeGateway struct {
+	ln       net.Listener
+	accepted atomic.Int64
+}
+
+// Addr is the gateway's egress address.
+func (g *fakeGateway) Addr() string { return g.ln.Addr().String() }
+
+// passthroughGateway forwards every connection to target.
+func passthroughGateway(t *testing.T, target func() string) *fakeGateway {
+	g := &fakeGateway{ln: listen(t)}
+	go g.serve(func(c net.Conn) {
+		defer c.Close()
+		up, err := net.Dial("tcp", target())
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(up, c)
+			_ = up.(*net.TCPConn).CloseWrite()
+			close(done)
+		}()
+		_, _ = io.Copy(c, up)
+		_ = c.(*net.TCPConn).CloseWrite()
+		<-done
+	})
+	return g
+}
+
+// refusingGateway answers every connection with the refusal of code, after
+// reading the start of the ClientHello as the real gateway does.
+func refusingGateway(t *testing.T, code straitv1.StreamCode) *fakeGateway {
+	g := &fakeGateway{ln: listen(t)}
+	go g.serve(func(c net.Conn) {
+		defer c.Close()
+		_, _ = c.Read(make([]byte, 512))
+		_, _ = c.Write(RefusalRecord(code))
+	})
+	return g
+}
+
+func (g *fakeGateway) serve(handle func(net.Conn)) {
+	for {
+		c, err := g.ln.Accept()
+		if err != nil {
+			return
+		}
+		g.accepted.Add(1)
+		go handle(c)
+	}
+}

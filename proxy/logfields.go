@@ -1,0 +1,47 @@
+package proxy
+
+// Keys of the structured log fields, stable across releases.
+const (
+	logDirection = "direction"
+	logPeerID    = "peer_id"
+	logRemote    = "remote_addr"
+	logUpstream  = "upstream"
+	logSNI       = "sni"
+	logAddr      = "addr"
+	logPath      = "path"
+	logCode      = "code"
+	logErr       = "err"
+	logBytesIn   = "bytes_in"
+	logBytesOut  = "bytes_out"
+	logDuration  = "duration"
+	logReady     = "ready"
+	logKey       = "key"
+	logAttempt   = "attempt"
+	logUpErr     = "up_err"
+	logDownErr   = "down_err"
+	logWant      = "want"
+)
+
+// Values of the direction label and log field.
+const (
+	dirInbound  = "inbound"
+	dirOutbound = "outbound"
+)
+
+// Values of the path label: how an outbound connection reached its
+// destination.
+const (
+	pathLocal   = "local"
+	pathGateway = "gateway"
+)
+
+// Values of the result label of connections_total.
+const (
+	resultOK           = "ok"
+	resultUnauthorized = "unauthorized"
+	resultHandshake    = "handshake_error"
+	resultAppError     = "app_unreachable"
+	resultRefused      = "refused"
+	resultNoRoute      = "unreachable"
+	resultMisrouted    = "misrouted"
+)

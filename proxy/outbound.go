@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+// serveOutbound connects one application connection to its upstream and
+// relays.
+func (p *Proxy) serveOutbound(ctx context.Context, up Upstream, app net.Conn) {
+	m := p.metrics
+	m.active.WithLabelValues(dirOutbound).Inc()
+	defer m.active.WithLabelValues(dirOutbound).Dec()
+	log := p.log.With(logDirection, dirOutbound, logUpstream, up.Name(), logRemote, app.RemoteAddr().String())
+
+	start := time.Now()
+	conn, cand, err := p.connect(ctx, up, log)
+	if err != nil {
+		_ = app.Close()
+		p.countFailure(log, err)
+		return
+	}
+	defer cand.release()
+	m.connectSeconds.WithLabelValues(cand.path).Observe(time.Since(start).Seconds())
+	log = log.With(logAddr, cand.addr, logPath, cand.path)
+	res := p.relay(app, conn)
+	var refusal *RouteError
+	if re, ok := destinationRefusal(res.DownErr, cand.addr); ok && res.Down == 0 {
+		refusal = re
+	}
+	p.finish(log, dirOutbound, res, start, refusal)
+}
+
+// connected is a candidate the connection went to.
+type connected struct {
+	candidate
+	release func()
+}
+
+// connect tries the candidates in order until one completes the inner
+// handshake. An attempt that fails is retried on the next candidate unless
+// it was refused for good (NOT_EXPORTED, UNAUTHORIZED).
+func (p *Proxy) connect(ctx context.Context, up Upstream, log *slog.Logger) (*tls.Conn, connected, error) {
+	own, err := p.trustDomain()
+	if err != nil {
+		return nil, connected{}, err
+	}
+	cands := p.candidates(p.cfg.Snapshots.Snapshot(), up, own)
+	if len(cands) == 0 {
+		return nil, connected{}, &RouteError{Code: straitv1.StreamCode_STREAM_CODE_NO_ENDPOINT, Err: ErrNoCandidate}
+	}
+	var errs []error
+	for i, c := range cands {
+		release := p.load.acquire(c.addr)
+		conn, err := p.attempt(ctx, c)
+		if err == nil {
+			p.metrics.attempts.WithLabelValues(c.path, resultOK).Inc()
+			return conn, connected{candidate: c, release: release}, nil
+		}
+		release()
+		p.metrics.attempts.WithLabelValues(c.path, "error").Inc()
+		var re *RouteError
+		if errors.As(err, &re) {
+			p.metrics.refusals.WithLabelValues(re.Code.String()).Inc()
+		}
+		log.Debug("attempt failed", logAttempt, i+1, logAddr, c.addr, logPath, c.path, logErr, err)
+		errs = append(errs, err)
+		if !retryable(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, connected{}, lastError(errs)
+}
+
+// lastError returns the decisive error of failed attempts: the last
+// refusal if there was one (it names a code), else the last error.
+func lastError(errs []error) error {
+	for i := len(errs) - 1; i >= 0; i-- {
+		var re *RouteError
+		if errors.As(errs[i], &re) {
+			return errs[i]
+		}
+	}
+	return wrapf("all %d candidates failed: %w", len(errs), errors.Join(errs...))
+}
+
+// attempt dials one candidate and completes the inner handshake, detecting
+// a gateway's refusal in place of the ServerHello.
+func (p *Proxy) attempt(ctx context.Context, c candidate) (*tls.Conn, error) {
+	raw, err := p.dialer.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := tlsconfig.MTLSClientConfig(p.cfg.SVIDs, p.cfg.Bundles, tlsconfig.AdaptMatcher(c.allowed))
+	cfg.MinVersion = tlsMinVersion
+	cfg.ServerName = c.sni
+	conn := tls.Client(&refusalConn{Conn: raw}, cfg)
+	if err := p.handshake(ctx, conn); err != nil {
+		_ = raw.Close()
+		var re *RouteError
+		if errors.As(err, &re) {
+			return nil, re
+		}
+		if re, ok := destinationRefusal(err, c.addr); ok {
+			return nil, re
+		}
+		return nil, wrapf("handshake with %s: %w", c.addr, err)
+	}
+	return conn, nil
+}
+
+// countFailure logs and counts an outbound connection that never reached
+// its destination.
+func (p *Proxy) countFailure(log *slog.Logger, err error) {
+	var re *RouteError
+	if errors.As(err, &re) {
+		p.metrics.connections.WithLabelValues(dirOutbound, resultRefused).Inc()
+		if errors.Is(err, ErrNoCandidate) {
+			p.metrics.refusals.WithLabelValues(re.Code.String()).Inc()
+		}
+		log.Warn("connection refused", logCode, re.Code.String(), logErr, err)
+		return
+	}
+	p.metrics.connections.WithLabelValues(dirOutbound, resultNoRoute).Inc()
+	log.Warn("no candidate reachable", logErr, err)
+}
+
+// finish logs and counts a relayed connection. refusal is set when the
+// destination refused the caller after the handshake (TLS 1.3 clients learn
+// of a rejected certificate only then).
+func (p *Proxy) finish(log *slog.Logger, dir string, res relayResult, start time.Time, refusal *RouteError) {
+	p.metrics.bytes.WithLabelValues(dir).Add(float64(res.Up + res.Down))
+	if refusal != nil {
+		p.metrics.connections.WithLabelValues(dir, resultRefused).Inc()
+		p.metrics.refusals.WithLabelValues(refusal.Code.String()).Inc()
+		log.Warn("connection refused", logCode, refusal.Code.String(), logErr, refusal)
+		return
+	}
+	p.metrics.connections.WithLabelValues(dir, resultOK).Inc()
+	log.Debug("connection closed", logBytesOut, res.Up, logBytesIn, res.Down, logDuration, time.Since(start),
+		logUpErr, res.UpErr, logDownErr, res.DownErr)
+}

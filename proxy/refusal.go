@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"reflect"
+
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+// The gateway refusal contract: instead of a ServerHello, an egress gateway
+// that cannot route a connection writes one plaintext TLS alert record
+//
+//	15 03 03 00 02 02 <224+StreamCode>
+//
+// and closes. 224-255 is the private-use range of the TLS alert registry.
+const (
+	recordTypeAlert  = 0x15
+	recordHeaderLen  = 5
+	alertLen         = 2
+	alertLevelFatal  = 2
+	refusalAlertBase = 224
+)
+
+// ParseRefusal decodes a gateway refusal record. ok is false when b is not
+// exactly one. Codes beyond the known set read as INTERNAL, as the tunnel
+// protocol requires.
+func ParseRefusal(b []byte) (code straitv1.StreamCode, ok bool) {
+	if len(b) != recordHeaderLen+alertLen || !isAlertHeader(b) || b[5] != alertLevelFatal || b[6] < refusalAlertBase {
+		return 0, false
+	}
+	code = straitv1.StreamCode(b[6] - refusalAlertBase)
+	if _, known := straitv1.StreamCode_name[int32(code)]; !known || code == straitv1.StreamCode_STREAM_CODE_UNSPECIFIED {
+		code = straitv1.StreamCode_STREAM_CODE_INTERNAL
+	}
+	return code, true
+}
+
+// RefusalRecord is the record a gateway writes to refuse with code.
+func RefusalRecord(code straitv1.StreamCode) []byte {
+	return []byte{recordTypeAlert, 0x03, 0x03, 0x00, alertLen, alertLevelFatal, byte(refusalAlertBase + code)}
+}
+
+// isAlertHeader reports whether b starts with the header of a TLS 1.x alert
+// record of two bytes.
+func isAlertHeader(b []byte) bool {
+	return b[0] == recordTypeAlert && b[1] == 0x03 && b[3] == 0x00 && b[4] == alertLen
+}
+
+// refusalConn watches the first record the server sends: if it is a gateway
+// refusal, Read fails with a *RouteError; otherwise bytes pass through
+// unchanged. It sits between the TCP connection and tls.Client.
+type refusalConn struct {
+	net.Conn
+	sniffed bool
+	pending []byte
+}
+
+func (c *refusalConn) Read(p []byte) (int, error) {
+	if !c.sniffed {
+		c.sniffed = true
+		if err := c.sniff(); err != nil {
+			return 0, err
+		}
+	}
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// sniff reads the first record header, and the alert body when it is one.
+func (c *refusalConn) sniff() error {
+	buf := make([]byte, recordHeaderLen+alertLen)
+	if _, err := io.ReadFull(c.Conn, buf[:recordHeaderLen]); err != nil {
+		return err
+	}
+	if !isAlertHeader(buf) {
+		c.pending = buf[:recordHeaderLen]
+		return nil
+	}
+	// A short body is passed on: the next Read reports the error.
+	n, _ := io.ReadFull(c.Conn, buf[recordHeaderLen:])
+	if code, ok := ParseRefusal(buf); ok {
+		return &RouteError{Code: code, Addr: c.RemoteAddr().String()}
+	}
+	c.pending = buf[:recordHeaderLen+n]
+	return nil
+}
+
+// alertFromPeer returns the TLS alert the peer sent, if err is one. The
+// crypto/tls package reports remote alerts as a *net.OpError with Op
+// "remote error" whose Err is an unexported uint8 type.
+func alertFromPeer(err error) (uint8, bool) {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err == nil {
+		return 0, false
+	}
+	v := reflect.ValueOf(oe.Err)
+	if v.Kind() != reflect.Uint8 {
+		return 0, false
+	}
+	return uint8(v.Uint()), true
+}
+
+// destinationRefusal maps a TLS alert from the destination proxy to a
+// RouteError: certificate and access alerts mean the caller is not allowed.
+func destinationRefusal(err error, addr string) (*RouteError, bool) {
+	a, ok := alertFromPeer(err)
+	if !ok || a == 0 { // 0 is close_notify
+		return nil, false
+	}
+	code := straitv1.StreamCode_STREAM_CODE_INTERNAL
+	switch a {
+	case 42, 43, 44, 45, 46, 48, 49, 116: // bad, unsupported, revoked, expired, unknown certificate; unknown CA; access denied; certificate required
+		code = straitv1.StreamCode_STREAM_CODE_UNAUTHORIZED
+	}
+	return &RouteError{Code: code, Addr: addr, Err: err}, true
+}
