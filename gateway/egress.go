@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/strait-mesh/strait/federation"
+	"github.com/strait-mesh/strait/gateway/relay"
+	"github.com/strait-mesh/strait/gateway/sni"
+	"github.com/strait-mesh/strait/gateway/tunnel"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+// acceptEgress accepts the cluster's proxies' connections until the egress
+// listener closes. ctx is the run context.
+func (g *Gateway) acceptEgress(ctx context.Context) error {
+	for {
+		c, err := g.egressLn.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			g.log.Warn("gateway: egress accept", logErr, err)
+			continue
+		}
+		g.wg.Go(func() { g.handleEgress(ctx, c) })
+	}
+}
+
+// handleEgress routes one proxy connection by the SNI of its ClientHello.
+func (g *Gateway) handleEgress(ctx context.Context, c *net.TCPConn) {
+	start := time.Now()
+	g.active.add()
+	defer g.active.done()
+	live := g.live.Load()
+	name, hello, err := sni.Peek(c, live.header)
+	if err != nil {
+		g.refuse(c, straitv1.StreamCode_STREAM_CODE_BAD_REQUEST, "", err)
+		return
+	}
+	sn, err := federation.ParseServiceName(name)
+	if err != nil {
+		g.refuse(c, straitv1.StreamCode_STREAM_CODE_BAD_REQUEST, name, err)
+		return
+	}
+	cands, code := g.candidates(g.cfg.Snapshots.Snapshot(), sn)
+	for i, cand := range cands {
+		st, acode, err := g.attempt(ctx, cand, sn, name, hello)
+		g.m.streams.WithLabelValues(dirEgress, cand.cluster, resultLabel(acode, err)).Inc()
+		if err == nil && acode == straitv1.StreamCode_STREAM_CODE_ACCEPTED {
+			g.m.setup.WithLabelValues(dirEgress).Observe(time.Since(start).Seconds())
+			g.relayEgress(c, st, cand.peer)
+			return
+		}
+		code = acode
+		g.log.Debug("gateway: egress attempt failed", logServerName, name, logPeerCluster, cand.cluster, logPeer, cand.rec.GetId(), logAttempt, i, logCode, tunnel.CodeName(acode), logErr, err)
+	}
+	g.refuse(c, code, name, nil)
+}
+
+func resultLabel(code straitv1.StreamCode, err error) string {
+	if err != nil && code == straitv1.StreamCode_STREAM_CODE_INTERNAL {
+		var re *tunnel.RefusedError
+		if !errors.As(err, &re) {
+			return resultFailed
+		}
+	}
+	return tunnel.CodeName(code)
+}
+
+// refuse answers a proxy with the refusal alert and closes its connection.
+func (g *Gateway) refuse(c *net.TCPConn, code straitv1.StreamCode, name string, err error) {
+	g.m.refusals.WithLabelValues(tunnel.CodeName(code)).Inc()
+	g.log.Debug("gateway: egress refused", logServerName, name, logCode, tunnel.CodeName(code), logErr, err)
+	_ = c.SetWriteDeadline(time.Now().Add(refusalLinger))
+	_ = tunnel.WriteRefusal(c, code)
+	lingerClose(c)
+}
+
+// Bounds of lingerClose.
+const (
+	refusalLinger  = time.Second
+	refusalDiscard = 256 << 10
+)
+
+// lingerClose half-closes c and discards what the proxy still sends for a
+// moment before closing: closing a socket with unread data sends RST, which
+// could destroy the refusal before the proxy reads it.
+func lingerClose(c *net.TCPConn) {
+	_ = c.CloseWrite()
+	_ = c.SetReadDeadline(time.Now().Add(refusalLinger))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, refusalDiscard))
+	_ = c.Close()
+}
+
+// relayEgress relays an accepted stream and counts it.
+func (g *Gateway) relayEgress(c *net.TCPConn, st *quic.Stream, pr *peer) {
+	defer pr.streams.Add(-1)
+	act := g.m.active.WithLabelValues(dirEgress)
+	act.Inc()
+	defer act.Dec()
+	g.relay.Pipe(relay.TCP(c), relay.Stream(st, StreamErrReset), relay.Counters{AToB: g.m.bytesSent, BToA: g.m.bytesReceived})
+}
+
+// attempt opens a stream to cand and sends the header with the buffered
+// ClientHello. It returns the stream once the remote gateway accepted it and
+// the destination's first byte arrived; otherwise the stream is canceled and
+// the code says why (INTERNAL with an error for transport failures).
+func (g *Gateway) attempt(ctx context.Context, cand candidate, sn federation.ServiceName, name string, hello []byte) (*quic.Stream, straitv1.StreamCode, error) {
+	internal := straitv1.StreamCode_STREAM_CODE_INTERNAL
+	conn, err := g.pool.conn(ctx, cand.peer)
+	if err != nil {
+		return nil, internal, err
+	}
+	cand.peer.streams.Add(1)
+	st, code, err := g.openStream(ctx, conn, sn, name, hello)
+	if err != nil || code != straitv1.StreamCode_STREAM_CODE_ACCEPTED {
+		cand.peer.streams.Add(-1)
+		if err != nil {
+			g.pool.noteStreamFailure(cand.peer, conn)
+		}
+		return nil, code, err
+	}
+	return st, code, nil
+}
+
+func (g *Gateway) openStream(ctx context.Context, conn *quic.Conn, sn federation.ServiceName, name string, hello []byte) (*quic.Stream, straitv1.StreamCode, error) {
+	internal := straitv1.StreamCode_STREAM_CODE_INTERNAL
+	live := g.live.Load()
+	octx, cancel := context.WithTimeout(ctx, live.dial)
+	st, err := conn.OpenStreamSync(octx)
+	cancel()
+	if err != nil {
+		return nil, internal, err
+	}
+	buf, err := tunnel.AppendHeader(make([]byte, 0, 256+len(hello)), g.header(sn, name))
+	if err != nil {
+		st.CancelWrite(StreamErrAbandoned)
+		st.CancelRead(StreamErrAbandoned)
+		return nil, internal, err
+	}
+	buf = append(buf, hello...)
+	deadline := time.Now().Add(live.dial + live.header)
+	_ = st.SetDeadline(deadline)
+	code, err := exchange(st, buf)
+	if err != nil || code != straitv1.StreamCode_STREAM_CODE_ACCEPTED {
+		st.CancelWrite(StreamErrAbandoned)
+		st.CancelRead(StreamErrAbandoned)
+		return nil, code, err
+	}
+	_ = st.SetDeadline(time.Time{})
+	return st, code, nil
+}
+
+// exchange writes the header and ClientHello, reads the reply and waits for
+// the destination's first byte, all under the stream's deadline.
+func exchange(st *quic.Stream, buf []byte) (straitv1.StreamCode, error) {
+	internal := straitv1.StreamCode_STREAM_CODE_INTERNAL
+	if _, err := st.Write(buf); err != nil {
+		return internal, err
+	}
+	rep, err := tunnel.ReadReply(st, 0)
+	if err != nil {
+		return internal, err
+	}
+	if err := tunnel.Err(rep); err != nil {
+		return rep.GetCode(), err
+	}
+	var first [1]byte
+	if _, err := st.Peek(first[:]); err != nil {
+		return internal, err
+	}
+	return straitv1.StreamCode_STREAM_CODE_ACCEPTED, nil
+}
+
+func (g *Gateway) header(sn federation.ServiceName, name string) *straitv1.StreamHeader {
+	return &straitv1.StreamHeader{
+		Service:       sn.Service.Name,
+		Namespace:     sn.Service.Namespace,
+		Port:          uint32(sn.Port),
+		SourceCluster: g.cfg.Cluster,
+		TargetCluster: sn.Cluster,
+		ServerName:    name,
+	}
+}

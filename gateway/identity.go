@@ -1,0 +1,90 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"strings"
+
+	"github.com/quic-go/quic-go"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/strait-mesh/strait/federation"
+	"github.com/strait-mesh/strait/gateway/tunnel"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+// gatewayPathPrefix starts the path of every gateway SPIFFE ID:
+// spiffe://<td>/strait/gateway/<cluster>.
+const gatewayPathPrefix = "/strait/gateway/"
+
+// gatewayCluster returns the cluster named by a gateway SPIFFE ID.
+func gatewayCluster(id spiffeid.ID) (string, error) {
+	cluster, ok := strings.CutPrefix(id.Path(), gatewayPathPrefix)
+	if !ok {
+		return "", fmt.Errorf("gateway: %s is not a gateway ID", id)
+	}
+	if err := federation.ValidateLabel(cluster); err != nil {
+		return "", fmt.Errorf("gateway: %s is not a gateway ID: %w", id, err)
+	}
+	return cluster, nil
+}
+
+// authorizeAnyGateway accepts the SVID of any cluster's gateway; go-spiffe
+// has verified it against the bundle of the SVID's own trust domain.
+func authorizeAnyGateway() tlsconfig.Authorizer {
+	return func(id spiffeid.ID, _ [][]*x509.Certificate) error {
+		_, err := gatewayCluster(id)
+		return err
+	}
+}
+
+// serverTLS is the ingress's TLS configuration: TLS 1.3, mutual
+// authentication with gateway SVIDs, no session tickets (so no resumption
+// across bundle changes and no 0-RTT).
+func (g *Gateway) serverTLS() *tls.Config {
+	c := tlsconfig.MTLSServerConfig(g.cfg.SVIDs, g.cfg.Bundles, authorizeAnyGateway())
+	c.MinVersion = tls.VersionTLS13
+	c.NextProtos = []string{tunnel.ALPN}
+	c.SessionTicketsDisabled = true
+	return c
+}
+
+// clientTLS is the configuration to dial a remote gateway that must present
+// peer.
+func (g *Gateway) clientTLS(peer spiffeid.ID) *tls.Config {
+	c := tlsconfig.MTLSClientConfig(g.cfg.SVIDs, g.cfg.Bundles, tlsconfig.AuthorizeID(peer))
+	c.MinVersion = tls.VersionTLS13
+	c.NextProtos = []string{tunnel.ALPN}
+	return c
+}
+
+// peerID returns the SPIFFE ID of the peer of an established connection.
+func peerID(conn *quic.Conn) (spiffeid.ID, error) {
+	certs := conn.ConnectionState().TLS.PeerCertificates
+	if len(certs) == 0 {
+		return spiffeid.ID{}, fmt.Errorf("gateway: peer presented no certificate")
+	}
+	id, err := x509svid.IDFromCert(certs[0])
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("gateway: peer identity: %w", err)
+	}
+	return id, nil
+}
+
+// recordPeerID returns the identity a remote gateway must present: its
+// record's spiffe_id, which must be the gateway ID of the record's cluster
+// in the record's trust domain.
+func recordPeerID(gw *straitv1.Gateway) (spiffeid.ID, error) {
+	id, err := spiffeid.FromString(gw.GetSpiffeId())
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("%w %s/%s: %w", ErrBadPeerRecord, gw.GetCluster(), gw.GetId(), err)
+	}
+	cluster, err := gatewayCluster(id)
+	if err != nil || cluster != gw.GetCluster() || id.TrustDomain().Name() != gw.GetTrustDomain() {
+		return spiffeid.ID{}, fmt.Errorf("%w %s/%s: spiffe_id %s does not match cluster and trust domain", ErrBadPeerRecord, gw.GetCluster(), gw.GetId(), id)
+	}
+	return id, nil
+}

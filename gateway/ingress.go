@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+
+	"github.com/quic-go/quic-go"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// remote is the authenticated identity of an ingress connection's peer.
+type remote struct {
+	id      spiffeid.ID
+	cluster string
+}
+
+// acceptIngress accepts QUIC connections from remote gateways until the
+// listener closes. ctx is the run context.
+func (g *Gateway) acceptIngress(ctx context.Context) error {
+	for {
+		conn, err := g.listener.Accept(ctx)
+		if err != nil {
+			if errors.Is(err, quic.ErrServerClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		markAccepted(conn)
+		g.wg.Go(func() { g.serveConn(ctx, conn) })
+	}
+}
+
+// serveConn accepts the streams of one connection until it closes.
+func (g *Gateway) serveConn(ctx context.Context, conn *quic.Conn) {
+	id, err := peerID(conn)
+	var cluster string
+	if err == nil {
+		cluster, err = gatewayCluster(id)
+	}
+	if err != nil {
+		g.log.Warn("gateway: rejecting ingress connection", logPeerAddr, conn.RemoteAddr().String(), logErr, err)
+		_ = conn.CloseWithError(ConnErrUnauthorized, "not a gateway")
+		return
+	}
+	if !g.trackConn(conn) {
+		_ = conn.CloseWithError(ConnErrDraining, "gateway stopping")
+		return
+	}
+	defer g.untrackConn(conn)
+	peer := remote{id: id, cluster: cluster}
+	g.log.Debug("gateway: ingress connection", logPeer, id.String(), logPeerAddr, conn.RemoteAddr().String())
+	for {
+		st, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		g.wg.Go(func() { g.handleIngress(ctx, peer, st) })
+	}
+}
+
+// trackConn registers an ingress connection so that shutdown can close it;
+// it returns false once the run context has ended.
+func (g *Gateway) trackConn(conn *quic.Conn) bool {
+	g.connsMu.Lock()
+	defer g.connsMu.Unlock()
+	if g.conns == nil {
+		return false
+	}
+	g.conns[conn] = struct{}{}
+	return true
+}
+
+func (g *Gateway) untrackConn(conn *quic.Conn) {
+	g.connsMu.Lock()
+	defer g.connsMu.Unlock()
+	delete(g.conns, conn)
+}

@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+// liveConfig holds the values the gateway reads from the federation's
+// GatewayConfig, falling back to Config where a field is zero. It is
+// immutable and swapped whole on every snapshot change.
+type liveConfig struct {
+	drain, idle, keepAlive, header, dial time.Duration
+	maxStreams                           int64
+}
+
+func (g *Gateway) computeLive(gc *straitv1.GatewayConfig) *liveConfig {
+	return &liveConfig{
+		drain:      dur(gc.GetDrainTimeout(), g.cfg.DrainTimeout),
+		idle:       dur(gc.GetIdleTimeout(), g.cfg.IdleTimeout),
+		keepAlive:  dur(gc.GetKeepAlivePeriod(), g.cfg.KeepAlivePeriod),
+		header:     dur(gc.GetHeaderTimeout(), g.cfg.HeaderTimeout),
+		dial:       dur(gc.GetDialTimeout(), g.cfg.DialTimeout),
+		maxStreams: int64(or(gc.GetMaxIncomingStreams(), g.cfg.MaxIncomingStreams)),
+	}
+}
+
+func dur(d *durationpb.Duration, def time.Duration) time.Duration {
+	if v := d.AsDuration(); d != nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// refreshLive recomputes the live configuration from the newest snapshot.
+func (g *Gateway) refreshLive() {
+	g.live.Store(g.computeLive(g.cfg.Snapshots.Snapshot().Config(g.cfg.Cluster)))
+}
+
+// quicConfig is the QUIC configuration of new connections, server side
+// (ingress) or client side (pool). Neither side accepts unidirectional
+// streams; the client accepts no streams at all.
+func (l *liveConfig) quicConfig(server bool, handshake time.Duration) *quic.Config {
+	c := &quic.Config{
+		HandshakeIdleTimeout:  handshake,
+		MaxIdleTimeout:        l.idle,
+		KeepAlivePeriod:       l.keepAlive,
+		MaxIncomingStreams:    l.maxStreams,
+		MaxIncomingUniStreams: -1,
+		Allow0RTT:             false,
+	}
+	if !server {
+		c.MaxIncomingStreams = -1
+	}
+	return c
+}

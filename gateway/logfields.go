@@ -1,0 +1,21 @@
+package gateway
+
+// Log field keys. They are stable: dashboards and alerts match on them.
+const (
+	logCluster     = "cluster"
+	logGatewayID   = "gateway_id"
+	logPeer        = "peer"
+	logPeerCluster = "peer_cluster"
+	logPeerAddr    = "peer_addr"
+	logServerName  = "server_name"
+	logService     = "service"
+	logCode        = "code"
+	logEndpoint    = "endpoint"
+	logAddr        = "addr"
+	logErr         = "err"
+	logWant        = "want_bytes"
+	logRcvBuf      = "receive_buffer_bytes"
+	logSndBuf      = "send_buffer_bytes"
+	logStreams     = "active_streams"
+	logAttempt     = "attempt"
+)

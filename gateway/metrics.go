@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Label values of the direction label.
+const (
+	dirIngress = "ingress"
+	dirEgress  = "egress"
+	// dirSent and dirReceived label bytes_total: bytes written into and
+	// read from QUIC streams.
+	dirSent     = "sent"
+	dirReceived = "received"
+	// resultFailed labels streams that failed without a reply code.
+	resultFailed = "failed"
+)
+
+// metrics are the gateway's Prometheus series, all named strait_gateway_*.
+// Every series also carries the constant labels cluster and gateway_id, so
+// that several gateways can share one registry.
+type metrics struct {
+	streams        *prometheus.CounterVec   // direction, peer_cluster, result
+	active         *prometheus.GaugeVec     // direction
+	bytes          *prometheus.CounterVec   // direction
+	setup          *prometheus.HistogramVec // direction
+	peerRTT        *prometheus.GaugeVec     // peer_cluster, peer
+	peerUp         *prometheus.GaugeVec     // peer_cluster, peer
+	refusals       *prometheus.CounterVec   // code
+	handshakeFails prometheus.Counter
+	draining       prometheus.Gauge
+	bytesSent      prometheus.Counter
+	bytesReceived  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		streams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_streams_total",
+			Help: "Tunnel streams by direction, peer cluster and result (a StreamCode name or failed).",
+		}, []string{"direction", "peer_cluster", "result"}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strait_gateway_active_streams",
+			Help: "Tunnel streams being relayed, by direction.",
+		}, []string{"direction"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_bytes_total",
+			Help: "Bytes relayed, by direction: sent into or received from QUIC streams.",
+		}, []string{"direction"}),
+		setup: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "strait_gateway_stream_setup_seconds",
+			Help:    "Time from a connection or stream arriving to the start of its relay.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"direction"}),
+		peerRTT: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strait_gateway_peer_rtt_seconds",
+			Help: "Smoothed RTT of the QUIC connection to a remote gateway.",
+		}, []string{"peer_cluster", "peer"}),
+		peerUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strait_gateway_peer_up",
+			Help: "1 while the QUIC connection to a remote gateway is established.",
+		}, []string{"peer_cluster", "peer"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_egress_refusals_total",
+			Help: "Proxy connections the egress refused with a TLS alert, by code.",
+		}, []string{"code"}),
+		handshakeFails: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strait_gateway_ingress_handshake_failures_total",
+			Help: "QUIC connection attempts to the ingress that failed or were rejected.",
+		}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strait_gateway_draining",
+			Help: "1 while the gateway drains.",
+		}),
+	}
+	m.bytesSent = m.bytes.WithLabelValues(dirSent)
+	m.bytesReceived = m.bytes.WithLabelValues(dirReceived)
+	for _, c := range []prometheus.Collector{m.streams, m.active, m.bytes, m.setup, m.peerRTT, m.peerUp, m.refusals, m.handshakeFails, m.draining} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("gateway: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}

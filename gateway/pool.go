@@ -1,0 +1,256 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/strait-mesh/strait/federation"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+// Backoff of redials to a remote gateway after failures.
+const (
+	backoffBase = 100 * time.Millisecond
+	backoffMax  = 10 * time.Second
+)
+
+// pool holds one QUIC connection per remote gateway, dialed lazily on the
+// gateway's transport and redialed with backoff.
+type pool struct {
+	g     *Gateway
+	mu    sync.Mutex
+	peers map[string]*peer // by cluster + "/" + id
+	rr    atomic.Uint64
+}
+
+// peer is a remote gateway and the state of the connection to it.
+type peer struct {
+	cluster, id string
+	streams     atomic.Int64 // streams open through this peer, for spreading
+
+	mu       sync.Mutex
+	rec      *straitv1.Gateway
+	conn     *quic.Conn
+	dialing  chan struct{} // non-nil while a dial runs; closed when it ends
+	failures int           // consecutive dial or stream failures
+	retryAt  time.Time
+}
+
+func newPool(g *Gateway) *pool { return &pool{g: g, peers: map[string]*peer{}} }
+
+// peerFor returns the peer of a Gateway record, updating the record it
+// dials. A changed address or identity closes the old connection.
+func (p *pool) peerFor(rec *straitv1.Gateway) *peer {
+	key := rec.GetCluster() + "/" + rec.GetId()
+	p.mu.Lock()
+	pr, ok := p.peers[key]
+	if !ok {
+		pr = &peer{cluster: rec.GetCluster(), id: rec.GetId(), rec: rec}
+		p.peers[key] = pr
+	}
+	p.mu.Unlock()
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.rec.GetAddress() != rec.GetAddress() || pr.rec.GetSpiffeId() != rec.GetSpiffeId() {
+		if pr.conn != nil {
+			_ = pr.conn.CloseWithError(ConnErrGone, "gateway record changed")
+			pr.conn = nil
+		}
+		pr.failures, pr.retryAt = 0, time.Time{}
+	}
+	pr.rec = rec
+	return pr
+}
+
+// inBackoff reports whether the peer's last attempts failed recently.
+func (pr *peer) inBackoff(now time.Time) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.failures > 0 && now.Before(pr.retryAt)
+}
+
+// conn returns an established connection to pr, dialing it if needed.
+// Concurrent callers share one dial.
+func (p *pool) conn(ctx context.Context, pr *peer) (*quic.Conn, error) {
+	for {
+		pr.mu.Lock()
+		if pr.conn != nil && pr.conn.Context().Err() == nil {
+			c := pr.conn
+			pr.mu.Unlock()
+			return c, nil
+		}
+		ch := pr.dialing
+		if ch == nil {
+			if pr.failures > 0 && p.g.cfg.Now().Before(pr.retryAt) {
+				pr.mu.Unlock()
+				return nil, fmt.Errorf("%w: %s/%s", ErrPeerBackoff, pr.cluster, pr.id)
+			}
+			ch = make(chan struct{})
+			pr.dialing = ch
+			rec := pr.rec
+			p.g.wg.Go(func() { p.dial(ctx, pr, rec, ch) })
+		}
+		pr.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		pr.mu.Lock()
+		failed := pr.conn == nil && pr.failures > 0
+		pr.mu.Unlock()
+		if failed {
+			return nil, fmt.Errorf("%w: %s/%s", ErrPeerBackoff, pr.cluster, pr.id)
+		}
+	}
+}
+
+// dial connects to rec and publishes the result on pr. ctx is the
+// gateway's run context: a dial is shared, no single caller may cancel it.
+func (p *pool) dial(ctx context.Context, pr *peer, rec *straitv1.Gateway, done chan struct{}) {
+	c, err := p.dialRecord(ctx, rec)
+	pr.mu.Lock()
+	defer close(done)
+	defer pr.mu.Unlock()
+	pr.dialing = nil
+	if err != nil {
+		pr.noteFailureLocked(p.g.cfg.Now())
+		p.g.m.peerUp.WithLabelValues(pr.cluster, pr.id).Set(0)
+		p.g.log.Warn("gateway: dial remote gateway failed", logPeerCluster, pr.cluster, logPeer, pr.id, logPeerAddr, rec.GetAddress(), logErr, err)
+		return
+	}
+	pr.conn, pr.failures = c, 0
+	p.g.m.peerUp.WithLabelValues(pr.cluster, pr.id).Set(1)
+	p.g.log.Info("gateway: connected to remote gateway", logPeerCluster, pr.cluster, logPeer, pr.id, logPeerAddr, rec.GetAddress())
+}
+
+func (p *pool) dialRecord(ctx context.Context, rec *straitv1.Gateway) (*quic.Conn, error) {
+	id, err := recordPeerID(rec)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := net.ResolveUDPAddr("udp", rec.GetAddress())
+	if err != nil {
+		return nil, fmt.Errorf("gateway: remote gateway address %q: %w", rec.GetAddress(), err)
+	}
+	live := p.g.live.Load()
+	ctx, cancel := context.WithTimeout(ctx, live.dial)
+	defer cancel()
+	c, err := p.g.transport.Dial(ctx, addr, p.g.clientTLS(id), live.quicConfig(false, p.g.cfg.HandshakeTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: dial %s at %s: %w", id, addr, err)
+	}
+	return c, nil
+}
+
+// noteFailureLocked counts a failure and schedules the next dial with
+// exponential backoff and jitter.
+func (pr *peer) noteFailureLocked(now time.Time) {
+	pr.failures++
+	d := min(backoffBase<<min(pr.failures-1, 16), backoffMax)
+	d = d/2 + rand.N(d/2+1)
+	pr.retryAt = now.Add(d)
+}
+
+// noteStreamFailure records a stream that failed before any byte came back
+// for a reason other than a refusal; a dead connection is dropped.
+func (p *pool) noteStreamFailure(pr *peer, c *quic.Conn) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if c.Context().Err() != nil && pr.conn == c {
+		pr.conn = nil
+		pr.noteFailureLocked(p.g.cfg.Now())
+		p.g.m.peerUp.WithLabelValues(pr.cluster, pr.id).Set(0)
+	}
+}
+
+// prune closes the connections of gateways that left the snapshot.
+func (p *pool) prune(snap *federation.Snapshot) {
+	live := map[string]bool{}
+	for _, c := range snap.Clusters() {
+		for _, gw := range snap.Gateways(c) {
+			live[gw.GetCluster()+"/"+gw.GetId()] = true
+		}
+	}
+	p.mu.Lock()
+	var gone []*peer
+	for key, pr := range p.peers {
+		if !live[key] {
+			gone = append(gone, pr)
+			delete(p.peers, key)
+		}
+	}
+	p.mu.Unlock()
+	for _, pr := range gone {
+		p.closePeer(pr, ConnErrGone, "gateway left the federation")
+	}
+}
+
+// closePeer closes pr's connection once its streams have finished: a
+// gateway that withdrew its record is draining, and its open streams must
+// complete.
+func (p *pool) closePeer(pr *peer, code quic.ApplicationErrorCode, msg string) {
+	pr.mu.Lock()
+	c := pr.conn
+	pr.conn = nil
+	pr.mu.Unlock()
+	p.g.m.peerUp.DeleteLabelValues(pr.cluster, pr.id)
+	p.g.m.peerRTT.DeleteLabelValues(pr.cluster, pr.id)
+	if c == nil {
+		return
+	}
+	if pr.streams.Load() == 0 {
+		_ = c.CloseWithError(code, msg)
+	}
+	// Otherwise the remote gateway closes the connection when its drain
+	// ends, or the idle timeout does.
+}
+
+// close closes every connection at once.
+func (p *pool) close(code quic.ApplicationErrorCode, msg string) {
+	p.mu.Lock()
+	peers := p.peers
+	p.peers = map[string]*peer{}
+	p.mu.Unlock()
+	for _, pr := range peers {
+		pr.mu.Lock()
+		if pr.conn != nil {
+			_ = pr.conn.CloseWithError(code, msg)
+		}
+		pr.mu.Unlock()
+	}
+}
+
+// sample publishes the RTT and liveness of every connection.
+func (p *pool) sample() {
+	p.mu.Lock()
+	peers := make([]*peer, 0, len(p.peers))
+	for _, pr := range p.peers {
+		peers = append(peers, pr)
+	}
+	p.mu.Unlock()
+	for _, pr := range peers {
+		pr.mu.Lock()
+		c := pr.conn
+		pr.mu.Unlock()
+		up := c != nil && c.Context().Err() == nil
+		if up {
+			p.g.m.peerRTT.WithLabelValues(pr.cluster, pr.id).Set(c.ConnectionStats().SmoothedRTT.Seconds())
+		}
+		p.g.m.peerUp.WithLabelValues(pr.cluster, pr.id).Set(b2f(up))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,180 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+)
+
+// Run binds the gateway's listeners, registers its record and serves until
+// ctx is canceled or Drain completes. On cancel it drains first (see Drain),
+// bounded by the drain timeout, and returns ctx.Err(); after Drain it
+// returns nil. Run may be called once.
+func (g *Gateway) Run(ctx context.Context) error {
+	if !g.started.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	defer close(g.stopped)
+	if err := g.bind(); err != nil {
+		g.closeSockets()
+		return err
+	}
+	g.register()
+	close(g.ready)
+	g.log.Info("gateway: ready", logAddr, g.ingressAddr.String())
+
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+	grp, gctx := errgroup.WithContext(runCtx)
+	grp.Go(func() error { return g.acceptIngress(gctx) })
+	grp.Go(func() error { return g.acceptEgress(gctx) })
+	grp.Go(func() error { return g.serveAdmin() })
+	grp.Go(func() error { return g.watch(gctx) })
+
+	var err error
+	select {
+	case <-ctx.Done():
+		err = ctx.Err()
+		g.drainAndWait(context.Background())
+	case <-g.drainReq:
+		<-g.drainedSignal(runCtx)
+	case <-gctx.Done():
+		err = fmt.Errorf("gateway: %w", context.Cause(gctx))
+	}
+	g.shutdown(cancelRun)
+	if werr := grp.Wait(); werr != nil && err == nil && !errors.Is(werr, context.Canceled) {
+		err = werr
+	}
+	g.wg.Wait()
+	return err
+}
+
+// bind opens every socket of the gateway.
+func (g *Gateway) bind() error {
+	udp, err := listenUDP(g.cfg.IngressListenAddr, g.log)
+	if err != nil {
+		return err
+	}
+	g.udp = udp
+	g.ingressAddr = udp.LocalAddr()
+	g.transport = &quic.Transport{
+		Conn:                udp,
+		StatelessResetKey:   g.cfg.StatelessResetKey,
+		TokenGeneratorKey:   g.cfg.TokenKey,
+		VerifySourceAddress: g.verifySourceAddress(),
+		ConnContext:         g.connContext,
+	}
+	if g.cfg.StatelessResetKey == nil {
+		g.log.Info("gateway: no stateless reset key configured; peers detect a restart by idle timeout")
+	}
+	g.listener, err = g.transport.Listen(g.serverTLS(), g.serverQUICConfig())
+	if err != nil {
+		return fmt.Errorf("gateway: listen QUIC: %w", err)
+	}
+	eln, err := net.Listen("tcp", g.cfg.EgressListenAddr)
+	if err != nil {
+		return fmt.Errorf("gateway: listen egress: %w", err)
+	}
+	g.egressLn = eln.(*net.TCPListener)
+	g.adminLn, err = net.Listen("tcp", g.cfg.AdminListenAddr)
+	if err != nil {
+		return fmt.Errorf("gateway: listen admin: %w", err)
+	}
+	g.admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	return nil
+}
+
+// serverQUICConfig builds the ingress's QUIC configuration; the live values
+// are read for every new connection.
+func (g *Gateway) serverQUICConfig() *quic.Config {
+	c := g.live.Load().quicConfig(true, g.cfg.HandshakeTimeout)
+	c.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
+		return g.live.Load().quicConfig(true, g.cfg.HandshakeTimeout), nil
+	}
+	return c
+}
+
+// verifySourceAddress forces a Retry (address validation) once new
+// connection attempts exceed RetryAboveRate per second.
+func (g *Gateway) verifySourceAddress() func(net.Addr) bool {
+	if g.cfg.RetryAboveRate < 0 {
+		return func(net.Addr) bool { return true }
+	}
+	lim := rate.NewLimiter(rate.Limit(g.cfg.RetryAboveRate), int(g.cfg.RetryAboveRate)+1)
+	return func(net.Addr) bool { return !lim.Allow() }
+}
+
+// acceptedKey marks, in a connection's context, whether the handshake
+// completed and the connection was accepted.
+type acceptedKey struct{}
+
+// connContext counts connection attempts that end without being accepted
+// (failed or rejected handshakes): the context quic-go derives from the one
+// returned here ends when the attempt or the connection does.
+func (g *Gateway) connContext(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+	accepted := new(atomic.Bool)
+	ctx = context.WithValue(ctx, acceptedKey{}, accepted)
+	context.AfterFunc(ctx, func() {
+		if !accepted.Load() {
+			g.m.handshakeFails.Inc()
+		}
+	})
+	return ctx, nil
+}
+
+// markAccepted records that conn completed its handshake.
+func markAccepted(conn *quic.Conn) {
+	if a, ok := conn.Context().Value(acceptedKey{}).(*atomic.Bool); ok {
+		a.Store(true)
+	}
+}
+
+// shutdown stops accepting, closes every connection and socket, and ends
+// the goroutines started by Run. It runs once, at the end of Run.
+func (g *Gateway) shutdown(cancelRun context.CancelFunc) {
+	g.startDrain()
+	cancelRun()
+	_ = g.admin.Close()
+	g.closeIngressConns(ConnErrDraining, "gateway stopped")
+	g.pool.close(ConnErrDraining, "gateway stopped")
+	g.closeSockets()
+	g.log.Info("gateway: stopped")
+}
+
+func (g *Gateway) closeSockets() {
+	if g.listener != nil {
+		_ = g.listener.Close()
+	}
+	if g.transport != nil {
+		_ = g.transport.Close()
+	} else if g.udp != nil {
+		_ = g.udp.Close()
+	}
+	if g.egressLn != nil {
+		_ = g.egressLn.Close()
+	}
+	if g.adminLn != nil {
+		_ = g.adminLn.Close()
+	}
+}
+
+func (g *Gateway) closeIngressConns(code quic.ApplicationErrorCode, msg string) {
+	g.connsMu.Lock()
+	conns := make([]*quic.Conn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.conns = nil // no connection is tracked from now on
+	g.connsMu.Unlock()
+	for _, c := range conns {
+		_ = c.CloseWithError(code, msg)
+	}
+}
