@@ -1,0 +1,258 @@
+package wan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// tcpConn is one relayed TCP connection.
+type tcpConn struct {
+	client net.Conn
+
+	mu      sync.Mutex
+	backend net.Conn
+	closed  bool
+}
+
+// close closes both sides; with reset, the peers get an RST.
+func (c *tcpConn) close(reset bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.closed = true
+	for _, conn := range []net.Conn{c.client, c.backend} {
+		if conn == nil {
+			continue
+		}
+		if reset {
+			setReset(conn)
+		}
+		conn.Close()
+	}
+}
+
+// setBackend records the dialed backend; it reports false (and closes the
+// backend) when the connection was closed meanwhile.
+func (c *tcpConn) setBackend(b net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		b.Close()
+		return false
+	}
+	c.backend = b
+	return true
+}
+
+func setReset(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+}
+
+func (l *Link) acceptLoop(ctx context.Context) {
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			l.log.Warn("wan accept failed", logError, err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		l.stats.tcpAccepted.Add(1)
+		if l.cfg.PartitionMode == Refuse && l.gate.isClosed() {
+			l.stats.tcpRefused.Add(1)
+			setReset(conn)
+			conn.Close()
+			continue
+		}
+		c := &tcpConn{client: conn}
+		if !l.track(c) {
+			conn.Close()
+			return
+		}
+		l.goTrack(func() { l.serveTCP(ctx, c) })
+	}
+}
+
+// track registers c; it reports false when the link is shutting down.
+func (l *Link) track(c *tcpConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.done:
+		return false
+	default:
+	}
+	l.conns[c] = struct{}{}
+	l.stats.tcpActive.Add(1)
+	return true
+}
+
+func (l *Link) untrack(c *tcpConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.conns[c]; ok {
+		delete(l.conns, c)
+		l.stats.tcpActive.Add(-1)
+	}
+}
+
+func (l *Link) serveTCP(ctx context.Context, c *tcpConn) {
+	defer l.untrack(c)
+	defer c.close(false)
+	// A blackholed link lets the connection wait, like a SYN retransmitted
+	// until the network heals.
+	select {
+	case <-l.gate.wait():
+	case <-ctx.Done():
+		return
+	}
+	backend, err := l.dialBackend(ctx)
+	if err != nil {
+		l.log.Warn("wan tcp dial failed", logClient, c.client.RemoteAddr().String(), logError, err)
+		setReset(c.client)
+		return
+	}
+	if !c.setBackend(backend) {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		l.pipe(ctx, c, backend, c.client, Forward, &l.stats.tcpBytesForward)
+	}()
+	go func() {
+		defer wg.Done()
+		l.pipe(ctx, c, c.client, backend, Reverse, &l.stats.tcpBytesReverse)
+	}()
+	wg.Wait()
+}
+
+func (l *Link) dialBackend(ctx context.Context) (net.Conn, error) {
+	var errs []error
+	for _, b := range l.pickBackends() {
+		dctx, cancel := context.WithTimeout(ctx, l.cfg.DialTimeout)
+		conn, err := l.cfg.Net.DialContext(dctx, "tcp", b)
+		cancel()
+		if err == nil {
+			return conn, nil
+		}
+		l.stats.tcpDialFailures.Add(1)
+		errs = append(errs, fmt.Errorf("%s: %w", b, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("%w: %w", ErrNoBackend, errors.Join(errs...))
+}
+
+type chunk struct {
+	data []byte
+	at   time.Time
+}
+
+// pipe relays src to dst, delaying each chunk by dir's shape and keeping
+// order. On EOF it half-closes dst; on any other error it closes c.
+func (l *Link) pipe(ctx context.Context, c *tcpConn, dst, src net.Conn, dir Direction, bytes *atomic.Int64) {
+	ch := make(chan chunk, l.cfg.TCPQueue)
+	var readErr error
+	go func() {
+		defer close(ch)
+		var last time.Time
+		for {
+			buf := make([]byte, l.cfg.TCPChunk)
+			n, err := src.Read(buf)
+			if n > 0 {
+				if n < len(buf)/2 {
+					buf = append([]byte(nil), buf[:n]...)
+				}
+				at, _ := l.releaseAt(dir, false)
+				if at.Before(last) {
+					at = last
+				}
+				last = at
+				select {
+				case ch <- chunk{data: buf[:n], at: at}:
+				case <-ctx.Done():
+					readErr = ctx.Err()
+					return
+				}
+			}
+			if err != nil {
+				readErr = err
+				return
+			}
+		}
+	}()
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	failed := false
+	for ck := range ch {
+		if failed {
+			continue // drain so the reader can finish
+		}
+		if !l.waitDue(ctx, timer, ck.at) {
+			failed = true
+			c.close(false)
+			continue
+		}
+		if _, err := dst.Write(ck.data); err != nil {
+			failed = true
+			c.close(false)
+			continue
+		}
+		bytes.Add(int64(len(ck.data)))
+	}
+	if failed {
+		return
+	}
+	if errors.Is(readErr, io.EOF) {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+			return
+		}
+	}
+	c.close(false)
+}
+
+// waitDue blocks until at has passed and the link is not partitioned; it
+// reports false when ctx ends first.
+func (l *Link) waitDue(ctx context.Context, timer *time.Timer, at time.Time) bool {
+	for {
+		select {
+		case <-l.gate.wait():
+		case <-ctx.Done():
+			return false
+		}
+		d := time.Until(at)
+		if d <= 0 {
+			if l.gate.isClosed() {
+				continue
+			}
+			return true
+		}
+		timer.Reset(d)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
