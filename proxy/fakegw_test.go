@@ -16,17 +16,23 @@ import (
 type fakeGateway struct {
 	ln       net.Listener
 	accepted atomic.Int64
+	target   atomic.Value // string
 }
+
+// forwardTo sets where a pass-through gateway forwards.
+func (g *fakeGateway) forwardTo(addr string) { g.target.Store(addr) }
 
 // Addr is the gateway's egress address.
 func (g *fakeGateway) Addr() string { return g.ln.Addr().String() }
 
-// passthroughGateway forwards every connection to target.
-func passthroughGateway(t *testing.T, target func() string) *fakeGateway {
+// passthroughGateway forwards every connection to the address set with
+// forwardTo.
+func passthroughGateway(t *testing.T) *fakeGateway {
 	g := &fakeGateway{ln: listen(t)}
 	go g.serve(func(c net.Conn) {
 		defer c.Close()
-		up, err := net.Dial("tcp", target())
+		target, _ := g.target.Load().(string)
+		up, err := net.Dial("tcp", target)
 		if err != nil {
 			return
 		}
