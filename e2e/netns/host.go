@@ -1,0 +1,171 @@
+package netns
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os/exec"
+	"runtime"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Host is one network namespace of a topology: a cluster's host, a cluster's
+// router, or the WAN namespace. Its methods are safe for concurrent use.
+type Host struct {
+	topo    *Topology
+	name    string // host name inside its cluster; "router" or "wan" otherwise
+	cluster string // "" for the WAN namespace
+	ns      string // namespace name
+	addr    netip.Addr
+}
+
+// Name returns the host's name in its cluster ("router" for a router, "wan"
+// for the WAN namespace).
+func (h *Host) Name() string { return h.name }
+
+// Cluster returns the host's cluster name ("" for the WAN namespace).
+func (h *Host) Cluster() string { return h.cluster }
+
+// Namespace returns the network namespace's name (for `ip netns exec`).
+func (h *Host) Namespace() string { return h.ns }
+
+// Addr returns the host's address (a router's on its cluster's bridge).
+func (h *Host) Addr() netip.Addr { return h.addr }
+
+// AddrPort returns "addr:port", for listen and dial strings.
+func (h *Host) AddrPort(port int) string {
+	return netip.AddrPortFrom(h.addr, uint16(port)).String()
+}
+
+// String returns "cluster/name".
+func (h *Host) String() string {
+	if h.cluster == "" {
+		return h.name
+	}
+	return h.cluster + "/" + h.name
+}
+
+// Command returns a command that runs name with args inside the namespace
+// (through `ip netns exec`, which keeps the process ID). It is killed when
+// ctx ends.
+func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.ns, name}, args...)...)
+}
+
+// Output runs name with args inside the namespace and returns its standard
+// output; the error includes standard error.
+func (h *Host) Output(ctx context.Context, name string, args ...string) ([]byte, error) {
+	cmd := h.Command(ctx, name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("netns: %s: %s %v: %w: %s", h, name, args, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return out, nil
+}
+
+// Do runs fn on an OS thread switched into the namespace. Sockets that fn
+// creates belong to the namespace for their whole life; fn must not start
+// goroutines that expect to run there.
+func (h *Host) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("netns: open own namespace: %w", err)
+			return
+		}
+		defer unix.Close(orig)
+		target, err := unix.Open("/run/netns/"+h.ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("netns: open %s: %w", h.ns, err)
+			return
+		}
+		defer unix.Close(target)
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("netns: enter %s: %w", h.ns, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err == nil {
+			runtime.UnlockOSThread()
+		} // else the thread stays locked and exits with this goroutine
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Listen opens a stream listener inside the namespace.
+func (h *Host) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	var ln net.Listener
+	err := h.Do(func() error {
+		var lc net.ListenConfig
+		var err error
+		ln, err = lc.Listen(ctx, network, address)
+		return err
+	})
+	return ln, err
+}
+
+// ListenPacket opens a packet listener inside the namespace.
+func (h *Host) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := h.Do(func() error {
+		var lc net.ListenConfig
+		var err error
+		pc, err = lc.ListenPacket(ctx, network, address)
+		return err
+	})
+	return pc, err
+}
+
+// DialContext dials from inside the namespace. The address must be an IP
+// literal (name resolution would run on other threads).
+func (h *Host) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var c net.Conn
+	err := h.Do(func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, address)
+		return err
+	})
+	return c, err
+}
+
+// HTTPClient returns an HTTP client whose connections start inside the
+// namespace; keep-alives are off so every request opens a new connection.
+func (h *Host) HTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:       h.DialContext,
+		DisableKeepAlives: true,
+	}}
+}
+
+// ip runs `ip -n <ns> args...`.
+func (h *Host) ip(ctx context.Context, args ...string) error {
+	return runIP(ctx, append([]string{"-n", h.ns}, args...)...)
+}
+
+func runIP(ctx context.Context, args ...string) error {
+	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("netns: ip %v: %w: %s", args, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// sysctl sets a sysctl inside the namespace.
+func (h *Host) sysctl(ctx context.Context, key string, value int) error {
+	_, err := h.Output(ctx, "sysctl", "-q", "-w", key+"="+strconv.Itoa(value))
+	return err
+}

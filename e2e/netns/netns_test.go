@@ -1,0 +1,287 @@
+package netns
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strait-mesh/strait/e2e/wan"
+)
+
+func TestMain(m *testing.M) {
+	RunHelpers(map[string]HelperFunc{"echo": echoMain})
+	os.Exit(m.Run())
+}
+
+// echoMain echoes TCP on -listen until SIGTERM, then logs "bye".
+func echoMain(args []string) int {
+	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
+	listen := fs.String("listen", "", "address")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	fmt.Println("listening on", ln.Addr())
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	<-sig
+	fmt.Println("bye")
+	return 0
+}
+
+func TestSpecValidation(t *testing.T) {
+	_, err := Build(context.Background(), Spec{Prefix: "Bad_Prefix", Clusters: []ClusterSpec{
+		{Name: "east", Hosts: []string{"a", "a"}}, {Name: "east"}, {Name: "wan"},
+	}})
+	if !errors.Is(err, ErrInvalidSpec) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{"prefix", "listed twice", `"east" used twice`, `"wan" used twice or reserved`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q: %v", want, err)
+		}
+	}
+}
+
+func testSpec() Spec {
+	return Spec{
+		Logger: slog.New(slog.DiscardHandler),
+		Clusters: []ClusterSpec{
+			{Name: "east", Hosts: []string{"gw1", "client"}},
+			{Name: "west", Hosts: []string{"gw1", "pod1"}},
+			{Name: "etcd", Hosts: []string{"m1"}, Routed: true},
+		}}
+}
+
+func TestTopology(t *testing.T) {
+	start := time.Now()
+	topo := BuildT(t, testSpec())
+	t.Logf("built %d clusters in %s, prefix %s", len(topo.Clusters()), time.Since(start).Round(time.Millisecond), topo.Prefix())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	client, pod, member := topo.Host("east", "client"), topo.Host("west", "pod1"), topo.Host("etcd", "m1")
+	if got, want := client.Addr(), netip.MustParseAddr("10.77.1.11"); got != want {
+		t.Errorf("east/client addr = %s, want %s", got, want)
+	}
+	if got, want := pod.Addr(), netip.MustParseAddr("10.77.2.11"); got != want {
+		t.Errorf("west/pod1 addr = %s, want %s", got, want)
+	}
+
+	// An echo server on west/pod1, run as a separate process.
+	echo, err := pod.StartHelper("echo", "-listen", pod.AddrPort(7000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := echo.WaitLog(ctx, "listening on"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Same cluster: reachable. Other cluster directly: unreachable, fast.
+	if err := echoOnce(ctx, topo.Host("west", "gw1"), pod.AddrPort(7000)); err != nil {
+		t.Errorf("same cluster: %v", err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err = client.DialContext(dctx, "tcp", pod.AddrPort(7000))
+	dcancel()
+	if err == nil || !errors.Is(err, syscall.ENETUNREACH) && !errors.Is(err, syscall.EHOSTUNREACH) {
+		t.Errorf("east to west directly: err = %v, want unreachable", err)
+	}
+
+	// Through a WAN link in front of west: reachable, with the delay.
+	link, err := topo.StartLink(ctx, wan.LinkConfig{Listen: ":7000", Backends: []string{pod.AddrPort(7000)}, Delay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("link listens on %s", link.Addr())
+	if !strings.HasPrefix(link.Addr().String(), "10.77.0.") {
+		t.Errorf("link address %s is not a WAN address", link.Addr())
+	}
+	rtt, err := echoRTT(ctx, client, link.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("east/client -> WAN link (10 ms one-way) -> west/pod1: RTT %s", rtt)
+	if rtt < 20*time.Millisecond || rtt > 25*time.Millisecond {
+		t.Errorf("RTT through link = %s, want 20-25ms", rtt)
+	}
+
+	// The routed etcd cluster is reachable from both clusters.
+	if _, err := member.StartHelper("echo", "-listen", member.AddrPort(7001)); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*Host{client, pod} {
+		if err := waitEcho(ctx, h, member.AddrPort(7001)); err != nil {
+			t.Errorf("%s to etcd/m1: %v", h, err)
+		}
+	}
+
+	// Command runs inside the namespace.
+	out, err := client.Output(ctx, "ip", "-4", "-o", "addr", "show", "dev", "eth0")
+	if err != nil || !strings.Contains(string(out), "10.77.1.11/24") {
+		t.Errorf("ip addr in east/client: %q, %v", out, err)
+	}
+
+	// SIGTERM stops the helper cleanly; Restart brings it back.
+	if err := echo.Stop(5 * time.Second); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+	if !strings.Contains(echo.Log(), "bye") {
+		t.Errorf("helper log lacks the SIGTERM message: %q", echo.Log())
+	}
+	echo2, err := echo.Restart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waitEcho(ctx, topo.Host("west", "gw1"), pod.AddrPort(7000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := echo2.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if exited, err := echo2.Exited(); !exited || err == nil {
+		t.Errorf("after kill -9: exited %v err %v", exited, err)
+	}
+}
+
+func TestHostPartition(t *testing.T) {
+	topo := BuildT(t, Spec{Logger: slog.New(slog.DiscardHandler), Clusters: []ClusterSpec{
+		{Name: "a", Hosts: []string{"h1", "h2", "h3"}},
+		{Name: "b", Hosts: []string{"m1"}, Routed: true},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	h1, h2, h3, m1 := topo.Host("a", "h1"), topo.Host("a", "h2"), topo.Host("a", "h3"), topo.Host("b", "m1")
+	for _, h := range []*Host{h2, m1} {
+		if _, err := h.StartHelper("echo", "-listen", h.AddrPort(7000)); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitEcho(ctx, h1, h.AddrPort(7000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A host-level cut: h1 loses h2, keeps h3.
+	peer := netip.PrefixFrom(h2.Addr(), 32)
+	if err := h1.Partition(ctx, peer); err != nil {
+		t.Fatal(err)
+	}
+	if err := echoOnce(ctx, h1, h2.AddrPort(7000)); err == nil {
+		t.Error("h1 reached h2 through a partition")
+	} else {
+		t.Logf("h1 -> h2 while partitioned on h1: %v", err)
+	}
+	if _, err := h3.StartHelper("echo", "-listen", h3.AddrPort(7000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitEcho(ctx, h1, h3.AddrPort(7000)); err != nil {
+		t.Errorf("h1 to h3 while h2 is cut: %v", err)
+	}
+	if err := h1.Heal(ctx, peer); err != nil {
+		t.Fatal(err)
+	}
+	if err := echoOnce(ctx, h1, h2.AddrPort(7000)); err != nil {
+		t.Errorf("after heal: %v", err)
+	}
+
+	// A router-level cut of the routed cluster: a silent blackhole for the hosts.
+	router := topo.Cluster("a").Router()
+	if err := router.Partition(ctx, topo.Cluster("b").Subnet()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err := echoOnce(ctx, h1, m1.AddrPort(7000))
+	if err == nil {
+		t.Error("h1 reached cluster b through a router partition")
+	}
+	t.Logf("h1 -> b/m1 while the router blackholes b: %v after %s", err, time.Since(start).Round(time.Millisecond))
+	if err := router.HealAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitEcho(ctx, h1, m1.AddrPort(7000)); err != nil {
+		t.Errorf("after HealAll: %v", err)
+	}
+}
+
+func TestCloseRemovesEverythingAndSweep(t *testing.T) {
+	RequireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := testSpec()
+	spec.LogDir = t.TempDir()
+	topo, err := Build(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := topo.Prefix()
+	// A process the topology did not start, left in a namespace.
+	stray := startStray(t, topo.Host("east", "gw1"))
+	if err := topo.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := countNS(t, ctx, prefix); n != 0 {
+		t.Errorf("%d namespaces left after Close", n)
+	}
+	if err := stray.Wait(); err == nil {
+		t.Error("stray process was not killed")
+	}
+	if err := topo.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+
+	// Leftovers of a crashed run: namespaces with a dead owner are swept;
+	// those of a live owner are not.
+	dead := "st-sweep1"
+	for _, ns := range []string{dead + "-wan", dead + "-x-y"} {
+		if err := runIP(ctx, "netns", "add", ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(OwnerDir+"/"+dead, []byte("999999999 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	live, err := Build(ctx, Spec{Logger: slog.New(slog.DiscardHandler), LogDir: t.TempDir(), Clusters: []ClusterSpec{{Name: "c", Hosts: []string{"h"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	swept, err := SweepStale(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !contains(swept, dead) || contains(swept, live.Prefix()) {
+		t.Errorf("swept %v; want %s and not %s", swept, dead, live.Prefix())
+	}
+	if n := countNS(t, ctx, dead); n != 0 {
+		t.Errorf("%d namespaces of %s left after SweepStale", n, dead)
+	}
+	if n := countNS(t, ctx, live.Prefix()); n != 3 {
+		t.Errorf("live topology has %d namespaces after SweepStale, want 3", n)
+	}
+}
