@@ -162,3 +162,12 @@ func testCA(t testing.TB, cn string) []byte {
 	}
 	return der
 }
+
+func testEndpoint(cluster, ns, svc, id string) *straitv1.Endpoint {
+	return testEndpointAddr(cluster, ns, svc, id, "10.2.0.7:15006")
+}
+
+func testEndpointAddr(cluster, ns, svc, id, addr string) *straitv1.Endpoint {
+	return &straitv1.Endpoint{Cluster: cluster, Namespace: ns, Service: svc, Id: id, Address: addr,
+		Ports: []*straitv1.ServicePort{tcpPort("http", 8080)}, Ready: true}
+}

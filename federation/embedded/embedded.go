@@ -47,6 +47,9 @@ type Server struct {
 	etcds     []*embed.Etcd
 	endpoints []string
 	closeOnce sync.Once
+
+	mu      sync.Mutex
+	stopped map[int]bool // members stopped by StopMember
 }
 
 // Start starts every member of cfg and waits until the cluster serves.
@@ -162,21 +165,46 @@ func urlOrFree(u string) (string, error) {
 // Endpoints returns the client URLs of the members.
 func (s *Server) Endpoints() []string { return append([]string(nil), s.endpoints...) }
 
-// Member returns the i-th member, for tests that stop or restart one.
+// Member returns the i-th member, for tests that inspect one. Stop a member
+// with StopMember, not with its own Close: embed.Etcd.Close must not be
+// called twice, and Close closes every member StopMember did not.
 func (s *Server) Member(i int) *embed.Etcd { return s.etcds[i] }
+
+// StopMember stops the i-th member, as a crash of that member would (for
+// tests that kill a leader). It is safe to call more than once.
+func (s *Server) StopMember(i int) error {
+	s.mu.Lock()
+	if s.stopped == nil {
+		s.stopped = map[int]bool{}
+	}
+	if s.stopped[i] {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped[i] = true
+	s.mu.Unlock()
+	return closeMember(s.etcds[i])
+}
+
+func closeMember(e *embed.Etcd) error {
+	e.Close()
+	select {
+	case err, ok := <-e.Err():
+		if ok && err != nil {
+			return err
+		}
+	default:
+	}
+	return nil
+}
 
 // Close stops every member. It is safe to call more than once.
 func (s *Server) Close() error {
 	var errs *multierror.Error
 	s.closeOnce.Do(func() {
-		for _, e := range s.etcds {
-			e.Close()
-			select {
-			case err, ok := <-e.Err():
-				if ok && err != nil {
-					errs = multierror.Append(errs, err)
-				}
-			default:
+		for i := range s.etcds {
+			if err := s.StopMember(i); err != nil {
+				errs = multierror.Append(errs, err)
 			}
 		}
 	})

@@ -1,0 +1,456 @@
+package federation
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/strait-mesh/strait/internal/etcdtest"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+func putRaw(t testing.TB, cli *clientv3.Client, key string, value []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := cli.Put(ctx, key, string(value)); err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+}
+
+// TestCacheCompactionWhileDisconnected is T03: the cache's connection is
+// cut, many revisions are written and compacted away, and on reconnection
+// the cache re-lists, diffs and converges, and records that did not change
+// keep their identity throughout.
+func TestCacheCompactionWhileDisconnected(t *testing.T) {
+	srv, cli := etcdtest.Start(t, 1)
+	proxy := newTCPProxy(t, srv.Endpoints()[0])
+	cacheCli := etcdtest.NewClient(t, proxy.URL())
+	ks := Keyspace{}
+	const stable = 20
+	for i := range stable {
+		putRaw(t, cli, ks.Export("west", "shop", fmt.Sprintf("svc-%d", i)),
+			encode(t, testExport("west", "shop", fmt.Sprintf("svc-%d", i), time.Unix(int64(i), 0))))
+	}
+	putRaw(t, cli, ks.Export("west", "shop", "churn"), encode(t, testExport("west", "shop", "churn", time.Unix(1, 0))))
+	putRaw(t, cli, ks.Export("west", "shop", "doomed"), encode(t, testExport("west", "shop", "doomed", time.Unix(1, 0))))
+	reg := prometheus.NewRegistry()
+	c := startCache(t, CacheConfig{Sources: oneSource(cacheCli), Metrics: reg,
+		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+	before := c.Snapshot()
+	identity := map[string]*straitv1.Export{}
+	for i := range stable {
+		name := fmt.Sprintf("svc-%d", i)
+		identity[name] = before.Export("west", ServiceKey{Namespace: "shop", Name: name})
+		if identity[name] == nil {
+			t.Fatalf("%s missing after sync", name)
+		}
+	}
+
+	// Every snapshot published from now on must still hold the stable
+	// exports, unchanged: no flush-and-reload.
+	var blips atomic.Int64
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			ch := c.Changed()
+			s := c.Snapshot()
+			for name, e := range identity {
+				if s.Export("west", ServiceKey{Namespace: "shop", Name: name}) != e {
+					blips.Add(1)
+				}
+			}
+			select {
+			case <-ch:
+			case <-watchCtx.Done():
+				return
+			}
+		}
+	})
+
+	proxy.Pause()
+	const revisions = 1000
+	churnKey := ks.Export("west", "shop", "churn")
+	var last *straitv1.Export
+	var writers sync.WaitGroup
+	for w := range 8 {
+		writers.Go(func() {
+			for i := w; i < revisions; i += 8 {
+				e := testExport("west", "shop", "churn", time.Unix(1, 0), tcpPort("http", uint32(1000+i)))
+				putRaw(t, cli, churnKey, encode(t, e))
+			}
+		})
+	}
+	writers.Wait()
+	last = testExport("west", "shop", "churn", time.Unix(1, 0), tcpPort("http", 7777))
+	putRaw(t, cli, churnKey, encode(t, last))
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := cli.Delete(ctx, ks.Export("west", "shop", "doomed")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Put(ctx, ks.Export("west", "shop", "born"), string(encode(t, testExport("west", "shop", "born", time.Unix(2, 0)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	proxy.Resume()
+
+	s := waitFor(t, c, "convergence after compaction", func(s *Snapshot) bool {
+		return s.Revision() >= resp.Header.Revision
+	})
+	t.Logf("converged %s after reconnecting", time.Since(resumed).Round(time.Millisecond))
+	stopWatch()
+	wg.Wait()
+	if got := s.Export("west", ServiceKey{Namespace: "shop", Name: "churn"}); got.GetPorts()[0].GetPort() != 7777 {
+		t.Errorf("churn port = %d, want 7777", got.GetPorts()[0].GetPort())
+	}
+	if s.Export("west", ServiceKey{Namespace: "shop", Name: "doomed"}) != nil {
+		t.Error("a deleted export survived the re-list")
+	}
+	if s.Export("west", ServiceKey{Namespace: "shop", Name: "born"}) == nil {
+		t.Error("an export created while disconnected is missing")
+	}
+	for name, e := range identity {
+		if s.Export("west", ServiceKey{Namespace: "shop", Name: name}) != e {
+			t.Errorf("%s lost its identity", name)
+		}
+	}
+	if n := blips.Load(); n != 0 {
+		t.Errorf("%d snapshots lacked an unchanged export", n)
+	}
+	if v := counterValue(t, reg, "strait_federation_relists_total", nil); v != 2 {
+		t.Errorf("relists = %v, want 2 (the first list and one after compaction)", v)
+	}
+}
+
+// TestCacheSurvivesLeaderKill kills the leader of a 3-member cluster: the
+// watch keeps going and later writes arrive.
+func TestCacheSurvivesLeaderKill(t *testing.T) {
+	srv, cli := etcdtest.Start(t, 3)
+	ks := Keyspace{}
+	putRaw(t, cli, ks.Export("west", "shop", "before"), encode(t, testExport("west", "shop", "before", time.Unix(1, 0))))
+	cacheCli := etcdtest.NewClient(t, srv.Endpoints()...)
+	c := startCache(t, CacheConfig{Sources: oneSource(cacheCli), RetryMin: 20 * time.Millisecond,
+		RetryMax: 500 * time.Millisecond, ProgressInterval: 500 * time.Millisecond})
+
+	leader := -1
+	for i := range 3 {
+		m := srv.Member(i)
+		if m.Server.Leader() == m.Server.MemberID() {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	killed := time.Now()
+	if err := srv.StopMember(leader); err != nil {
+		t.Logf("stop leader: %v", err)
+	}
+
+	// Write through the survivors once they elect a new leader.
+	var alive []string
+	for i, ep := range srv.Endpoints() {
+		if i != leader {
+			alive = append(alive, ep)
+		}
+	}
+	writer := etcdtest.NewClient(t, alive...)
+	deadline := time.Now().Add(waitTimeout)
+	for i := 0; ; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := writer.Put(ctx, ks.Export("west", "shop", "after"),
+			string(encode(t, testExport("west", "shop", "after", time.Unix(2, 0)))))
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no write succeeded after the leader died: %v", err)
+		}
+	}
+	waitFor(t, c, "a write after the leader kill", func(s *Snapshot) bool {
+		return s.Export("west", ServiceKey{Namespace: "shop", Name: "after"}) != nil
+	})
+	t.Logf("write visible %s after the leader was killed", time.Since(killed).Round(time.Millisecond))
+	if c.Snapshot().Export("west", ServiceKey{Namespace: "shop", Name: "before"}) == nil {
+		t.Error("an export written before the kill is gone")
+	}
+}
+
+// TestCacheStaticStability is T02: with etcd fully stopped the cache keeps
+// serving its snapshot, and a cache started during the outage serves the
+// snapshot file.
+func TestCacheStaticStability(t *testing.T) {
+	srv, cli := etcdtest.Start(t, 1)
+	ks := Keyspace{}
+	path := filepath.Join(t.TempDir(), "state", "snapshot.json")
+	putRaw(t, cli, ks.Export("west", "shop", "payments"), encode(t, testExport("west", "shop", "payments", time.Unix(1, 0))))
+	putRaw(t, cli, ks.Gateway("west", "gw-0"), encode(t, testGateway("west", "gw-0")))
+	cacheCli := etcdtest.NewClient(t, srv.Endpoints()...)
+	reg := prometheus.NewRegistry()
+	c := startCache(t, CacheConfig{Sources: oneSource(cacheCli), SnapshotPath: path, PersistDelay: 20 * time.Millisecond,
+		Metrics: reg, ProgressInterval: 200 * time.Millisecond, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+	key := ServiceKey{Namespace: "shop", Name: "payments"}
+	want := c.Snapshot()
+	poll(t, "snapshot file written", func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	})
+
+	if err := srv.Close(); err != nil {
+		t.Logf("close etcd: %v", err)
+	}
+	poll(t, "staleness to grow", func() bool {
+		return counterValue(t, reg, "strait_federation_config_staleness_seconds", nil) > 1
+	})
+	s := c.Snapshot()
+	if svc, ok := s.Service(key); !ok || len(svc.Clusters) != 1 {
+		t.Fatalf("during the outage the cache serves %+v", svc)
+	}
+	if s != want {
+		t.Error("the snapshot changed while etcd was down")
+	}
+
+	// A gateway restarted during the outage routes from the file.
+	deadCli := etcdtest.NewClient(t, srv.Endpoints()...)
+	reg2 := prometheus.NewRegistry()
+	started := time.Now()
+	c2 := startCache(t, CacheConfig{Sources: oneSource(deadCli), SnapshotPath: path, FallbackAfter: 300 * time.Millisecond,
+		Metrics: reg2})
+	t.Logf("restarted cache ready %s into the outage", time.Since(started).Round(time.Millisecond))
+	s2 := c2.Snapshot()
+	if !c2.FromDisk() {
+		t.Error("FromDisk = false")
+	}
+	if svc, ok := s2.Service(key); !ok || len(svc.Clusters) != 1 || svc.Clusters[0] != "west" {
+		t.Errorf("restarted cache serves %+v", svc)
+	}
+	if s2.Revision() != want.Revision() {
+		t.Errorf("restarted revision = %d, want %d", s2.Revision(), want.Revision())
+	}
+	if st := c2.Sources(); len(st) != 1 || st[0].Listed {
+		t.Errorf("sources = %+v, want one unlisted source", st)
+	}
+}
+
+// TestCacheCorruptRecords is T06 (a)-(d): corrupt and hostile values are
+// skipped and counted once per key revision, valid ones around them apply,
+// and a bad value replacing a good one keeps the good one.
+func TestCacheCorruptRecords(t *testing.T) {
+	_, cli := etcdtest.Start(t, 1)
+	ks := Keyspace{}
+	reg := prometheus.NewRegistry()
+	c := startCache(t, CacheConfig{Sources: oneSource(cli), Metrics: reg})
+
+	badKey := ks.Export("west", "shop", "bad")
+	bad := []struct {
+		name  string
+		key   string
+		value []byte
+		kind  string
+	}{
+		{"random bytes", badKey, []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x42}, "export"},
+		{"wrong type", badKey, encode(t, testGateway("west", "gw-9")), "export"},
+		{"invalid fields", badKey, encode(t, testExport("west", "shop", "bad", time.Now(), tcpPort("http", 0))), "export"},
+		{"oversize", badKey, make([]byte, MaxRecordSize+1), "export"},
+		{"metadata endpoint", ks.Endpoint("west", "shop", "bad", "p1"),
+			encode(t, testEndpointAddr("west", "shop", "bad", "p1", "169.254.169.254:80")), "endpoint"},
+		{"unknown key", ks.Root() + "clusters/west/unknown/x", []byte("x"), "unknown"},
+	}
+	putRaw(t, cli, ks.Export("west", "shop", "first"), encode(t, testExport("west", "shop", "first", time.Unix(1, 0))))
+	for _, b := range bad {
+		putRaw(t, cli, b.key, b.value)
+	}
+	putRaw(t, cli, ks.Export("west", "shop", "last"), encode(t, testExport("west", "shop", "last", time.Unix(1, 0))))
+	s := waitFor(t, c, "the last valid record", func(s *Snapshot) bool {
+		return s.Export("west", ServiceKey{Namespace: "shop", Name: "last"}) != nil
+	})
+	if s.Export("west", ServiceKey{Namespace: "shop", Name: "first"}) == nil {
+		t.Error("a valid record before the bad ones is missing")
+	}
+	if s.Export("west", ServiceKey{Namespace: "shop", Name: "bad"}) != nil {
+		t.Error("a bad export was applied")
+	}
+	if eps := s.Endpoints("west", ServiceKey{Namespace: "shop", Name: "bad"}); len(eps) != 0 {
+		t.Error("a metadata-service endpoint was applied")
+	}
+	for kind, want := range map[string]float64{"export": 4, "endpoint": 1, "unknown": 1} {
+		if got := counterValue(t, reg, "strait_federation_invalid_records_total", map[string]string{"kind": kind}); got != want {
+			t.Errorf("invalid %s records = %v, want %v", kind, got, want)
+		}
+	}
+
+	// A bad value replacing a good one keeps the last good one.
+	goodKey := ks.Export("west", "shop", "kept")
+	putRaw(t, cli, goodKey, encode(t, testExport("west", "shop", "kept", time.Unix(1, 0), tcpPort("http", 8080))))
+	waitFor(t, c, "the good value", func(s *Snapshot) bool {
+		return s.Export("west", ServiceKey{Namespace: "shop", Name: "kept"}) != nil
+	})
+	putRaw(t, cli, goodKey, []byte("garbage"))
+	putRaw(t, cli, ks.Export("west", "shop", "barrier"), encode(t, testExport("west", "shop", "barrier", time.Unix(1, 0))))
+	s = waitFor(t, c, "the barrier", func(s *Snapshot) bool {
+		return s.Export("west", ServiceKey{Namespace: "shop", Name: "barrier"}) != nil
+	})
+	if e := s.Export("west", ServiceKey{Namespace: "shop", Name: "kept"}); e.GetPorts()[0].GetPort() != 8080 {
+		t.Errorf("kept = %v, want the last good value", e)
+	}
+	// Deleting the key removes it (there is no good value to keep any more).
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := cli.Delete(ctx, goodKey); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "the deletion", func(s *Snapshot) bool {
+		return s.Export("west", ServiceKey{Namespace: "shop", Name: "kept"}) == nil
+	})
+	if got := counterValue(t, reg, "strait_federation_invalid_records_total", map[string]string{"kind": "export"}); got != 5 {
+		t.Errorf("invalid export records = %v, want 5", got)
+	}
+}
+
+// TestCacheConflicts checks MCS semantics: one global service, the oldest
+// export wins a port conflict, and the conflict is visible in the snapshot
+// and the metric. An edit of the oldest export keeps it the oldest.
+func TestCacheConflicts(t *testing.T) {
+	_, cli := etcdtest.Start(t, 1)
+	ks := Keyspace{}
+	reg := prometheus.NewRegistry()
+	c := startCache(t, CacheConfig{Sources: oneSource(cli), Metrics: reg})
+	store := NewStore(cli, ks)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	exports := []*straitv1.Export{
+		testExport("east", "shop", "payments", base.Add(2*time.Hour), tcpPort("http", 8080)),
+		testExport("west", "shop", "payments", base, tcpPort("http", 80)), // oldest
+		testExport("north", "shop", "payments", base.Add(time.Hour), tcpPort("http", 80)),
+		testExport("south", "shop", "payments", base.Add(3*time.Hour), tcpPort("web", 80)),
+	}
+	for _, e := range exports {
+		if _, err := store.PutExport(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, cl := range []string{"east", "west", "north", "south"} {
+		putRaw(t, cli, ks.Gateway(cl, "gw-0"), encode(t, testGateway(cl, "gw-0")))
+	}
+	key := ServiceKey{Namespace: "shop", Name: "payments"}
+	s := waitFor(t, c, "four gateways", func(s *Snapshot) bool {
+		svc, _ := s.Service(key)
+		return len(svc.Clusters) == 4
+	})
+	svc, _ := s.Service(key)
+	if fmt.Sprint(svc.Clusters) != "[west north east south]" {
+		t.Errorf("clusters = %v, want oldest first", svc.Clusters)
+	}
+	if len(svc.Ports) != 1 || svc.Ports[0].GetPort() != 80 || !svc.HasPort(80) || svc.HasPort(8080) {
+		t.Errorf("ports = %v, want the oldest export's", svc.Ports)
+	}
+	if len(svc.Conflicts) != 2 || svc.Conflicts[0].Cluster != "east" || svc.Conflicts[1].Cluster != "south" {
+		t.Errorf("conflicts = %+v", svc.Conflicts)
+	}
+	if v := counterValue(t, reg, "strait_federation_service_conflicts", nil); v != 2 {
+		t.Errorf("conflict gauge = %v, want 2", v)
+	}
+
+	// West edits its export without a creation time: it keeps its age and
+	// still wins; the edit now conflicts with north as well.
+	if _, err := store.PutExport(ctx, &straitv1.Export{Cluster: "west", Namespace: "shop", Service: "payments",
+		Ports: []*straitv1.ServicePort{tcpPort("http", 81)}}); err != nil {
+		t.Fatal(err)
+	}
+	s = waitFor(t, c, "west's edit", func(s *Snapshot) bool {
+		return s.Export("west", key).GetPorts()[0].GetPort() == 81
+	})
+	svc, _ = s.Service(key)
+	if svc.Clusters[0] != "west" || svc.Ports[0].GetPort() != 81 || len(svc.Conflicts) != 3 {
+		t.Errorf("after the edit: clusters %v ports %v conflicts %+v", svc.Clusters, svc.Ports, svc.Conflicts)
+	}
+	if v := counterValue(t, reg, "strait_federation_service_conflicts", nil); v != 3 {
+		t.Errorf("conflict gauge = %v, want 3", v)
+	}
+}
+
+// TestCacheLiveConfig writes configuration as an operator would with
+// etcdctl (protojson) and sees it without a restart.
+func TestCacheLiveConfig(t *testing.T) {
+	_, cli := etcdtest.Start(t, 1)
+	ks := Keyspace{}
+	c := startCache(t, CacheConfig{Sources: oneSource(cli)})
+	if got := c.Snapshot().Config("west").GetDrainTimeout(); got != nil {
+		t.Fatalf("drain timeout before = %v", got)
+	}
+	putRaw(t, cli, ks.GlobalConfig(), []byte(`{"drainTimeout": "20s", "idleTimeout": "40s"}`))
+	waitFor(t, c, "global config", func(s *Snapshot) bool {
+		return s.Config("west").GetDrainTimeout().AsDuration() == 20*time.Second
+	})
+	putRaw(t, cli, ks.ClusterConfig("west"), []byte("\n  {\"idleTimeout\": \"45s\"}"))
+	s := waitFor(t, c, "west's override", func(s *Snapshot) bool {
+		return s.Config("west").GetIdleTimeout().AsDuration() == 45*time.Second
+	})
+	if got := s.Config("west").GetDrainTimeout().AsDuration(); got != 20*time.Second {
+		t.Errorf("west drain timeout = %s, want the global 20s", got)
+	}
+	if got := s.Config("east").GetIdleTimeout().AsDuration(); got != 40*time.Second {
+		t.Errorf("east idle timeout = %s, want the global 40s", got)
+	}
+	// A config with a field this version does not know fails closed: the
+	// last good one stays.
+	putRaw(t, cli, ks.GlobalConfig(), []byte(`{"drainTimeout": "1s", "futurePolicy": true}`))
+	putRaw(t, cli, ks.ClusterConfig("east"), []byte(`{"drainTimeout": "5s"}`))
+	s = waitFor(t, c, "east's override", func(s *Snapshot) bool { return s.Config("east").GetDrainTimeout() != nil })
+	if got := s.Config("west").GetDrainTimeout().AsDuration(); got != 20*time.Second {
+		t.Errorf("west drain timeout = %s after a bad global config, want the last good 20s", got)
+	}
+}
+
+// TestCacheMultipleSources merges two etcds (one per cluster, as ClusterMesh
+// does) and keeps serving the local one while a remote one is down; a cache
+// started while that remote is unreachable is ready with the local view.
+func TestCacheMultipleSources(t *testing.T) {
+	westSrv, westCli := etcdtest.Start(t, 1)
+	eastSrv, eastCli := etcdtest.Start(t, 1)
+	ks := Keyspace{}
+	putRaw(t, westCli, ks.Export("west", "shop", "payments"), encode(t, testExport("west", "shop", "payments", time.Unix(1, 0))))
+	putRaw(t, eastCli, ks.Export("east", "shop", "payments"), encode(t, testExport("east", "shop", "payments", time.Unix(2, 0))))
+	c := startCache(t, CacheConfig{Sources: []Source{{Name: "west", Client: westCli}, {Name: "east", Client: eastCli}},
+		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+	key := ServiceKey{Namespace: "shop", Name: "payments"}
+	if n := len(c.Snapshot().Exports(key)); n != 2 {
+		t.Fatalf("merged exports = %d, want 2", n)
+	}
+	_ = eastSrv.Close()
+	putRaw(t, westCli, ks.Export("west", "shop", "cart"), encode(t, testExport("west", "shop", "cart", time.Unix(1, 0))))
+	s := waitFor(t, c, "west's new export", func(s *Snapshot) bool {
+		return s.Export("west", ServiceKey{Namespace: "shop", Name: "cart"}) != nil
+	})
+	if n := len(s.Exports(key)); n != 2 {
+		t.Errorf("with east down the cache serves %d exports of payments, want 2 (east's last known)", n)
+	}
+
+	started := time.Now()
+	c2 := startCache(t, CacheConfig{Sources: []Source{{Name: "west", Client: etcdtest.NewClient(t, westSrv.Endpoints()...)},
+		{Name: "east", Client: etcdtest.NewClient(t, eastSrv.Endpoints()...)}}, FallbackAfter: 300 * time.Millisecond})
+	t.Logf("ready %s with one source unreachable", time.Since(started).Round(time.Millisecond))
+	if c2.Snapshot().Export("west", key) == nil {
+		t.Error("the reachable source is not served")
+	}
+	st := c2.Sources()
+	if !st[0].Listed || st[1].Listed {
+		t.Errorf("source status = %+v, want west listed and east degraded", st)
+	}
+}
