@@ -1,0 +1,162 @@
+package trust
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// TLSConfig is what an mTLS configuration is built from.
+type TLSConfig struct {
+	// SVID is the source of the certificate this side presents. It is asked
+	// at every handshake, so a rotated SVID is used at once. Required.
+	SVID x509svid.Source
+	// Bundles is the source of the bundles peers are verified against, one
+	// per trust domain (a *BundleStore), asked at every handshake. Required.
+	Bundles x509bundle.Source
+	// Authorizer decides which authenticated peers are accepted: a
+	// ConsumerPolicy's Authorizer, AuthorizeTrustDomains, AuthorizeID, or
+	// tlsconfig.AuthorizeAny(). Required.
+	Authorizer tlsconfig.Authorizer
+	// Now is the clock peer certificates are verified against. Zero means
+	// time.Now.
+	Now func() time.Time
+	// Metrics counts refused peers by reason. Zero means no metrics.
+	Metrics *Metrics
+}
+
+func (c *TLSConfig) validate() error {
+	var errs *multierror.Error
+	if c.SVID == nil {
+		errs = multierror.Append(errs, errors.New("SVID source is required"))
+	}
+	if c.Bundles == nil {
+		errs = multierror.Append(errs, errors.New("bundle source is required"))
+	}
+	if c.Authorizer == nil {
+		errs = multierror.Append(errs, errors.New("authorizer is required"))
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return fmt.Errorf("trust: TLS config: %w", err)
+	}
+	return nil
+}
+
+// ServerTLSConfig returns the configuration of an mTLS server: it presents
+// the current SVID, requires a client SVID, verifies it against the bundle of
+// the client's own trust domain and authorizes it. TLS 1.3 only; session
+// tickets are disabled so that no connection resumes past a change of
+// bundles (CVE-2022-21654). Callers may set NextProtos and similar fields.
+func ServerTLSConfig(cfg TLSConfig) (*tls.Config, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	conf := tlsconfig.MTLSServerConfig(cfg.SVID, cfg.Bundles, cfg.Authorizer)
+	harden(conf, cfg)
+	return conf, nil
+}
+
+// ClientTLSConfig returns the configuration of an mTLS client: it presents
+// the current SVID when asked, verifies the server's SVID against the bundle
+// of the server's own trust domain and authorizes it. TLS 1.3 only, no
+// session resumption. Set ServerName to route by SNI; it is not used to
+// verify the server, whose SPIFFE ID is.
+func ClientTLSConfig(cfg TLSConfig) (*tls.Config, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	conf := tlsconfig.MTLSClientConfig(cfg.SVID, cfg.Bundles, cfg.Authorizer)
+	harden(conf, cfg)
+	conf.ClientSessionCache = nil
+	return conf, nil
+}
+
+func harden(conf *tls.Config, cfg TLSConfig) {
+	conf.MinVersion = tls.VersionTLS13
+	conf.SessionTicketsDisabled = true
+	conf.VerifyPeerCertificate = peerVerifier(cfg)
+}
+
+// peerVerifier checks the peer's chain the way tlsconfig does
+// (x509svid.Verify against the peer's trust domain's bundle, then the
+// authorizer), with the configured clock, after checks of its own that give
+// typed errors for certificates that cannot be SVIDs. Every refusal is
+// counted by reason.
+func peerVerifier(cfg TLSConfig) func([][]byte, [][]*x509.Certificate) error {
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		err := verifyPeer(raw, cfg.Bundles, cfg.Authorizer, now())
+		if err != nil {
+			cfg.Metrics.observeHandshakeFailure(ClassifyHandshakeError(err))
+		}
+		return err
+	}
+}
+
+func verifyPeer(raw [][]byte, bundles x509bundle.Source, authorize tlsconfig.Authorizer, now time.Time) error {
+	certs, err := parsePeerChain(raw)
+	if err != nil {
+		return err
+	}
+	id, chains, err := x509svid.Verify(certs, bundles, x509svid.WithTime(now))
+	if err != nil {
+		return fmt.Errorf("trust: peer %s: %w", id, err)
+	}
+	return authorize(id, chains)
+}
+
+// parsePeerChain parses a peer's chain and refuses, with
+// *BadCertificateError, a leaf that cannot be an X.509 SVID: not exactly one
+// URI SAN holding a SPIFFE ID (Consul CVE-2022-40716), a CA certificate, or
+// a signing key usage.
+func parsePeerChain(raw [][]byte) ([]*x509.Certificate, error) {
+	if len(raw) == 0 {
+		return nil, &BadCertificateError{Problem: ProblemNoCertificate}
+	}
+	certs := make([]*x509.Certificate, 0, len(raw))
+	for _, der := range raw {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, &BadCertificateError{Problem: ProblemUnparsable, Err: err}
+		}
+		certs = append(certs, c)
+	}
+	leaf := certs[0]
+	switch {
+	case len(leaf.URIs) == 0:
+		return nil, &BadCertificateError{Problem: ProblemNoSPIFFEID}
+	case len(leaf.URIs) > 1:
+		return nil, &BadCertificateError{Problem: ProblemManyURISANs}
+	case leaf.IsCA:
+		return nil, &BadCertificateError{Problem: ProblemCAAsLeaf}
+	case leaf.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0:
+		return nil, &BadCertificateError{Problem: ProblemSigningKeyUsage}
+	}
+	if _, err := spiffeid.FromURI(leaf.URIs[0]); err != nil {
+		return nil, &BadCertificateError{Problem: ProblemInvalidSPIFFEID, Err: err}
+	}
+	return certs, nil
+}
+
+// PeerID returns the SPIFFE ID of the peer of a completed handshake.
+func PeerID(state tls.ConnectionState) (spiffeid.ID, error) {
+	if len(state.PeerCertificates) == 0 {
+		return spiffeid.ID{}, &BadCertificateError{Problem: ProblemNoCertificate}
+	}
+	id, err := x509svid.IDFromCert(state.PeerCertificates[0])
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("trust: peer ID: %w", err)
+	}
+	return id, nil
+}
