@@ -121,6 +121,19 @@ func (w *world) clientProxy(cluster, sa, pin string) *Proxy {
 // stops when the test ends.
 func (w *world) run(cfg Config) *Proxy {
 	w.t.Helper()
+	p, stop := w.start(cfg)
+	w.t.Cleanup(func() {
+		if err := stop(); !errors.Is(err, context.Canceled) {
+			w.t.Errorf("Run() = %v, want context.Canceled", err)
+		}
+	})
+	return p
+}
+
+// start starts a proxy and waits until it is ready; stop cancels it and
+// returns what Run returned. stop may be called more than once.
+func (w *world) start(cfg Config) (p *Proxy, stop func() error) {
+	w.t.Helper()
 	cfg.Bundles = w.bundles
 	cfg.Snapshots = w.reg.src
 	if cfg.Registry == nil {
@@ -128,7 +141,9 @@ func (w *world) run(cfg Config) *Proxy {
 	}
 	cfg.Metrics = prometheus.NewRegistry()
 	cfg.Logger = slog.New(slog.NewTextHandler(w.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg.DrainTimeout = 2 * time.Second
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 2 * time.Second
+	}
 	p, err := New(cfg)
 	if err != nil {
 		w.t.Fatal(err)
@@ -136,18 +151,22 @@ func (w *world) run(cfg Config) *Proxy {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	w.t.Cleanup(func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			w.t.Errorf("Run() = %v, want context.Canceled", err)
-		}
-	})
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
 	select {
 	case <-p.Ready():
 	case err := <-done:
+		cancel()
 		w.t.Fatalf("Run() = %v before ready", err)
 	}
-	return p
+	return p, stop
 }
 
 func startEcho(t *testing.T) (*demo.EchoServer, net.Listener) {

@@ -75,8 +75,12 @@ func (c *refusalConn) Read(p []byte) (int, error) {
 // sniff reads the first record header, and the alert body when it is one.
 func (c *refusalConn) sniff() error {
 	buf := make([]byte, recordHeaderLen+alertLen)
-	if _, err := io.ReadFull(c.Conn, buf[:recordHeaderLen]); err != nil {
-		return err
+	if n, err := io.ReadFull(c.Conn, buf[:recordHeaderLen]); err != nil {
+		if n == 0 {
+			return err
+		}
+		c.pending = buf[:n] // the next Read reports the error
+		return nil
 	}
 	if !isAlertHeader(buf) {
 		c.pending = buf[:recordHeaderLen]
