@@ -42,6 +42,15 @@ func (h *Host) AddrPort(port int) string {
 	return netip.AddrPortFrom(h.addr, uint16(port)).String()
 }
 
+// Router returns the router of the host's cluster (itself for a router, nil
+// for the WAN namespace).
+func (h *Host) Router() *Host {
+	if h.cluster == "" {
+		return nil
+	}
+	return h.topo.Cluster(h.cluster).router
+}
+
 // String returns "cluster/name".
 func (h *Host) String() string {
 	if h.cluster == "" {

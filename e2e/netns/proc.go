@@ -143,8 +143,9 @@ func (p *Proc) Kill() error {
 }
 
 // Stop sends SIGTERM and waits up to grace for the exit, then kills. It
-// returns the exit error of a process that stopped within grace, so a clean
-// shutdown can be checked; a killed process yields an error.
+// returns nil when the process exited within grace with status 0 or by the
+// SIGTERM itself (as programs that re-raise the signal after cleaning up do),
+// the exit error when it exited otherwise, and an error when it was killed.
 func (p *Proc) Stop(grace time.Duration) error {
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		return err
@@ -154,6 +155,12 @@ func (p *Proc) Stop(grace time.Duration) error {
 	select {
 	case <-p.done:
 		_, err := p.Exited()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+				return nil
+			}
+		}
 		return err
 	case <-timer.C:
 	}
