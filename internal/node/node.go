@@ -1,0 +1,211 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strait-mesh/strait/federation"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+	"github.com/strait-mesh/strait/trust"
+)
+
+// Config configures a Node. Zero values mean the documented default.
+type Config struct {
+	// Cluster is the node's cluster. Required.
+	Cluster string
+	// TrustDomain is the cluster's trust domain. Required.
+	TrustDomain spiffeid.TrustDomain
+	// Etcd is the etcd client. Required.
+	Etcd *clientv3.Client
+	// Keyspace is the federation keyspace. Zero means the default prefix.
+	Keyspace federation.Keyspace
+	// SnapshotPath persists the federation snapshot for static stability.
+	// Zero disables persistence.
+	SnapshotPath string
+	// LeaseTTL is the TTL of the node's registrations. Zero means
+	// federation.DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// LocalBundle serves the cluster's own bundle (the CA, or SPIRE). Required.
+	LocalBundle x509bundle.Source
+	// CA, when set, is the cluster's built-in CA: the node publishes its
+	// bundle to etcd, now and after every root change.
+	CA *trust.CA
+	// Federates limits the trust domains whose bundles are trusted. Zero
+	// means every trust domain that publishes a bundle.
+	Federates []spiffeid.TrustDomain
+	// Logger receives the node's logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Metrics registers the cache's and trust metrics. Nil means none.
+	Metrics prometheus.Registerer
+}
+
+func (c *Config) validate() error {
+	var errs *multierror.Error
+	if c.Cluster == "" {
+		errs = multierror.Append(errs, errors.New("cluster is required"))
+	}
+	if c.TrustDomain.IsZero() {
+		errs = multierror.Append(errs, errors.New("trust domain is required"))
+	}
+	if c.Etcd == nil {
+		errs = multierror.Append(errs, errors.New("etcd client is required"))
+	}
+	if c.LocalBundle == nil {
+		errs = multierror.Append(errs, errors.New("local bundle source is required"))
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return fmt.Errorf("node: config: %w", err)
+	}
+	return nil
+}
+
+// Node is the control-plane side of one Strait process.
+type Node struct {
+	// Cache is the federation watch cache: the process routes from it.
+	Cache *federation.Cache
+	// Registrar keeps the process' leased records.
+	Registrar *federation.Registrar
+	// Bundles holds one bundle per federated trust domain.
+	Bundles *trust.BundleStore
+	// Store writes durable records (exports, config, bundles).
+	Store *federation.Store
+
+	cfg Config
+	log *slog.Logger
+}
+
+// New builds a node; Run starts it.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("cluster", cfg.Cluster)
+	cache, err := federation.NewCache(federation.CacheConfig{
+		Sources:      []federation.Source{{Name: "etcd", Client: cfg.Etcd}},
+		Keyspace:     cfg.Keyspace,
+		SnapshotPath: cfg.SnapshotPath,
+		Logger:       log,
+		Metrics:      cfg.Metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	reg, err := federation.NewRegistrar(federation.RegistrarConfig{
+		Client: cfg.Etcd, Keyspace: cfg.Keyspace, TTL: cfg.LeaseTTL, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	var tm *trust.Metrics
+	if cfg.Metrics != nil {
+		if tm, err = trust.NewMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+	bundles, err := trust.NewBundleStore(trust.BundleStoreConfig{
+		TrustDomain: cfg.TrustDomain, Local: cfg.LocalBundle, Federates: cfg.Federates,
+		Logger: log, Metrics: tm,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return &Node{
+		Cache: cache, Registrar: reg, Bundles: bundles,
+		Store: federation.NewStore(cfg.Etcd, cfg.Keyspace),
+		cfg:   cfg, log: log,
+	}, nil
+}
+
+// Run runs the cache, the registrar, the bundle sync and (with a CA) the
+// bundle publication until ctx is cancelled; it returns ctx.Err() then. The
+// registrar revokes its lease on the way out, withdrawing the records.
+func (n *Node) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.Cache.Run(ctx) })
+	g.Go(func() error { return n.Registrar.Run(ctx) })
+	g.Go(func() error { return n.syncBundles(ctx) })
+	if n.cfg.CA != nil {
+		g.Go(func() error { return n.publishBundle(ctx) })
+	}
+	return g.Wait()
+}
+
+// syncBundles applies the bundles of every snapshot to the bundle store.
+func (n *Node) syncBundles(ctx context.Context) error {
+	for {
+		changed := n.Cache.Changed()
+		if err := n.Bundles.Sync(n.Cache.Snapshot().Bundles()); err != nil {
+			// Rejected records (stale, not federated, invalid) are logged
+			// and counted by the store; the others are applied.
+			n.log.Debug("bundle sync", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+// publishRetry is the wait before publishing again after etcd failed.
+const publishRetry = 2 * time.Second
+
+// published reports whether rec holds exactly the CA's current roots.
+func (n *Node) published(rec *straitv1.TrustBundle) bool {
+	if rec == nil {
+		return false
+	}
+	b, err := trust.BundleFromProto(rec)
+	return err == nil && b.Equal(n.cfg.CA.Bundle())
+}
+
+// publishBundle publishes the CA's bundle whenever it differs from the one
+// in etcd, with the next sequence number.
+func (n *Node) publishBundle(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.Cache.Synced():
+	}
+	td := n.cfg.TrustDomain.Name()
+	for {
+		changed, caChanged := n.Cache.Changed(), n.cfg.CA.Changed()
+		var retry <-chan time.Time
+		if cur := n.Cache.Snapshot().Bundle(td); !n.published(cur) {
+			rec := n.cfg.CA.TrustBundle(cur.GetSequence()+1, 0)
+			err := n.Store.PublishBundle(ctx, rec)
+			switch {
+			case err == nil:
+				n.log.Info("published trust bundle", "trust_domain", td, "sequence", rec.GetSequence())
+			case errors.Is(err, federation.ErrStaleBundle):
+				// Someone published first; the cache will show it.
+			case ctx.Err() != nil:
+				return ctx.Err()
+			default:
+				n.log.Warn("publish trust bundle", "trust_domain", td, "error", err)
+				retry = time.After(publishRetry)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-caChanged:
+		case <-retry:
+		}
+	}
+}
