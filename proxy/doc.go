@@ -2,4 +2,59 @@
 // connections, dials a healthy local endpoint or hands the connection to the
 // cluster's gateway, and terminates inbound mTLS for the workload, telling it
 // the caller's SPIFFE ID with the PROXY protocol v2.
+//
+// # Outbound
+//
+// Each Upstream is a listener the application connects to. For every
+// connection the proxy lists candidates from the newest federation snapshot:
+// this cluster's ready endpoints of the service (the first chosen by the
+// power of two choices on outstanding connections, the rest by load), then
+// this cluster's egress gateways. It opens the inner TLS 1.3 connection with
+// the workload's SVID and the destination's name in the SNI,
+// "<port>.<service>.<namespace>.<cluster or any>.strait". The server must
+// present the SPIFFE ID its endpoint registered (local endpoints), or one in
+// the trust domain of a cluster that exports the service or of this cluster
+// (gateways). An attempt that fails before the handshake completes —
+// connection refused, gateway gone, or a gateway refusal with NO_ENDPOINT,
+// DRAINING or INTERNAL — moves on to the next candidate; the application's
+// bytes are read only once a handshake has succeeded, so nothing is lost.
+//
+// A gateway that cannot route answers the ClientHello with one plaintext
+// TLS alert record whose description is 224+StreamCode (see ParseRefusal);
+// the proxy turns it into a *RouteError. A destination proxy that refuses
+// the caller sends a TLS alert (bad_certificate) after the handshake, which
+// is reported as a RouteError with code UNAUTHORIZED.
+//
+// # Inbound
+//
+// The inbound listener serves TLS 1.3 with the workload's SVID, verifies
+// the caller against its own trust domain's bundle and authorizes it:
+// callers of this cluster's trust domain always, others when the service's
+// export lists their SPIFFE ID or trust domain in Export.consumers. It then
+// connects to the application and writes a PROXY v2 header carrying the
+// caller's address, its SPIFFE ID (TLV 0xE0) and the SNI (authority TLV)
+// before relaying bytes both ways with half-close.
+//
+// Active health checks (TCP connect or HTTP GET, each starting with a LOCAL
+// PROXY header) drive the Endpoint record's ready field, which the proxy
+// keeps in the Registry and withdraws on shutdown.
+//
+// # Use
+//
+//	p, err := proxy.New(proxy.Config{
+//		Cluster:           "west",
+//		Service:           "payments",
+//		InboundListenAddr: "0.0.0.0:15006",
+//		AppAddr:           "127.0.0.1:8080",
+//		Upstreams:         []proxy.Upstream{up}, // from proxy.ParseUpstream("ledger.default:9000=127.0.0.1:19000")
+//		SVIDs:             svids,                // x509svid.Source
+//		Bundles:           bundles,              // x509bundle.Source
+//		Snapshots:         cache,                // federation.SnapshotSource
+//		Registry:          registrar,            // federation.Registry
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	go func() { <-p.Ready(); log.Print("inbound on ", p.InboundAddr()) }()
+//	return p.Run(ctx) // drains on cancel
 package proxy

@@ -27,7 +27,7 @@ func (g *fakeGateway) Addr() string { return g.ln.Addr().String() }
 
 // passthroughGateway forwards every connection to the address set with
 // forwardTo.
-func passthroughGateway(t *testing.T) *fakeGateway {
+func passthroughGateway(t testing.TB) *fakeGateway {
 	g := &fakeGateway{ln: listen(t)}
 	go g.serve(func(c net.Conn) {
 		defer c.Close()
@@ -52,7 +52,7 @@ func passthroughGateway(t *testing.T) *fakeGateway {
 
 // refusingGateway answers every connection with the refusal of code, after
 // reading the start of the ClientHello as the real gateway does.
-func refusingGateway(t *testing.T, code straitv1.StreamCode) *fakeGateway {
+func refusingGateway(t testing.TB, code straitv1.StreamCode) *fakeGateway {
 	g := &fakeGateway{ln: listen(t)}
 	go g.serve(func(c net.Conn) {
 		defer c.Close()

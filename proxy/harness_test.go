@@ -36,13 +36,13 @@ var echoKey = federation.ServiceKey{Namespace: "default", Name: "echo"}
 // world is a federation in one process: two CAs, their bundles, a snapshot
 // source and a registry that publishes into it.
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	cas     map[string]*trust.CA // by cluster
 	bundles *x509bundle.Set
 	reg     *testRegistry
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	w := &world{t: t, cas: map[string]*trust.CA{}, bundles: x509bundle.NewSet()}
 	for cluster, td := range map[string]string{east: eastTD, west: westTD} {
@@ -140,7 +140,11 @@ func (w *world) start(cfg Config) (p *Proxy, stop func() error) {
 		cfg.Registry = w.reg
 	}
 	cfg.Metrics = prometheus.NewRegistry()
-	cfg.Logger = slog.New(slog.NewTextHandler(w.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level := slog.LevelInfo
+	if _, bench := w.t.(*testing.B); bench {
+		level = slog.LevelWarn
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(w.t.Output(), &slog.HandlerOptions{Level: level}))
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 2 * time.Second
 	}
@@ -169,7 +173,7 @@ func (w *world) start(cfg Config) (p *Proxy, stop func() error) {
 	return p, stop
 }
 
-func startEcho(t *testing.T) (*demo.EchoServer, net.Listener) {
+func startEcho(t testing.TB) (*demo.EchoServer, net.Listener) {
 	t.Helper()
 	ln := listen(t)
 	app := &demo.EchoServer{}
