@@ -7,11 +7,15 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/strait-mesh/strait/federation"
+	"github.com/strait-mesh/strait/trust"
 )
 
 // authorizeCaller is the inbound policy: callers in the proxy's own trust
 // domain may connect; others only when the service's export in this cluster
-// lists their SPIFFE ID or their trust domain among its consumers.
+// lists their SPIFFE ID or their trust domain among its consumers
+// (trust.ConsumerPolicy, the same rules the ingress gateway applies). An
+// export whose consumers list does not parse admits only the own trust
+// domain: the policy fails closed.
 func (p *Proxy) authorizeCaller(id spiffeid.ID, _ [][]*x509.Certificate) error {
 	own, err := p.trustDomain()
 	if err != nil {
@@ -22,29 +26,15 @@ func (p *Proxy) authorizeCaller(id spiffeid.ID, _ [][]*x509.Certificate) error {
 	}
 	key := federation.ServiceKey{Namespace: p.cfg.Namespace, Name: p.cfg.Service}
 	exp := p.cfg.Snapshots.Snapshot().Export(p.cfg.Cluster, key)
-	if consumerAllowed(id, exp.GetConsumers()) {
-		return nil
+	policy, err := trust.NewConsumerPolicy(own, exp.GetConsumers())
+	if err != nil {
+		p.log.Warn("export has invalid consumers; refusing other trust domains", logErr, err)
+		return fmt.Errorf("%w: %s: %w", ErrUnauthorized, key, err)
 	}
-	return fmt.Errorf("%w: %s may not consume %s in cluster %s", ErrUnauthorized, id, key, p.cfg.Cluster)
-}
-
-// consumerAllowed reports whether id matches one of the consumers: a SPIFFE
-// ID (equal) or a bare trust domain (member of). Malformed entries match
-// nothing.
-func consumerAllowed(id spiffeid.ID, consumers []string) bool {
-	for _, c := range consumers {
-		cid, err := spiffeid.FromString(c)
-		if err != nil {
-			continue
-		}
-		if cid.Path() == "" && id.MemberOf(cid.TrustDomain()) {
-			return true
-		}
-		if cid == id {
-			return true
-		}
+	if err := policy.Check(id); err != nil {
+		return fmt.Errorf("%w: %s in cluster %s: %w", ErrUnauthorized, key, p.cfg.Cluster, err)
 	}
-	return false
+	return nil
 }
 
 // trustDomain is the trust domain of the proxy's own SVID.

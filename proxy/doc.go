@@ -20,7 +20,7 @@
 // bytes are read only once a handshake has succeeded, so nothing is lost.
 //
 // A gateway that cannot route answers the ClientHello with one plaintext
-// TLS alert record whose description is 224+StreamCode (see ParseRefusal);
+// TLS alert record whose description is 224+StreamCode (gateway/tunnel);
 // the proxy turns it into a *RouteError. A destination proxy that refuses
 // the caller sends a TLS alert (bad_certificate) after the handshake, which
 // is reported as a RouteError with code UNAUTHORIZED.

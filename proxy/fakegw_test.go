@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/strait-mesh/strait/gateway/tunnel"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 
@@ -57,7 +58,7 @@ func refusingGateway(t testing.TB, code straitv1.StreamCode) *fakeGateway {
 	go g.serve(func(c net.Conn) {
 		defer c.Close()
 		_, _ = c.Read(make([]byte, 512))
-		_, _ = c.Write(RefusalRecord(code))
+		_ = tunnel.WriteRefusal(c, code)
 	})
 	return g
 }

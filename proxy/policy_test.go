@@ -21,6 +21,8 @@ func TestCrossClusterPolicy(t *testing.T) {
 	}{
 		{"trust domain listed", []string{"spiffe://" + eastTD}, true},
 		{"SPIFFE ID listed", []string{"spiffe://other.example", eastClientID}, true},
+		{"trust domain with a trailing slash", []string{"spiffe://" + eastTD + "/"}, true},
+		{"malformed entry fails closed", []string{"spiffe://" + eastTD, "not a spiffe id"}, false},
 		{"no consumers", nil, false},
 		{"another workload listed", []string{"spiffe://" + eastTD + "/ns/default/sa/other"}, false},
 		{"another trust domain listed", []string{"spiffe://other.example", "not a spiffe id"}, false},

@@ -6,41 +6,22 @@ import (
 	"net"
 	"reflect"
 
+	"github.com/strait-mesh/strait/gateway/tunnel"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 
-// The gateway refusal contract: instead of a ServerHello, an egress gateway
-// that cannot route a connection writes one plaintext TLS alert record
+// The gateway refusal contract (gateway/tunnel): instead of a ServerHello,
+// an egress gateway that cannot route a connection writes one plaintext TLS
+// alert record
 //
 //	15 03 03 00 02 02 <224+StreamCode>
 //
 // and closes. 224-255 is the private-use range of the TLS alert registry.
 const (
-	recordTypeAlert  = 0x15
-	recordHeaderLen  = 5
-	alertLen         = 2
-	alertLevelFatal  = 2
-	refusalAlertBase = 224
+	recordTypeAlert = 0x15
+	recordHeaderLen = 5
+	alertLen        = 2
 )
-
-// ParseRefusal decodes a gateway refusal record. ok is false when b is not
-// exactly one. Codes beyond the known set read as INTERNAL, as the tunnel
-// protocol requires.
-func ParseRefusal(b []byte) (code straitv1.StreamCode, ok bool) {
-	if len(b) != recordHeaderLen+alertLen || !isAlertHeader(b) || b[5] != alertLevelFatal || b[6] < refusalAlertBase {
-		return 0, false
-	}
-	code = straitv1.StreamCode(b[6] - refusalAlertBase)
-	if _, known := straitv1.StreamCode_name[int32(code)]; !known || code == straitv1.StreamCode_STREAM_CODE_UNSPECIFIED {
-		code = straitv1.StreamCode_STREAM_CODE_INTERNAL
-	}
-	return code, true
-}
-
-// RefusalRecord is the record a gateway writes to refuse with code.
-func RefusalRecord(code straitv1.StreamCode) []byte {
-	return []byte{recordTypeAlert, 0x03, 0x03, 0x00, alertLen, alertLevelFatal, byte(refusalAlertBase + code)}
-}
 
 // isAlertHeader reports whether b starts with the header of a TLS 1.x alert
 // record of two bytes.
@@ -88,7 +69,7 @@ func (c *refusalConn) sniff() error {
 	}
 	// A short body is passed on: the next Read reports the error.
 	n, _ := io.ReadFull(c.Conn, buf[recordHeaderLen:])
-	if code, ok := ParseRefusal(buf); ok {
+	if code, ok := tunnel.ParseRefusal(buf); ok {
 		return &RouteError{Code: code, Addr: c.RemoteAddr().String()}
 	}
 	c.pending = buf[:recordHeaderLen+n]
