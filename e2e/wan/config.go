@@ -118,6 +118,13 @@ type LinkConfig struct {
 	// Reverse, when set, shapes the backend-to-client direction instead of
 	// Delay, Jitter and Loss.
 	Reverse *Shape
+	// NoHandshakeDelay turns off the emulated TCP handshake. By default the
+	// first forward bytes of a new TCP connection are held until one emulated
+	// round trip (forward + reverse delay) after the accept, on top of their
+	// own delay, because the relay's kernel completes the client's handshake
+	// at once: so a client's time to first byte on a new connection includes
+	// the handshake round trip it would pay across a real WAN.
+	NoHandshakeDelay bool
 	// PartitionMode says how a partition treats TCP. Default: Blackhole.
 	PartitionMode PartitionMode
 	// DisableTCP and DisableUDP turn one protocol off. Default: both on.

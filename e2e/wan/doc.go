@@ -12,8 +12,13 @@
 //     next datagram picks another backend (a stand-in for LB health checks).
 //   - TCP connections are accepted, a backend is dialed (the next one is tried
 //     when a dial fails), and the bytes are relayed in chunks, each delayed by
-//     Delay ± Jitter while keeping the stream in order. Loss does not apply to
-//     TCP (the kernel's retransmissions would hide it anyway).
+//     Delay ± Jitter while keeping the stream in order. The relay's kernel
+//     completes the client's handshake at once, so the first bytes of a new
+//     connection are also held for one emulated round trip: a new
+//     connection's time to first byte is two round trips, as across a real
+//     WAN. A backend that refuses shows to the client as a reset after the
+//     connect, as behind a proxying load balancer. Loss does not apply to TCP
+//     (the kernel's retransmissions would hide it anyway).
 //   - Partition drops every datagram in both directions and stops TCP: in the
 //     default [Blackhole] mode, established connections stall and new ones are
 //     accepted but carry no byte until Heal, like packets lost in a cut

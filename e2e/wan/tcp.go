@@ -122,6 +122,7 @@ func (l *Link) serveTCP(ctx context.Context, c *tcpConn) {
 	case <-ctx.Done():
 		return
 	}
+	accepted := time.Now()
 	backend, err := l.dialBackend(ctx)
 	if err != nil {
 		l.log.Warn("wan tcp dial failed", logClient, c.client.RemoteAddr().String(), logError, err)
@@ -131,15 +132,21 @@ func (l *Link) serveTCP(ctx context.Context, c *tcpConn) {
 	if !c.setBackend(backend) {
 		return
 	}
+	// The first forward bytes may not arrive before the emulated handshake
+	// (one round trip) plus their own forward delay.
+	var firstForward time.Time
+	if !l.cfg.NoHandshakeDelay {
+		firstForward = accepted.Add(2*l.Shape(Forward).Delay + l.Shape(Reverse).Delay)
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		l.pipe(ctx, c, backend, c.client, Forward, &l.stats.tcpBytesForward)
+		l.pipe(ctx, c, backend, c.client, Forward, firstForward, &l.stats.tcpBytesForward)
 	}()
 	go func() {
 		defer wg.Done()
-		l.pipe(ctx, c, c.client, backend, Reverse, &l.stats.tcpBytesReverse)
+		l.pipe(ctx, c, c.client, backend, Reverse, time.Time{}, &l.stats.tcpBytesReverse)
 	}()
 	wg.Wait()
 }
@@ -168,13 +175,14 @@ type chunk struct {
 }
 
 // pipe relays src to dst, delaying each chunk by dir's shape and keeping
-// order. On EOF it half-closes dst; on any other error it closes c.
-func (l *Link) pipe(ctx context.Context, c *tcpConn, dst, src net.Conn, dir Direction, bytes *atomic.Int64) {
+// order; no chunk is delivered before notBefore. On EOF it half-closes dst;
+// on any other error it closes c.
+func (l *Link) pipe(ctx context.Context, c *tcpConn, dst, src net.Conn, dir Direction, notBefore time.Time, bytes *atomic.Int64) {
 	ch := make(chan chunk, l.cfg.TCPQueue)
 	var readErr error
 	go func() {
 		defer close(ch)
-		var last time.Time
+		last := notBefore
 		for {
 			buf := make([]byte, l.cfg.TCPChunk)
 			n, err := src.Read(buf)

@@ -1,0 +1,129 @@
+package load
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strait-mesh/strait/e2e/wait"
+	"github.com/strait-mesh/strait/e2e/wan"
+)
+
+func TestParseCluster(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"cluster":"west","host":"pod1","key":"k"}`:                               "west",
+		"hello from cluster central; you are spiffe://east.strait.local/ns/a/sa/b": "central",
+		"nothing here": "",
+	} {
+		if got := ParseCluster([]byte(body)); got != want {
+			t.Errorf("ParseCluster(%q) = %q, want %q", body, got, want)
+		}
+	}
+}
+
+func runFor(t *testing.T, g *Generator, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := g.Run(ctx); err != context.DeadlineExceeded {
+		t.Fatalf("Run = %v", err)
+	}
+}
+
+func TestGeneratorRateAndRecords(t *testing.T) {
+	srv := &Server{Cluster: "west", Host: "pod1"}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	g, err := NewGenerator(Config{Target: strings.TrimPrefix(hs.URL, "http://"), Rate: 200, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, g, time.Second)
+	s := g.History().Summary()
+	t.Logf("1 s at 200/s: %s", s)
+	if s.Sent < 190 || s.Sent > 202 {
+		t.Errorf("sent %d in 1 s at 200/s", s.Sent)
+	}
+	if s.Failed != 0 || s.ByCluster["west"] != s.Sent {
+		t.Errorf("summary %s", s)
+	}
+	if st := srv.Stats(); st.Requests != int64(s.Sent) || st.Duplicates != 0 {
+		t.Errorf("server saw %+v, want %d requests and no duplicate key", st, s.Sent)
+	}
+}
+
+func TestGeneratorClassifiesRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	g, err := NewGenerator(Config{Target: addr, Rate: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, g, 100*time.Millisecond)
+	s := g.History().Summary()
+	if s.Failed == 0 || s.ByKind[KindConnectRefused] != s.Failed {
+		t.Errorf("summary %s, want only %s", s, KindConnectRefused)
+	}
+}
+
+// A failover through a WAN link: west answers, the link is cut, then it
+// points at central and heals; the history shows the failures and the times.
+func TestHistoryFailover(t *testing.T) {
+	west := httptest.NewServer(&Server{Cluster: "west"})
+	defer west.Close()
+	central := httptest.NewServer(&Server{Cluster: "central"})
+	defer central.Close()
+	link, err := wan.NewLink(wan.LinkConfig{Listen: "127.0.0.1:0", Backends: []string{strings.TrimPrefix(west.URL, "http://")},
+		PartitionMode: wan.Refuse, DisableUDP: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = link.Run(ctx) }()
+
+	g, err := NewGenerator(Config{Target: link.Addr().String(), Rate: 200, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gctx, gcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(gctx) }()
+	wait.For(t, 5*time.Second, "west answers", func() bool { return g.History().Summary().ByCluster["west"] >= 20 })
+	fault := time.Now()
+	link.Partition()
+	wait.For(t, 5*time.Second, "failures", func() bool { return g.History().Summary().Failed >= 20 })
+	if err := link.SetBackends([]string{strings.TrimPrefix(central.URL, "http://")}); err != nil {
+		t.Fatal(err)
+	}
+	link.Heal()
+	wait.For(t, 5*time.Second, "central answers", func() bool { return g.History().Summary().ByCluster["central"] >= 20 })
+	gcancel()
+	<-done
+
+	h := g.History()
+	s := h.Summary()
+	reroute, ok := h.FirstOKFrom(fault, "central")
+	settled, settledOK := h.SettledOn(fault, "central")
+	t.Logf("%s; reroute %s, settled %s", s, reroute, settled)
+	if !ok || !settledOK {
+		t.Fatalf("no reroute to central in history")
+	}
+	if s.ByKind[KindReset] == 0 || s.FirstFailure.Before(fault) {
+		t.Errorf("failures %v starting %s, want resets after the fault at %s", s.ByKind, s.FirstFailure, fault)
+	}
+	if got := len(h.Between(fault, fault.Add(reroute)).Failures()); got != s.Failed {
+		t.Errorf("%d failures between fault and reroute, want all %d", got, s.Failed)
+	}
+}
+
+var _ http.Handler = (*Server)(nil)
