@@ -1,17 +1,150 @@
 package main
 
 import (
-	"errors"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/quic-go/quic-go"
 	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strait-mesh/strait/gateway"
+	"github.com/strait-mesh/strait/trust"
 )
 
+// gatewayFile is the config file of `strait gateway`.
+type gatewayFile struct {
+	// Cluster and ID name the gateway. Required.
+	Cluster string `json:"cluster"`
+	ID      string `json:"id"`
+	// Region and Zone locate it, for locality-aware routing.
+	Region string `json:"region,omitempty"`
+	Zone   string `json:"zone,omitempty"`
+	// Etcd says how to reach the control plane.
+	Etcd etcdFile `json:"etcd"`
+	// Identity says where SVIDs come from.
+	Identity identityFile `json:"identity"`
+	// Ingress is the QUIC listener (UDP) peers dial; Egress the TCP
+	// listener of the cluster's proxies; Admin the HTTP admin server.
+	Ingress listenFile `json:"ingress"`
+	Egress  listenFile `json:"egress"`
+	Admin   listenFile `json:"admin"`
+	// SnapshotPath keeps the last federation snapshot for static stability.
+	SnapshotPath string `json:"snapshotPath,omitempty"`
+	// StatelessResetKey (64 hex characters) lets a restarted gateway reset
+	// its peers' stale connections at once. Share it among the replicas
+	// behind one address.
+	StatelessResetKey string `json:"statelessResetKey,omitempty"`
+	// DrainTimeout bounds the drain on SIGTERM. Zero means 30s; the live
+	// configuration in etcd overrides it.
+	DrainTimeout duration `json:"drainTimeout,omitempty"`
+	// LogLevel is debug, info, warn or error. Zero means info.
+	LogLevel string `json:"logLevel,omitempty"`
+}
+
 func newGatewayCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "gateway",
-		Short: "(not implemented yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("gateway: not implemented yet")
+	var path string
+	cmd := &cobra.Command{
+		Use:   "gateway --config gateway.yaml",
+		Short: "Run an east-west gateway of a cluster",
+		Long: `Run an east-west gateway: a QUIC ingress for the gateways of other clusters,
+an egress for this cluster's proxies (routing by the SNI of their inner
+ClientHello), and an admin server with /metrics, /healthz and /readyz.
+
+The gateway registers itself in etcd under a lease, watches the federation
+into a local snapshot (persisted to snapshotPath so that it can start and
+route while etcd is down), and applies the live configuration kept in etcd.
+SIGTERM drains it: it withdraws its record, refuses new streams with the
+draining code so that callers retry elsewhere, and lets open streams finish.`,
+		Example: `  strait gateway --config /etc/strait/gateway.yaml
+
+  # gateway.yaml
+  cluster: east
+  id: gw-1
+  region: us-east
+  etcd: {endpoints: ["http://10.0.0.10:2379"]}
+  identity: {trustDomain: east.example.org, caDir: /var/lib/strait/ca}
+  ingress: {listen: "0.0.0.0:15443", advertise: "203.0.113.7:15443"}
+  egress: {listen: "0.0.0.0:15444", advertise: "10.0.1.5:15444"}
+  admin: {listen: "127.0.0.1:15021"}
+  snapshotPath: /var/lib/strait/gw-1.snapshot.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var f gatewayFile
+			if err := readFileConfig(path, &f); err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
+			return runGateway(cmd, f)
 		},
 	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "gateway config file (YAML or JSON)")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+func runGateway(cmd *cobra.Command, f gatewayFile) error {
+	level, err := parseLevel(or(f.LogLevel, "info"))
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("gateway_id", f.ID)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	id, err := newIdentity(f.Identity, func(td spiffeid.TrustDomain) (spiffeid.ID, error) { return trust.GatewayID(td, f.Cluster) }, log, reg)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	n, closeEtcd, err := newProcessNode(f.Cluster, f.Etcd, f.Identity, id, f.SnapshotPath, log, reg)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer closeEtcd()
+	resetKey, err := parseResetKey(f.StatelessResetKey)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	gw, err := gateway.New(gateway.Config{
+		Cluster: f.Cluster, ID: f.ID, TrustDomain: id.td, Region: f.Region, Zone: f.Zone,
+		IngressListenAddr: f.Ingress.Listen, IngressAdvertiseAddr: f.Ingress.Advertise,
+		EgressListenAddr: f.Egress.Listen, EgressAdvertiseAddr: f.Egress.Advertise,
+		AdminListenAddr: f.Admin.Listen,
+		SVIDs:           id.svids, Bundles: n.Bundles, Snapshots: n.Cache, Registry: n.Registrar,
+		Keyspace: keyspaceOf(f.Etcd), Logger: log, Metrics: reg, Gatherer: reg,
+		StatelessResetKey: resetKey, DrainTimeout: time.Duration(f.DrainTimeout), Version: version,
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	g, ctx := errgroup.WithContext(cmd.Context())
+	g.Go(func() error { return id.run(ctx) })
+	g.Go(func() error { return n.Run(ctx) })
+	g.Go(func() error { return gw.Run(ctx) })
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+		case <-gw.Ready():
+			log.Info("gateway ready", "ingress", gw.IngressAddr().String(), "egress", gw.EgressAddr().String(), "admin", gw.AdminAddr().String())
+		}
+		return nil
+	})
+	return ignoreCanceled(g.Wait())
+}
+
+func parseResetKey(s string) (*quic.StatelessResetKey, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := hex.DecodeString(s)
+	var key quic.StatelessResetKey
+	if err != nil || len(b) != len(key) {
+		return nil, fmt.Errorf("statelessResetKey must be %d hex characters", 2*len(key))
+	}
+	copy(key[:], b)
+	return &key, nil
 }

@@ -46,6 +46,7 @@ Start with 'strait dev': a whole two-cluster federation in one process.`,
 		newUnexportCmd(),
 		newStatusCmd(),
 		newConfigCmd(),
+		newDemoCmd(),
 	)
 	return root
 }

@@ -1,17 +1,186 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strait-mesh/strait/proxy"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+	"github.com/strait-mesh/strait/trust"
 )
 
+// proxyFile is the config file of `strait proxy`.
+type proxyFile struct {
+	// Cluster is the proxy's cluster. Required.
+	Cluster string `json:"cluster"`
+	// Namespace, Service and ServiceAccount describe the workload. Service
+	// empty makes a client-only proxy. Namespace zero means "default";
+	// ServiceAccount zero means Service.
+	Namespace      string `json:"namespace,omitempty"`
+	Service        string `json:"service,omitempty"`
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+	// ID identifies the endpoint. Zero means the host name.
+	ID     string `json:"id,omitempty"`
+	Region string `json:"region,omitempty"`
+	Zone   string `json:"zone,omitempty"`
+	// Etcd and Identity as for the gateway.
+	Etcd     etcdFile     `json:"etcd"`
+	Identity identityFile `json:"identity"`
+	// Inbound is the mTLS listener other proxies dial.
+	Inbound listenFile `json:"inbound"`
+	// App is the application's host:port.
+	App string `json:"app,omitempty"`
+	// Ports are the service's ports, e.g. {name: http, port: 8080}.
+	Ports []portFile `json:"ports,omitempty"`
+	// Upstreams are outbound listeners in the CLI form
+	// "payments.default:9000=127.0.0.1:19000".
+	Upstreams []string `json:"upstreams,omitempty"`
+	// HealthCheck of the app: interval (zero means 5s) and an optional
+	// HTTP path (a TCP connect otherwise).
+	HealthCheck struct {
+		Interval duration `json:"interval,omitempty"`
+		HTTPPath string   `json:"httpPath,omitempty"`
+	} `json:"healthCheck,omitempty"`
+	// Admin serves /metrics and /healthz. Zero disables it.
+	Admin listenFile `json:"admin,omitempty"`
+	// SnapshotPath keeps the last federation snapshot.
+	SnapshotPath string `json:"snapshotPath,omitempty"`
+	// DrainTimeout bounds the drain on SIGTERM. Zero means 30s.
+	DrainTimeout duration `json:"drainTimeout,omitempty"`
+	// LogLevel is debug, info, warn or error. Zero means info.
+	LogLevel string `json:"logLevel,omitempty"`
+}
+
+type portFile struct {
+	Name string `json:"name"`
+	Port uint32 `json:"port"`
+}
+
 func newProxyCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "proxy",
-		Short: "(not implemented yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("proxy: not implemented yet")
+	var (
+		path      string
+		upstreams []string
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy --config proxy.yaml",
+		Short: "Run the proxy beside a workload",
+		Long: `Run the per-workload proxy. Outbound, each upstream listener takes the
+workload's connections to a global service: a healthy local endpoint is
+dialed directly, otherwise the cluster's gateway carries the connection to
+another cluster; the workload's mTLS session runs end to end to the
+destination proxy. Inbound, the proxy terminates mTLS, checks the caller's
+SPIFFE ID against the export's consumers, and hands the connection to the
+application after a PROXY protocol v2 header that names the caller.`,
+		Example: `  strait proxy --config /etc/strait/proxy.yaml --upstream payments.default:9000=127.0.0.1:19000`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var f proxyFile
+			if err := readFileConfig(path, &f); err != nil {
+				return fmt.Errorf("proxy: %w", err)
+			}
+			f.Upstreams = append(f.Upstreams, upstreams...)
+			return runProxy(cmd.Context(), f)
 		},
 	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "proxy config file (YAML or JSON)")
+	cmd.Flags().StringArrayVar(&upstreams, "upstream", nil, "an upstream listener, <service>.<namespace>[.<cluster>]:<port>=<listen addr> (repeatable)")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+func (f proxyFile) proxyConfig() (proxy.Config, error) {
+	cfg := proxy.Config{
+		Cluster: f.Cluster, Namespace: f.Namespace, Service: f.Service, ServiceAccount: f.ServiceAccount,
+		ID: f.ID, Region: f.Region, Zone: f.Zone,
+		InboundListenAddr: f.Inbound.Listen, InboundAdvertiseAddr: f.Inbound.Advertise, AppAddr: f.App,
+		HealthCheck:  proxy.HealthCheck{Interval: time.Duration(f.HealthCheck.Interval), HTTPPath: f.HealthCheck.HTTPPath},
+		DrainTimeout: time.Duration(f.DrainTimeout), Keyspace: keyspaceOf(f.Etcd),
+	}
+	for _, p := range f.Ports {
+		cfg.Ports = append(cfg.Ports, &straitv1.ServicePort{Name: p.Name, Port: p.Port, Protocol: straitv1.Protocol_PROTOCOL_TCP})
+	}
+	for _, s := range f.Upstreams {
+		u, err := proxy.ParseUpstream(s)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Upstreams = append(cfg.Upstreams, u)
+	}
+	return cfg, nil
+}
+
+func runProxy(ctx context.Context, f proxyFile) error {
+	level, err := parseLevel(or(f.LogLevel, "info"))
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("service", f.Service)
+	cfg, err := f.proxyConfig()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ns, sa := or(f.Namespace, proxy.DefaultNamespace), or(f.ServiceAccount, f.Service)
+	id, err := newIdentity(f.Identity, func(td spiffeid.TrustDomain) (spiffeid.ID, error) {
+		return trust.WorkloadID(td, ns, or(sa, "default"))
+	}, log, reg)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	n, closeEtcd, err := newProcessNode(f.Cluster, f.Etcd, f.Identity, id, f.SnapshotPath, log, reg)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	defer closeEtcd()
+	cfg.SVIDs, cfg.Bundles, cfg.Snapshots, cfg.Registry = id.svids, n.Bundles, n.Cache, n.Registrar
+	cfg.Logger, cfg.Metrics = log, reg
+	p, err := proxy.New(cfg)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return id.run(ctx) })
+	g.Go(func() error { return n.Run(ctx) })
+	g.Go(func() error { return p.Run(ctx) })
+	if f.Admin.Listen != "" {
+		g.Go(func() error { return serveAdmin(ctx, f.Admin.Listen, reg, log) })
+	}
+	return ignoreCanceled(g.Wait())
+}
+
+// serveAdmin serves /metrics and /healthz on addr until ctx ends.
+func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("admin server", "addr", ln.Addr().String())
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin: %w", err)
+	}
+	return ctx.Err()
 }

@@ -47,6 +47,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics registers the cache's and trust metrics. Nil means none.
 	Metrics prometheus.Registerer
+	// TrustMetrics, when set, are the trust metrics to use instead of
+	// registering new ones on Metrics (a registry holds them only once).
+	TrustMetrics *trust.Metrics
 }
 
 func (c *Config) validate() error {
@@ -110,8 +113,8 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	var tm *trust.Metrics
-	if cfg.Metrics != nil {
+	tm := cfg.TrustMetrics
+	if tm == nil && cfg.Metrics != nil {
 		if tm, err = trust.NewMetrics(cfg.Metrics); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
