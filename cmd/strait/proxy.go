@@ -17,8 +17,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/strait-mesh/strait/proxy"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+	"github.com/strait-mesh/strait/proxy"
 	"github.com/strait-mesh/strait/trust"
 )
 
