@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"time"
 )
 
 // Drain stops the gateway gracefully and returns when it has stopped or ctx
@@ -50,14 +51,28 @@ func (g *Gateway) drainAndWait(ctx context.Context) {
 		g.log.Warn("gateway: drain timeout with streams still open", logStreams, g.active.count())
 		return
 	}
+	// Closing a connection discards stream data the peer has not
+	// acknowledged yet: let peers close their idle connections first (they
+	// do once they see the record withdrawn or a DRAINING reply).
+	lctx, lcancel := context.WithTimeout(ctx, drainLinger)
+	defer lcancel()
+	if err := g.peers.wait(lctx); err != nil {
+		g.log.Info("gateway: drained; closing connections peers kept open", logConns, g.peers.count())
+		return
+	}
 	g.log.Info("gateway: drained")
 }
+
+// drainLinger bounds the wait, after the last stream of a drain ended, for
+// peers to close their connections.
+const drainLinger = time.Second
 
 // startDrain runs steps 1 and 2 of Drain, once.
 func (g *Gateway) startDrain() {
 	if !g.draining.CompareAndSwap(false, true) {
 		return
 	}
+	defer close(g.drainCh)
 	g.m.draining.Set(1)
 	g.log.Info("gateway: draining", logStreams, g.active.count())
 	g.withdraw()

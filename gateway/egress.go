@@ -54,7 +54,7 @@ func (g *Gateway) handleEgress(ctx context.Context, c *net.TCPConn) {
 		g.m.streams.WithLabelValues(dirEgress, cand.cluster, resultLabel(acode, err)).Inc()
 		if err == nil && acode == straitv1.StreamCode_STREAM_CODE_ACCEPTED {
 			g.m.setup.WithLabelValues(dirEgress).Observe(time.Since(start).Seconds())
-			g.relayEgress(c, st, cand.peer)
+			g.relayEgress(c, st)
 			return
 		}
 		code = acode
@@ -99,34 +99,42 @@ func lingerClose(c *net.TCPConn) {
 }
 
 // relayEgress relays an accepted stream and counts it.
-func (g *Gateway) relayEgress(c *net.TCPConn, st *quic.Stream, pr *peer) {
-	defer pr.streams.Add(-1)
+func (g *Gateway) relayEgress(c *net.TCPConn, st *stream) {
+	defer st.pc.release()
 	act := g.m.active.WithLabelValues(dirEgress)
 	act.Inc()
 	defer act.Dec()
-	g.relay.Pipe(relay.TCP(c), relay.Stream(st, StreamErrReset), relay.Counters{AToB: g.m.bytesSent, BToA: g.m.bytesReceived})
+	g.relay.Pipe(relay.TCP(c), relay.Stream(st.Stream, StreamErrReset), relay.Counters{AToB: g.m.bytesSent, BToA: g.m.bytesReceived})
+}
+
+// stream is an accepted stream and the pooled connection it counts on.
+type stream struct {
+	*quic.Stream
+	pc *pconn
 }
 
 // attempt opens a stream to cand and sends the header with the buffered
 // ClientHello. It returns the stream once the remote gateway accepted it and
 // the destination's first byte arrived; otherwise the stream is canceled and
-// the code says why (INTERNAL with an error for transport failures).
-func (g *Gateway) attempt(ctx context.Context, cand candidate, sn federation.ServiceName, name string, hello []byte) (*quic.Stream, straitv1.StreamCode, error) {
-	internal := straitv1.StreamCode_STREAM_CODE_INTERNAL
-	conn, err := g.pool.conn(ctx, cand.peer)
+// the code says why (INTERNAL with an error for transport failures). A
+// DRAINING reply retires the connection.
+func (g *Gateway) attempt(ctx context.Context, cand candidate, sn federation.ServiceName, name string, hello []byte) (*stream, straitv1.StreamCode, error) {
+	pc, err := g.pool.conn(ctx, cand.peer)
 	if err != nil {
-		return nil, internal, err
+		return nil, straitv1.StreamCode_STREAM_CODE_INTERNAL, err
 	}
-	cand.peer.streams.Add(1)
-	st, code, err := g.openStream(ctx, conn, sn, name, hello)
-	if err != nil || code != straitv1.StreamCode_STREAM_CODE_ACCEPTED {
-		cand.peer.streams.Add(-1)
-		if err != nil {
-			g.pool.noteStreamFailure(cand.peer, conn)
-		}
-		return nil, code, err
+	st, code, err := g.openStream(ctx, pc.Conn, sn, name, hello)
+	if err == nil && code == straitv1.StreamCode_STREAM_CODE_ACCEPTED {
+		return &stream{Stream: st, pc: pc}, code, nil
 	}
-	return st, code, nil
+	pc.release()
+	switch {
+	case code == straitv1.StreamCode_STREAM_CODE_DRAINING:
+		cand.peer.drainedConn(pc)
+	case err != nil:
+		g.pool.noteStreamFailure(cand.peer, pc)
+	}
+	return nil, code, err
 }
 
 func (g *Gateway) openStream(ctx context.Context, conn *quic.Conn, sn federation.ServiceName, name string, hello []byte) (*quic.Stream, straitv1.StreamCode, error) {

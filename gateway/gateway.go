@@ -24,12 +24,14 @@ type Gateway struct {
 	relay    *relay.Relay
 	pool     *pool
 	live     atomic.Pointer[liveConfig]
-	active   *tracker
+	active   *tracker // streams in both directions
+	peers    *tracker // accepted ingress connections
 
 	started  atomic.Bool
 	draining atomic.Bool
 	ready    chan struct{} // closed once listeners are bound and registered
-	drainReq chan struct{} // closed when a drain starts
+	drainReq chan struct{} // closed when Drain is called
+	drainCh  chan struct{} // closed when the gateway starts draining
 	stopped  chan struct{} // closed when Run has released everything
 	drainMu  sync.Once
 	wg       sync.WaitGroup // every goroutine the gateway starts
@@ -59,8 +61,10 @@ func New(cfg Config) (*Gateway, error) {
 		log:      cfg.Logger.With(logCluster, cfg.Cluster, logGatewayID, cfg.ID),
 		relay:    relay.New(relay.Config{}),
 		active:   newTracker(),
+		peers:    newTracker(),
 		ready:    make(chan struct{}),
 		drainReq: make(chan struct{}),
+		drainCh:  make(chan struct{}),
 		stopped:  make(chan struct{}),
 		conns:    map[*quic.Conn]struct{}{},
 	}
@@ -95,6 +99,10 @@ func (g *Gateway) Ready() <-chan struct{} { return g.ready }
 // Stopped is closed once Run has stopped every goroutine and closed every
 // socket.
 func (g *Gateway) Stopped() <-chan struct{} { return g.stopped }
+
+// DrainStarted is closed when the gateway starts draining: its record is
+// withdrawn and new streams are refused.
+func (g *Gateway) DrainStarted() <-chan struct{} { return g.drainCh }
 
 // Draining reports whether the gateway refuses new streams.
 func (g *Gateway) Draining() bool { return g.draining.Load() }

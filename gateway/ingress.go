@@ -67,11 +67,15 @@ func (g *Gateway) trackConn(conn *quic.Conn) bool {
 		return false
 	}
 	g.conns[conn] = struct{}{}
+	g.peers.add()
 	return true
 }
 
 func (g *Gateway) untrackConn(conn *quic.Conn) {
 	g.connsMu.Lock()
 	defer g.connsMu.Unlock()
-	delete(g.conns, conn)
+	if _, ok := g.conns[conn]; ok {
+		delete(g.conns, conn)
+		g.peers.done()
+	}
 }

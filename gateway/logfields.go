@@ -18,4 +18,5 @@ const (
 	logSndBuf      = "send_buffer_bytes"
 	logStreams     = "active_streams"
 	logAttempt     = "attempt"
+	logConns       = "connections"
 )

@@ -33,14 +33,14 @@ type pool struct {
 // peer is a remote gateway and the state of the connection to it.
 type peer struct {
 	cluster, id string
-	streams     atomic.Int64 // streams open through this peer, for spreading
 
 	mu       sync.Mutex
 	rec      *straitv1.Gateway
-	conn     *quic.Conn
+	conn     *pconn
 	dialing  chan struct{} // non-nil while a dial runs; closed when it ends
 	failures int           // consecutive dial or stream failures
 	retryAt  time.Time
+	drained  bool // replied DRAINING; cleared when the record changes
 }
 
 func newPool(g *Gateway) *pool { return &pool{g: g, peers: map[string]*peer{}} }
@@ -58,15 +58,51 @@ func (p *pool) peerFor(rec *straitv1.Gateway) *peer {
 	p.mu.Unlock()
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	if pr.rec.GetAddress() != rec.GetAddress() || pr.rec.GetSpiffeId() != rec.GetSpiffeId() {
+	if recordChanged(pr.rec, rec) {
 		if pr.conn != nil {
-			_ = pr.conn.CloseWithError(ConnErrGone, "gateway record changed")
+			pr.conn.retire()
 			pr.conn = nil
 		}
-		pr.failures, pr.retryAt = 0, time.Time{}
+		pr.failures, pr.retryAt, pr.drained = 0, time.Time{}, false
 	}
 	pr.rec = rec
 	return pr
+}
+
+// recordChanged reports whether a Gateway record names another instance: a
+// restarted gateway writes a new started_at.
+func recordChanged(old, cur *straitv1.Gateway) bool {
+	return old.GetAddress() != cur.GetAddress() || old.GetSpiffeId() != cur.GetSpiffeId() ||
+		!old.GetStartedAt().AsTime().Equal(cur.GetStartedAt().AsTime())
+}
+
+// load is the number of streams open on the peer's current connection.
+func (pr *peer) load() int64 {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.conn == nil {
+		return 0
+	}
+	return pr.conn.streams.Load()
+}
+
+// drainedConn handles a DRAINING reply on c: c is retired, and the peer is
+// chosen last until its record changes.
+func (pr *peer) drainedConn(c *pconn) {
+	pr.mu.Lock()
+	if pr.conn == c {
+		pr.conn = nil
+	}
+	pr.drained = true
+	pr.mu.Unlock()
+	c.retire()
+}
+
+// isDrained reports whether the peer replied DRAINING.
+func (pr *peer) isDrained() bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.drained
 }
 
 // inBackoff reports whether the peer's last attempts failed recently.
@@ -77,12 +113,14 @@ func (pr *peer) inBackoff(now time.Time) bool {
 }
 
 // conn returns an established connection to pr, dialing it if needed.
-// Concurrent callers share one dial.
-func (p *pool) conn(ctx context.Context, pr *peer) (*quic.Conn, error) {
+// Concurrent callers share one dial. The caller owns one stream count on
+// the connection and must release it.
+func (p *pool) conn(ctx context.Context, pr *peer) (*pconn, error) {
 	for {
 		pr.mu.Lock()
-		if pr.conn != nil && pr.conn.Context().Err() == nil {
+		if pr.conn != nil && pr.conn.alive() {
 			c := pr.conn
+			c.acquire()
 			pr.mu.Unlock()
 			return c, nil
 		}
@@ -126,7 +164,7 @@ func (p *pool) dial(ctx context.Context, pr *peer, rec *straitv1.Gateway, done c
 		p.g.log.Warn("gateway: dial remote gateway failed", logPeerCluster, pr.cluster, logPeer, pr.id, logPeerAddr, rec.GetAddress(), logErr, err)
 		return
 	}
-	pr.conn, pr.failures = c, 0
+	pr.conn, pr.failures = &pconn{Conn: c}, 0
 	p.g.m.peerUp.WithLabelValues(pr.cluster, pr.id).Set(1)
 	p.g.log.Info("gateway: connected to remote gateway", logPeerCluster, pr.cluster, logPeer, pr.id, logPeerAddr, rec.GetAddress())
 }
@@ -161,7 +199,7 @@ func (pr *peer) noteFailureLocked(now time.Time) {
 
 // noteStreamFailure records a stream that failed before any byte came back
 // for a reason other than a refusal; a dead connection is dropped.
-func (p *pool) noteStreamFailure(pr *peer, c *quic.Conn) {
+func (p *pool) noteStreamFailure(pr *peer, c *pconn) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if c.Context().Err() != nil && pr.conn == c {
@@ -189,28 +227,22 @@ func (p *pool) prune(snap *federation.Snapshot) {
 	}
 	p.mu.Unlock()
 	for _, pr := range gone {
-		p.closePeer(pr, ConnErrGone, "gateway left the federation")
+		p.closePeer(pr)
 	}
 }
 
-// closePeer closes pr's connection once its streams have finished: a
-// gateway that withdrew its record is draining, and its open streams must
-// complete.
-func (p *pool) closePeer(pr *peer, code quic.ApplicationErrorCode, msg string) {
+// closePeer retires pr's connection: it closes once its streams have
+// finished, since a gateway that withdrew its record is draining.
+func (p *pool) closePeer(pr *peer) {
 	pr.mu.Lock()
 	c := pr.conn
 	pr.conn = nil
 	pr.mu.Unlock()
 	p.g.m.peerUp.DeleteLabelValues(pr.cluster, pr.id)
 	p.g.m.peerRTT.DeleteLabelValues(pr.cluster, pr.id)
-	if c == nil {
-		return
+	if c != nil {
+		c.retire()
 	}
-	if pr.streams.Load() == 0 {
-		_ = c.CloseWithError(code, msg)
-	}
-	// Otherwise the remote gateway closes the connection when its drain
-	// ends, or the idle timeout does.
 }
 
 // close closes every connection at once.
@@ -240,7 +272,7 @@ func (p *pool) sample() {
 		pr.mu.Lock()
 		c := pr.conn
 		pr.mu.Unlock()
-		up := c != nil && c.Context().Err() == nil
+		up := c != nil && c.alive()
 		if up {
 			p.g.m.peerRTT.WithLabelValues(pr.cluster, pr.id).Set(c.ConnectionStats().SmoothedRTT.Seconds())
 		}

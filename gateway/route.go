@@ -86,8 +86,9 @@ func (g *Gateway) regionRank(snap *federation.Snapshot, cluster string) int {
 }
 
 // clusterCandidates orders a cluster's gateways that are not draining:
-// those not in backoff first, then fewest open streams, ties broken
-// round-robin so that streams spread over all of them.
+// those that did not reply DRAINING and are not in backoff first, then
+// fewest open streams, ties broken round-robin so that streams spread over
+// all of them.
 func (g *Gateway) clusterCandidates(snap *federation.Snapshot, cluster string) []candidate {
 	var out []candidate
 	for _, gw := range snap.Gateways(cluster) {
@@ -103,22 +104,22 @@ func (g *Gateway) clusterCandidates(snap *federation.Snapshot, cluster string) [
 	out = append(out[start:], out[:start]...)
 	now := g.cfg.Now()
 	type key struct {
-		backoff bool
+		penalty int // 2 drained, 1 in backoff
 		streams int64
 	}
 	keys := make(map[*peer]key, len(out))
 	for _, c := range out {
-		keys[c.peer] = key{c.peer.inBackoff(now), c.peer.streams.Load()}
+		k := key{streams: c.peer.load()}
+		if c.peer.isDrained() {
+			k.penalty = 2
+		} else if c.peer.inBackoff(now) {
+			k.penalty = 1
+		}
+		keys[c.peer] = k
 	}
 	slices.SortStableFunc(out, func(a, b candidate) int {
 		ka, kb := keys[a.peer], keys[b.peer]
-		if ka.backoff != kb.backoff {
-			if ka.backoff {
-				return 1
-			}
-			return -1
-		}
-		return cmp.Compare(ka.streams, kb.streams)
+		return cmp.Or(cmp.Compare(ka.penalty, kb.penalty), cmp.Compare(ka.streams, kb.streams))
 	})
 	return out
 }

@@ -172,6 +172,9 @@ func (g *Gateway) closeIngressConns(code quic.ApplicationErrorCode, msg string) 
 	for c := range g.conns {
 		conns = append(conns, c)
 	}
+	for range g.conns {
+		g.peers.done()
+	}
 	g.conns = nil // no connection is tracked from now on
 	g.connsMu.Unlock()
 	for _, c := range conns {
