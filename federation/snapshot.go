@@ -3,6 +3,7 @@ package federation
 import (
 	"cmp"
 	"slices"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -33,6 +34,9 @@ type Snapshot struct {
 	bundles       map[string]*straitv1.TrustBundle    // by trust domain
 	globalConfig  *straitv1.GatewayConfig
 	clusterConfig map[string]*straitv1.GatewayConfig
+	// resolved memoizes Service: ServiceKey → GlobalService. The snapshot
+	// is immutable, so a resolution never goes stale.
+	resolved sync.Map
 }
 
 // NewSnapshot builds a snapshot at revision from records. Records of an
@@ -230,7 +234,21 @@ type GlobalService struct {
 }
 
 // Service resolves a global service. ok is false when no cluster exports it.
+// The result is computed once per snapshot and shared: its slices must not
+// be modified.
 func (s *Snapshot) Service(key ServiceKey) (svc GlobalService, ok bool) {
+	if v, hit := s.resolved.Load(key); hit {
+		return v.(GlobalService), true
+	}
+	svc, ok = s.resolveService(key)
+	if ok {
+		s.resolved.Store(key, svc)
+	}
+	return svc, ok
+}
+
+// resolveService computes Service.
+func (s *Snapshot) resolveService(key ServiceKey) (svc GlobalService, ok bool) {
 	exps := s.exports[key]
 	if len(exps) == 0 {
 		return GlobalService{}, false
@@ -246,6 +264,11 @@ func (s *Snapshot) Service(key ServiceKey) (svc GlobalService, ok bool) {
 			}
 		}
 	}
+	// Full slice expressions: a caller's append never writes into the
+	// shared arrays.
+	svc.Ports = svc.Ports[:len(svc.Ports):len(svc.Ports)]
+	svc.Clusters = svc.Clusters[:len(svc.Clusters):len(svc.Clusters)]
+	svc.Conflicts = svc.Conflicts[:len(svc.Conflicts):len(svc.Conflicts)]
 	return svc, true
 }
 
