@@ -1,0 +1,8 @@
+package dns
+
+// Keys of the structured log fields.
+const (
+	logService  = "service"
+	logUpstream = "upstream"
+	logErr      = "err"
+)
