@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,8 @@ import (
 // own etcd, and gateways watch them all and merge them.
 type Source struct {
 	// Name identifies the source in logs, metrics and the snapshot file.
+	// Zero means "etcd" when it is the only source; several sources need
+	// unique names.
 	Name string
 	// Client is the source's etcd client.
 	Client *clientv3.Client
@@ -61,6 +64,11 @@ type CacheConfig struct {
 }
 
 func (c *CacheConfig) populate() {
+	for i := range c.Sources {
+		if c.Sources[i].Name == "" && len(c.Sources) == 1 {
+			c.Sources[i].Name = "etcd"
+		}
+	}
 	if c.PersistDelay == 0 {
 		c.PersistDelay = 500 * time.Millisecond
 	}
@@ -159,6 +167,7 @@ var _ SnapshotSource = (*Cache)(nil)
 
 // NewCache returns a cache; call Run to start it.
 func NewCache(cfg CacheConfig) (*Cache, error) {
+	cfg.Sources = slices.Clone(cfg.Sources)
 	cfg.populate()
 	if err := cfg.validate(); err != nil {
 		return nil, err

@@ -146,8 +146,8 @@ func (c *Cache) loadDisk() {
 		}
 		rec, err := DecodeRecord(c.cfg.Keyspace, r.Key, r.Value)
 		if err != nil {
-			kind, _ := invalidLabels(err)
-			c.metrics.invalid.WithLabelValues(kind).Inc()
+			kind, reason := invalidLabels(err)
+			c.metrics.invalid.WithLabelValues(kind, reason).Inc()
 			log.Warn("federation: skipping invalid record in snapshot file", logKey, r.Key, logError, err)
 			continue
 		}
@@ -172,6 +172,11 @@ func (c *Cache) loadDisk() {
 		}
 		s.mu.Unlock()
 	}
-	log.Info("federation: loaded snapshot file", logRecords, loaded, logRevision, ds.Revision, "saved_at", ds.SavedAt)
+	log.Info("federation: loaded snapshot file", logRecords, loaded, logRevision, ds.Revision, logSavedAt, ds.SavedAt)
 	c.publish()
+	// The file already holds this snapshot: do not write it back.
+	select {
+	case <-c.persist:
+	default:
+	}
 }

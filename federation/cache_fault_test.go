@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -248,6 +249,14 @@ func TestCacheStaticStability(t *testing.T) {
 	}
 	if st := c2.Sources(); len(st) != 1 || st[0].Listed {
 		t.Errorf("sources = %+v, want one unlisted source", st)
+	}
+
+	// Writes during the outage fail explicitly.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := NewStore(deadCli, ks).PutExport(ctx, testExport("west", "shop", "new", time.Now()))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("PutExport during the outage: err = %v, want ErrUnavailable", err)
 	}
 }
 

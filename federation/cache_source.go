@@ -253,7 +253,7 @@ func (c *Cache) decode(s *source, kv *mvccpb.KeyValue) *entry {
 	}
 	s.invalid[key] = kv.ModRevision
 	kind, reason := invalidLabels(err)
-	c.metrics.invalid.WithLabelValues(kind).Inc()
+	c.metrics.invalid.WithLabelValues(kind, reason).Inc()
 	c.cfg.Logger.Warn("federation: skipping invalid record", logSource, s.name, logKey, key,
 		logKind, kind, logReason, reason, logRevision, kv.ModRevision, logError, err)
 	return nil

@@ -10,8 +10,22 @@
 //	trust/<trust-domain>                                     TrustBundle
 //	config/global, config/clusters/<cluster>                 GatewayConfig
 //
-// Readers never talk to etcd: they take an immutable [Snapshot] from the
-// cache and ask it where a service is served.
+// Values are binary protobuf records from proto/strait/v1; every key also
+// accepts the protojson form (a value whose first non-space byte is '{'), so
+// that an operator can write configuration with etcdctl. [DecodeRecord]
+// decodes and validates a value against its key; anything invalid is an
+// [*InvalidRecordError] matching [ErrInvalidRecord].
+//
+// Writers: a [Registrar] keeps leased records (gateways, endpoints) alive and
+// re-registers them after a lost lease; a [Store] writes durable intent
+// (exports, configuration, trust bundles) with compare-and-swap.
+//
+// Readers never talk to etcd: a [Cache] lists and watches one or more etcd
+// sources and publishes immutable [Snapshot] values; readers take the
+// current one with an atomic load and ask it where a service is served. The
+// cache survives compaction (re-list and diff), leader loss
+// (WithRequireLeader, backoff) and full outages (the last snapshot keeps
+// serving, and is persisted to disk for restarts).
 //
 // Service names on the data path follow one grammar (see [ServiceName]):
 //

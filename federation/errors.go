@@ -14,6 +14,12 @@ var ErrInvalidRecord = errors.New("invalid record")
 // not greater than the sequence already published for its trust domain.
 var ErrStaleBundle = errors.New("stale trust bundle")
 
+// ErrUnavailable is matched by errors of writes and reads that could not
+// reach etcd (no connection, no leader, deadline passed): the control plane
+// is unavailable, and the caller may retry later. Readers keep routing from
+// the last snapshot meanwhile.
+var ErrUnavailable = errors.New("control plane unavailable")
+
 // ErrNotFound is returned when a record does not exist.
 var ErrNotFound = errors.New("record not found")
 

@@ -13,4 +13,5 @@ const (
 	logReason   = "reason"
 	logPath     = "path"
 	logRecords  = "records"
+	logSavedAt  = "saved_at"
 )

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -76,7 +79,7 @@ func (s *Store) DeleteExport(ctx context.Context, cluster, namespace, service st
 	key := s.ks.Export(cluster, namespace, service)
 	resp, err := s.client.Delete(ctx, key)
 	if err != nil {
-		return fmt.Errorf("federation: delete %s: %w", key, err)
+		return etcdError("delete", key, err)
 	}
 	if resp.Deleted == 0 {
 		return fmt.Errorf("federation: delete %s: %w", key, ErrNotFound)
@@ -134,7 +137,7 @@ func (s *Store) put(ctx context.Context, key string, msg proto.Message) error {
 		return err
 	}
 	if _, err := s.client.Put(ctx, key, string(value)); err != nil {
-		return fmt.Errorf("federation: put %s: %w", key, err)
+		return etcdError("put", key, err)
 	}
 	return nil
 }
@@ -143,7 +146,7 @@ func (s *Store) put(ctx context.Context, key string, msg proto.Message) error {
 func (s *Store) get(ctx context.Context, key string) (Record, error) {
 	resp, err := s.client.Get(ctx, key)
 	if err != nil {
-		return Record{}, fmt.Errorf("federation: get %s: %w", key, err)
+		return Record{}, etcdError("get", key, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return Record{}, fmt.Errorf("federation: get %s: %w", key, ErrNotFound)
@@ -162,7 +165,7 @@ func (s *Store) cas(ctx context.Context, key string, update func(cur []byte, exi
 	for range casAttempts {
 		resp, err := s.client.Get(ctx, key)
 		if err != nil {
-			return fmt.Errorf("federation: get %s: %w", key, err)
+			return etcdError("get", key, err)
 		}
 		var cur []byte
 		var rev int64
@@ -182,7 +185,7 @@ func (s *Store) cas(ctx context.Context, key string, update func(cur []byte, exi
 			Then(clientv3.OpPut(key, string(value))).
 			Commit()
 		if err != nil {
-			return fmt.Errorf("federation: put %s: %w", key, err)
+			return etcdError("put", key, err)
 		}
 		if txn.Succeeded {
 			return nil
@@ -205,4 +208,27 @@ func (s *Store) encode(key string, msg proto.Message) ([]byte, error) {
 		return nil, err
 	}
 	return EncodeRecord(msg)
+}
+
+// etcdError wraps an error of an etcd call, adding ErrUnavailable when etcd
+// could not be reached (no connection, no leader, or the deadline passed).
+func etcdError(op, key string, err error) error {
+	if isUnavailable(err) {
+		return fmt.Errorf("federation: %s %s: %w: %w", op, key, ErrUnavailable, err)
+	}
+	return fmt.Errorf("federation: %s %s: %w", op, key, err)
+}
+
+// isUnavailable reports whether err means etcd could not serve the call.
+func isUnavailable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrNoLeader) ||
+		errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) ||
+		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
 }
