@@ -176,10 +176,10 @@ func (g *Generator) Run(ctx context.Context) error {
 			timer.Reset(d)
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
 			case <-timer.C:
 			}
-		} else if ctx.Err() != nil {
+		}
+		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		seq := g.seq.Add(1)

@@ -78,6 +78,15 @@ func (s Shape) validate(name string) error {
 	return errs.ErrorOrNil()
 }
 
+func (ss SourceShape) validate() error {
+	var errs *multierror.Error
+	if !ss.From.IsValid() {
+		errs = multierror.Append(errs, fmt.Errorf("%w: source shape without a prefix", ErrInvalidConfig))
+	}
+	errs = multierror.Append(errs, ss.Forward.validate(ss.From.String()+" forward"), ss.Reverse.validate(ss.From.String()+" reverse"))
+	return errs.ErrorOrNil()
+}
+
 // PartitionMode says how a partitioned link treats TCP.
 type PartitionMode int
 
@@ -118,6 +127,9 @@ type LinkConfig struct {
 	// Reverse, when set, shapes the backend-to-client direction instead of
 	// Delay, Jitter and Loss.
 	Reverse *Shape
+	// Sources shape the traffic of clients in given prefixes instead (the
+	// first match wins), so that each remote cluster sees its own latency.
+	Sources []SourceShape
 	// NoHandshakeDelay turns off the emulated TCP handshake. By default the
 	// first forward bytes of a new TCP connection are held until one emulated
 	// round trip (forward + reverse delay) after the accept, on top of their
@@ -192,6 +204,9 @@ func (c LinkConfig) validate() error {
 	errs = multierror.Append(errs, c.forward().validate("forward"))
 	if c.Reverse != nil {
 		errs = multierror.Append(errs, c.Reverse.validate("reverse"))
+	}
+	for _, ss := range c.Sources {
+		errs = multierror.Append(errs, ss.validate())
 	}
 	if c.DisableTCP && c.DisableUDP {
 		errs = multierror.Append(errs, fmt.Errorf("%w: both TCP and UDP disabled", ErrInvalidConfig))

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,11 +23,13 @@ type Link struct {
 	ln net.Listener   // nil when TCP is disabled
 	pc net.PacketConn // nil when UDP is disabled
 
-	shapes   atomic.Pointer[[2]Shape] // [0] forward, [1] reverse
+	stMu    sync.Mutex
+	st      atomic.Pointer[state]
+	changed chan struct{} // closed and replaced at every state change
+
 	backends atomic.Pointer[[]string]
 	next     atomic.Uint64 // round-robin cursor
 
-	gate  gate
 	stats counters
 	sched *scheduler
 
@@ -56,10 +60,10 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 		conns: make(map[*tcpConn]struct{}),
 		flows: make(map[string]*udpFlow),
 	}
-	l.shapes.Store(&[2]Shape{cfg.forward(), cfg.reverse()})
+	l.st.Store(&state{shapes: [2]Shape{cfg.forward(), cfg.reverse()}, sources: slices.Clone(cfg.Sources)})
+	l.changed = make(chan struct{})
 	backends := append([]string(nil), cfg.Backends...)
 	l.backends.Store(&backends)
-	l.gate.init()
 
 	ctx := context.Background()
 	udpAddr := cfg.Listen
@@ -166,57 +170,117 @@ func (l *Link) goTrack(fn func()) {
 	}()
 }
 
-// Partition cuts the link: datagrams are dropped in both directions and TCP
-// follows the configured PartitionMode until Heal.
+// Partition cuts the whole link: datagrams are dropped in both directions
+// and TCP follows the configured PartitionMode until Heal.
 func (l *Link) Partition() {
-	if !l.gate.close() {
+	changed := false
+	l.update(func(s *state) { changed, s.all = !s.all, true })
+	if !changed {
 		return
 	}
 	l.stats.partitions.Add(1)
 	l.log.Info("wan link partitioned")
-	if l.cfg.PartitionMode == Refuse {
-		l.mu.Lock()
-		for c := range l.conns {
+	l.resetBlocked()
+}
+
+// PartitionFrom cuts the link for the clients in from only (a remote
+// cluster's subnet), as Partition does for all.
+func (l *Link) PartitionFrom(from netip.Prefix) {
+	from = from.Masked()
+	changed := false
+	l.update(func(s *state) {
+		if !slices.Contains(s.cut, from) {
+			s.cut = append(s.cut, from)
+			changed = true
+		}
+	})
+	if !changed {
+		return
+	}
+	l.stats.partitions.Add(1)
+	l.log.Info("wan link partitioned from", "from", from.String())
+	l.resetBlocked()
+}
+
+// resetBlocked resets the TCP connections of blocked clients in Refuse mode.
+func (l *Link) resetBlocked() {
+	if l.cfg.PartitionMode != Refuse {
+		return
+	}
+	st := l.current()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		if st.blocked(c.src) {
 			c.close(true)
 		}
-		l.mu.Unlock()
 	}
 }
 
-// Heal ends a partition.
+// Heal ends every partition, whole-link and per-source.
 func (l *Link) Heal() {
-	if l.gate.open() {
+	changed := false
+	l.update(func(s *state) {
+		changed = s.all || len(s.cut) > 0
+		s.all, s.cut = false, nil
+	})
+	if changed {
 		l.log.Info("wan link healed")
 	}
 }
 
-// Partitioned reports whether the link is partitioned.
-func (l *Link) Partitioned() bool { return l.gate.isClosed() }
+// HealFrom ends the partition of the clients in from.
+func (l *Link) HealFrom(from netip.Prefix) {
+	from = from.Masked()
+	l.update(func(s *state) {
+		s.cut = slices.DeleteFunc(s.cut, func(p netip.Prefix) bool { return p == from })
+	})
+	l.log.Info("wan link healed from", "from", from.String())
+}
 
-// SetShape changes the shaping of one or both directions; it applies to
-// datagrams and chunks read from then on.
+// Partitioned reports whether the whole link is partitioned.
+func (l *Link) Partitioned() bool { return l.current().all }
+
+// SetShape changes the default shaping of one or both directions; it applies
+// to datagrams and chunks read from then on.
 func (l *Link) SetShape(dir Direction, s Shape) error {
 	if err := s.validate(dir.String()); err != nil {
 		return err
 	}
-	for {
-		old := l.shapes.Load()
-		next := *old
+	l.update(func(st *state) {
 		if dir != Reverse {
-			next[0] = s
+			st.shapes[0] = s
 		}
 		if dir != Forward {
-			next[1] = s
+			st.shapes[1] = s
 		}
-		if l.shapes.CompareAndSwap(old, &next) {
-			break
-		}
-	}
+	})
 	l.log.Info("wan link reshaped", "direction", dir.String(), logShape, s.String())
 	return nil
 }
 
-// SetDelay sets the one-way delay of both directions, keeping jitter and loss.
+// SetSourceShape sets the shaping of the clients in ss.From, replacing the
+// entry for the same prefix or adding one (entries are matched in order).
+func (l *Link) SetSourceShape(ss SourceShape) error {
+	if err := ss.validate(); err != nil {
+		return err
+	}
+	ss.From = ss.From.Masked()
+	l.update(func(st *state) {
+		for i := range st.sources {
+			if st.sources[i].From == ss.From {
+				st.sources[i] = ss
+				return
+			}
+		}
+		st.sources = append(st.sources, ss)
+	})
+	l.log.Info("wan link reshaped", "from", ss.From.String(), "forward", ss.Forward.String(), "reverse", ss.Reverse.String())
+	return nil
+}
+
+// SetDelay sets the default one-way delay of both directions, keeping jitter
+// and loss.
 func (l *Link) SetDelay(d time.Duration) error {
 	for _, dir := range []Direction{Forward, Reverse} {
 		s := l.Shape(dir)
@@ -228,13 +292,18 @@ func (l *Link) SetDelay(d time.Duration) error {
 	return nil
 }
 
-// Shape returns the shaping of one direction (Both reads Forward).
+// Shape returns the default shaping of one direction (Both reads Forward).
 func (l *Link) Shape(dir Direction) Shape {
-	s := l.shapes.Load()
+	st := l.current()
 	if dir == Reverse {
-		return s[1]
+		return st.shapes[1]
 	}
-	return s[0]
+	return st.shapes[0]
+}
+
+// ShapeFor returns the shaping of dir for a client at src.
+func (l *Link) ShapeFor(dir Direction, src netip.Addr) Shape {
+	return l.current().shape(dir, src)
 }
 
 // SetBackends replaces the backends for new TCP connections and UDP flows.
@@ -264,10 +333,10 @@ func (l *Link) pickBackends() []string {
 	return out
 }
 
-// releaseAt returns when a unit read now in direction dir is delivered, and
-// whether it is lost.
-func (l *Link) releaseAt(dir Direction, udp bool) (time.Time, bool) {
-	s := l.Shape(dir)
+// releaseAt returns when a unit of a client at src read now in direction dir
+// is delivered, and whether it is lost.
+func (l *Link) releaseAt(dir Direction, udp bool, src netip.Addr) (time.Time, bool) {
+	s := l.current().shape(dir, src)
 	if udp && s.Loss > 0 && rand.Float64() < s.Loss {
 		return time.Time{}, true
 	}
@@ -277,51 +346,4 @@ func (l *Link) releaseAt(dir Direction, udp bool) (time.Time, bool) {
 		d = max(d, 0)
 	}
 	return time.Now().Add(d), false
-}
-
-// gate is open unless the link is partitioned. wait returns a channel that is
-// closed once the gate is open.
-type gate struct {
-	mu     sync.Mutex
-	closed bool
-	opened chan struct{}
-}
-
-func (g *gate) init() {
-	g.opened = make(chan struct{})
-	close(g.opened)
-}
-
-func (g *gate) close() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return false
-	}
-	g.closed = true
-	g.opened = make(chan struct{})
-	return true
-}
-
-func (g *gate) open() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.closed {
-		return false
-	}
-	g.closed = false
-	close(g.opened)
-	return true
-}
-
-func (g *gate) isClosed() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.closed
-}
-
-func (g *gate) wait() <-chan struct{} {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.opened
 }

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,12 +23,13 @@ import (
 // cmd/strait-wan and of the e2e re-exec helper, and returns the exit code.
 //
 //	-listen 10.77.0.128:8443 -backend 10.77.2.10:8443 -backend ... \
-//	-delay 15ms -jitter 1ms -loss 0.01 -refuse -control 10.77.0.1:9901
+//	-delay 15ms -jitter 1ms -loss 0.01 -refuse -control 10.77.0.1:9901 \
+//	-source 10.77.1.0/24=5ms,0s,0   # clients in 10.77.1.0/24: delay,jitter,loss
 func Main(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("strait-wan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg LinkConfig
-	var backends multiFlag
+	var backends, sources multiFlag
 	var control string
 	var refuse bool
 	fs.StringVar(&cfg.Name, "name", "", "link name for logs (default: the listen address)")
@@ -40,10 +43,19 @@ func Main(args []string, stderr io.Writer) int {
 	fs.BoolVar(&cfg.DisableUDP, "no-udp", false, "do not relay UDP")
 	fs.DurationVar(&cfg.UDPIdleTimeout, "udp-idle", 0, "UDP flow idle timeout (default 60s)")
 	fs.StringVar(&control, "control", "", "host:port of the HTTP control endpoint (optional)")
+	fs.Var(&sources, "source", "PREFIX=DELAY[,JITTER[,LOSS]]: shaping of the clients in PREFIX, both directions (repeat for several)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	cfg.Backends = backends
+	for _, src := range sources {
+		ss, err := parseSource(src)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		cfg.Sources = append(cfg.Sources, ss)
+	}
 	if refuse {
 		cfg.PartitionMode = Refuse
 	}
@@ -95,6 +107,34 @@ func run(cfg LinkConfig, control string, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// parseSource parses PREFIX=DELAY[,JITTER[,LOSS]].
+func parseSource(v string) (SourceShape, error) {
+	prefix, rest, ok := strings.Cut(v, "=")
+	if !ok {
+		return SourceShape{}, fmt.Errorf("wan: -source %q: want PREFIX=DELAY[,JITTER[,LOSS]]", v)
+	}
+	p, err := netip.ParsePrefix(prefix)
+	if err != nil {
+		return SourceShape{}, fmt.Errorf("wan: -source %q: %w", v, err)
+	}
+	var s Shape
+	parts := strings.Split(rest, ",")
+	if s.Delay, err = time.ParseDuration(parts[0]); err != nil {
+		return SourceShape{}, fmt.Errorf("wan: -source %q: %w", v, err)
+	}
+	if len(parts) > 1 {
+		if s.Jitter, err = time.ParseDuration(parts[1]); err != nil {
+			return SourceShape{}, fmt.Errorf("wan: -source %q: %w", v, err)
+		}
+	}
+	if len(parts) > 2 {
+		if s.Loss, err = strconv.ParseFloat(parts[2], 64); err != nil {
+			return SourceShape{}, fmt.Errorf("wan: -source %q: %w", v, err)
+		}
+	}
+	return SourceShape{From: p, Forward: s, Reverse: s}, nil
 }
 
 type multiFlag []string

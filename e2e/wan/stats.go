@@ -4,9 +4,10 @@ import "sync/atomic"
 
 // Stats counts what a link did since it was created.
 type Stats struct {
-	Name        string `json:"name"`
-	Partitioned bool   `json:"partitioned"`
-	Partitions  int64  `json:"partitions"`
+	Name            string   `json:"name"`
+	Partitioned     bool     `json:"partitioned"`      // the whole link
+	PartitionedFrom []string `json:"partitioned_from"` // client prefixes cut by PartitionFrom
+	Partitions      int64    `json:"partitions"`       // partitions started
 
 	TCPAccepted     int64 `json:"tcp_accepted"`
 	TCPActive       int64 `json:"tcp_active"`
@@ -34,9 +35,15 @@ type counters struct {
 // Stats returns a snapshot of the link's counters.
 func (l *Link) Stats() Stats {
 	c := &l.stats
+	st := l.current()
+	var from []string
+	for _, p := range st.cut {
+		from = append(from, p.String())
+	}
 	return Stats{
 		Name:                l.cfg.Name,
-		Partitioned:         l.Partitioned(),
+		Partitioned:         st.all,
+		PartitionedFrom:     from,
 		Partitions:          c.partitions.Load(),
 		TCPAccepted:         c.tcpAccepted.Load(),
 		TCPActive:           c.tcpActive.Load(),

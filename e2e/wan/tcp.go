@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 // tcpConn is one relayed TCP connection.
 type tcpConn struct {
 	client net.Conn
+	src    netip.Addr // the client's address
 
 	mu      sync.Mutex
 	backend net.Conn
@@ -74,13 +76,14 @@ func (l *Link) acceptLoop(ctx context.Context) {
 			continue
 		}
 		l.stats.tcpAccepted.Add(1)
-		if l.cfg.PartitionMode == Refuse && l.gate.isClosed() {
+		src := addrOf(conn.RemoteAddr())
+		if l.cfg.PartitionMode == Refuse && l.current().blocked(src) {
 			l.stats.tcpRefused.Add(1)
 			setReset(conn)
 			conn.Close()
 			continue
 		}
-		c := &tcpConn{client: conn}
+		c := &tcpConn{client: conn, src: src}
 		if !l.track(c) {
 			conn.Close()
 			return
@@ -117,9 +120,7 @@ func (l *Link) serveTCP(ctx context.Context, c *tcpConn) {
 	defer c.close(false)
 	// A blackholed link lets the connection wait, like a SYN retransmitted
 	// until the network heals.
-	select {
-	case <-l.gate.wait():
-	case <-ctx.Done():
+	if !l.waitUnblocked(ctx, c.src) {
 		return
 	}
 	accepted := time.Now()
@@ -136,7 +137,8 @@ func (l *Link) serveTCP(ctx context.Context, c *tcpConn) {
 	// (one round trip) plus their own forward delay.
 	var firstForward time.Time
 	if !l.cfg.NoHandshakeDelay {
-		firstForward = accepted.Add(2*l.Shape(Forward).Delay + l.Shape(Reverse).Delay)
+		st := l.current()
+		firstForward = accepted.Add(2*st.shape(Forward, c.src).Delay + st.shape(Reverse, c.src).Delay)
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -190,7 +192,7 @@ func (l *Link) pipe(ctx context.Context, c *tcpConn, dst, src net.Conn, dir Dire
 				if n < len(buf)/2 {
 					buf = append([]byte(nil), buf[:n]...)
 				}
-				at, _ := l.releaseAt(dir, false)
+				at, _ := l.releaseAt(dir, false, c.src)
 				if at.Before(last) {
 					at = last
 				}
@@ -216,7 +218,7 @@ func (l *Link) pipe(ctx context.Context, c *tcpConn, dst, src net.Conn, dir Dire
 		if failed {
 			continue // drain so the reader can finish
 		}
-		if !l.waitDue(ctx, timer, ck.at) {
+		if !l.waitDue(ctx, timer, ck.at, c.src) {
 			failed = true
 			c.close(false)
 			continue
@@ -240,18 +242,32 @@ func (l *Link) pipe(ctx context.Context, c *tcpConn, dst, src net.Conn, dir Dire
 	c.close(false)
 }
 
-// waitDue blocks until at has passed and the link is not partitioned; it
-// reports false when ctx ends first.
-func (l *Link) waitDue(ctx context.Context, timer *time.Timer, at time.Time) bool {
+// waitUnblocked blocks while the client at src is partitioned; it reports
+// false when ctx ends first.
+func (l *Link) waitUnblocked(ctx context.Context, src netip.Addr) bool {
 	for {
+		st, changed := l.watch()
+		if !st.blocked(src) {
+			return true
+		}
 		select {
-		case <-l.gate.wait():
+		case <-changed:
 		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// waitDue blocks until at has passed and the client at src is not
+// partitioned; it reports false when ctx ends first.
+func (l *Link) waitDue(ctx context.Context, timer *time.Timer, at time.Time, src netip.Addr) bool {
+	for {
+		if !l.waitUnblocked(ctx, src) {
 			return false
 		}
 		d := time.Until(at)
 		if d <= 0 {
-			if l.gate.isClosed() {
+			if l.current().blocked(src) {
 				continue
 			}
 			return true

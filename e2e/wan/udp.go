@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -12,6 +13,7 @@ import (
 // udpFlow relays the datagrams of one client address to one backend.
 type udpFlow struct {
 	client  net.Addr
+	src     netip.Addr
 	key     string
 	backend string
 	conn    net.Conn
@@ -31,7 +33,8 @@ func (l *Link) udpLoop(ctx context.Context) {
 			l.log.Debug("wan udp read failed", logError, err)
 			continue
 		}
-		if l.gate.isClosed() {
+		src := addrOf(addr)
+		if l.current().blocked(src) {
 			l.stats.udpDroppedPartition.Add(1)
 			continue
 		}
@@ -41,14 +44,14 @@ func (l *Link) udpLoop(ctx context.Context) {
 			continue
 		}
 		f.touch()
-		at, lost := l.releaseAt(Forward, true)
+		at, lost := l.releaseAt(Forward, true, src)
 		if lost {
 			l.stats.udpDroppedLoss.Add(1)
 			continue
 		}
 		data := append([]byte(nil), buf[:n]...)
 		l.deliver(at, func() {
-			if l.gate.isClosed() {
+			if l.current().blocked(src) {
 				l.stats.udpDroppedPartition.Add(1)
 				return
 			}
@@ -88,7 +91,7 @@ func (l *Link) flow(ctx context.Context, client net.Addr) (*udpFlow, error) {
 			lastErr = err
 			continue
 		}
-		f := &udpFlow{client: client, key: key, backend: b, conn: conn}
+		f := &udpFlow{client: client, src: addrOf(client), key: key, backend: b, conn: conn}
 		l.flows[key] = f
 		l.stats.udpFlows.Add(1)
 		l.goTrack(func() { l.flowLoop(ctx, f) })
@@ -125,18 +128,18 @@ func (l *Link) flowLoop(ctx context.Context, f *udpFlow) {
 			return
 		}
 		f.touch()
-		if l.gate.isClosed() {
+		if l.current().blocked(f.src) {
 			l.stats.udpDroppedPartition.Add(1)
 			continue
 		}
-		at, lost := l.releaseAt(Reverse, true)
+		at, lost := l.releaseAt(Reverse, true, f.src)
 		if lost {
 			l.stats.udpDroppedLoss.Add(1)
 			continue
 		}
 		data := append([]byte(nil), buf[:n]...)
 		l.deliver(at, func() {
-			if l.gate.isClosed() {
+			if l.current().blocked(f.src) {
 				l.stats.udpDroppedPartition.Add(1)
 				return
 			}
