@@ -176,17 +176,22 @@ func New(cfg Config) (*Syncer, error) {
 // Run syncs at once and then every Interval until ctx is done; it returns
 // ctx.Err(). Failures are logged and retried at the next interval.
 func (s *Syncer) Run(ctx context.Context) error {
+	s.syncOrLog(ctx)
 	ticker := s.cfg.Clock.NewTicker(s.cfg.Interval)
 	defer ticker.Stop()
 	for {
-		if err := s.SyncOnce(ctx); err != nil && ctx.Err() == nil {
-			s.cfg.Logger.Warn("SPIRE bundle sync failed", logKeyTrustDomain, s.cfg.TrustDomain.Name(), logKeyError, err)
-		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-ticker.Chan():
+			s.syncOrLog(ctx)
 		}
+	}
+}
+
+func (s *Syncer) syncOrLog(ctx context.Context) {
+	if err := s.SyncOnce(ctx); err != nil && ctx.Err() == nil {
+		s.cfg.Logger.Warn("SPIRE bundle sync failed", logKeyTrustDomain, s.cfg.TrustDomain.Name(), logKeyError, err)
 	}
 }
 
