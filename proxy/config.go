@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/strait-mesh/strait/federation"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+	"github.com/strait-mesh/strait/proxy/capture"
 )
 
 // Defaults of Config and HealthCheck.
@@ -63,6 +65,13 @@ type Config struct {
 
 	// Upstreams are the explicit outbound listeners.
 	Upstreams []Upstream
+	// Transparent, when set, runs the listener that capture rules redirect
+	// the pod's outbound TCP to (see package proxy/capture).
+	Transparent *Transparent
+	// Mark is the SO_MARK of every connection the proxy dials, so that
+	// capture rules do not redirect the proxy's own traffic. Zero means no
+	// mark; a mark needs CAP_NET_ADMIN.
+	Mark uint32
 
 	// HealthCheck configures the active checks of the application.
 	HealthCheck HealthCheck
@@ -95,6 +104,24 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics registers the proxy's metrics. Nil means a private registry.
 	Metrics prometheus.Registerer
+}
+
+// Transparent configures the listener for captured connections. A
+// connection whose original destination is a virtual IP of a service is
+// routed like an upstream connection to that service, on the original port;
+// any other connection is relayed, unchanged, to its original destination.
+type Transparent struct {
+	// ListenAddr is where captured connections arrive. Zero means
+	// 127.0.0.1:15001 (capture.DefaultOutboundPort).
+	ListenAddr string
+	// Services maps virtual IPs to services; the DNS responder's table
+	// (dns.Server.VIPs) is one. Nil passes every connection through.
+	Services ServiceResolver
+}
+
+// ServiceResolver tells which service a virtual IP stands for.
+type ServiceResolver interface {
+	ServiceForAddr(addr netip.Addr) (federation.ServiceKey, bool)
 }
 
 // HealthCheck configures the active health checks of the application.
@@ -132,6 +159,13 @@ func (cfg Config) withDefaults() Config {
 		}
 	}
 	cfg.HealthCheck = cfg.HealthCheck.withDefaults()
+	if cfg.Transparent != nil {
+		t := *cfg.Transparent
+		if t.ListenAddr == "" {
+			t.ListenAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(capture.DefaultOutboundPort))
+		}
+		cfg.Transparent = &t
+	}
 	cfg.DialTimeout = orDefault(cfg.DialTimeout, DefaultDialTimeout)
 	cfg.HandshakeTimeout = orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
 	cfg.DrainTimeout = orDefault(cfg.DrainTimeout, DefaultDrainTimeout)
@@ -198,8 +232,13 @@ func (cfg Config) validate() error {
 	if cfg.Snapshots == nil {
 		add("a snapshot source is required")
 	}
-	if cfg.Service == "" && len(cfg.Upstreams) == 0 {
-		add("nothing to do: no service and no upstream")
+	if t := cfg.Transparent; t != nil {
+		if _, _, err := net.SplitHostPort(t.ListenAddr); err != nil {
+			add("transparent listen address %q: %w", t.ListenAddr, err)
+		}
+	}
+	if cfg.Service == "" && len(cfg.Upstreams) == 0 && cfg.Transparent == nil {
+		add("nothing to do: no service, no upstream, no transparent listener")
 	}
 	if err := errs.ErrorOrNil(); err != nil {
 		return wrapf("invalid config: %w", err)

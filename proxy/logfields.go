@@ -26,6 +26,8 @@ const (
 const (
 	dirInbound  = "inbound"
 	dirOutbound = "outbound"
+	// dirPassthrough is a captured connection relayed unchanged.
+	dirPassthrough = "passthrough"
 )
 
 // Values of the path label: how an outbound connection reached its
@@ -37,11 +39,12 @@ const (
 
 // Values of the result label of connections_total.
 const (
-	resultOK           = "ok"
-	resultUnauthorized = "unauthorized"
-	resultHandshake    = "handshake_error"
-	resultAppError     = "app_unreachable"
-	resultRefused      = "refused"
-	resultNoRoute      = "unreachable"
-	resultMisrouted    = "misrouted"
+	resultOK            = "ok"
+	resultUnauthorized  = "unauthorized"
+	resultHandshake     = "handshake_error"
+	resultAppError      = "app_unreachable"
+	resultRefused       = "refused"
+	resultNoRoute       = "unreachable"
+	resultMisrouted     = "misrouted"
+	resultNoOriginalDst = "no_original_dst"
 )

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/strait-mesh/strait/proxy/capture"
 	"github.com/strait-mesh/strait/trust"
 )
 
@@ -27,6 +28,7 @@ type Proxy struct {
 	ready   chan struct{}
 	inbound net.Listener   // nil for a client-only proxy
 	ups     []net.Listener // by index of cfg.Upstreams
+	transp  net.Listener   // nil without Config.Transparent
 
 	conns    connSet
 	load     loadTracker
@@ -47,7 +49,7 @@ func New(cfg Config) (*Proxy, error) {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		metrics: m,
-		dialer:  net.Dialer{Timeout: cfg.DialTimeout},
+		dialer:  net.Dialer{Timeout: cfg.DialTimeout, Control: capture.DialerControl(cfg.Mark)},
 		ready:   make(chan struct{}),
 	}
 	p.bufs.New = func() any { b := make([]byte, relayBufSize); return &b }
@@ -87,6 +89,15 @@ func (p *Proxy) UpstreamAddrByName(name string) net.Addr {
 		}
 	}
 	return nil
+}
+
+// TransparentAddr is the bound address of the transparent listener, or nil
+// without Config.Transparent or before Ready.
+func (p *Proxy) TransparentAddr() net.Addr {
+	if !p.isReady() || p.transp == nil {
+		return nil
+	}
+	return p.transp.Addr()
 }
 
 func (p *Proxy) isReady() bool {
@@ -135,6 +146,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 		up := p.cfg.Upstreams[i]
 		g.Go(func() error { return p.acceptLoop(gctx, ln, func(c net.Conn) { p.serveOutbound(connCtx, up, c) }) })
 	}
+	if p.transp != nil {
+		g.Go(func() error { return p.acceptLoop(gctx, p.transp, func(c net.Conn) { p.serveTransparent(connCtx, c) }) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		p.closeListeners()
@@ -180,6 +194,14 @@ func (p *Proxy) listen() error {
 		}
 		p.ups = append(p.ups, ln)
 	}
+	if t := p.cfg.Transparent; t != nil {
+		ln, err := lc.Listen(context.Background(), "tcp", t.ListenAddr)
+		if err != nil {
+			p.closeListeners()
+			return wrapf("transparent listener: %w", err)
+		}
+		p.transp = ln
+	}
 	return nil
 }
 
@@ -189,6 +211,9 @@ func (p *Proxy) closeListeners() {
 	}
 	for _, ln := range p.ups {
 		_ = ln.Close()
+	}
+	if p.transp != nil {
+		_ = p.transp.Close()
 	}
 }
 

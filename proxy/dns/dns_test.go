@@ -22,11 +22,14 @@ var upstreamAnswer = netip.MustParseAddr("192.0.2.1")
 // fakeUpstream answers every A query with upstreamAnswer, over UDP and TCP.
 func fakeUpstream(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var pc net.PacketConn
+	var ln net.Listener
+	var err error
+	for range 20 {
+		if pc, ln, err = listenPair(context.Background(), "127.0.0.1:0"); err == nil {
+			break
+		}
 	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,20 +99,36 @@ func (s *Server) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// listen binds UDP, then TCP on the same port.
+// listen binds UDP, then TCP on the same port. With port 0 the port UDP
+// got may be taken for TCP: it then tries again with another.
 func (s *Server) listen(ctx context.Context) error {
+	_, port, _ := net.SplitHostPort(s.cfg.Addr)
+	tries := 1
+	if port == "0" {
+		tries = 20
+	}
+	var err error
+	for range tries {
+		if s.udp, s.tcp, err = listenPair(ctx, s.cfg.Addr); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("dns: %w", err)
+}
+
+// listenPair binds UDP on addr and TCP on the port UDP got.
+func listenPair(ctx context.Context, addr string) (net.PacketConn, net.Listener, error) {
 	var lc net.ListenConfig
-	udp, err := lc.ListenPacket(ctx, "udp", s.cfg.Addr)
+	udp, err := lc.ListenPacket(ctx, "udp", addr)
 	if err != nil {
-		return fmt.Errorf("dns: %w", err)
+		return nil, nil, err
 	}
 	tcp, err := lc.Listen(ctx, "tcp", udp.LocalAddr().String())
 	if err != nil {
 		_ = udp.Close()
-		return fmt.Errorf("dns: %w", err)
+		return nil, nil, err
 	}
-	s.udp, s.tcp = udp, tcp
-	return nil
+	return udp, tcp, nil
 }
 
 func (s *Server) serveUDP(ctx context.Context) error {
