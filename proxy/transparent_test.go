@@ -13,10 +13,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strait-mesh/strait/internal/demo"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/proxy/capture"
 	"github.com/strait-mesh/strait/proxy/dns"
 	"github.com/strait-mesh/strait/proxy/internal/netnstest"
-	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 
 // The pod's resolver, as its resolv.conf names it: queries to it are
@@ -46,8 +46,7 @@ func TestTransparentCapture(t *testing.T) {
 	gw := passthroughGateway(t)
 	w.reg.setBase(gateway(west, "gw1", gw.Addr()), gateway(east, "gw1", ""),
 		exportService(west, "web", 8080), exportService(east, "hello", 8080, "spiffe://"+westTD))
-	webProxy := w.httpService(west, "web")
-	_ = webProxy
+	w.httpService(west, "web")
 	helloProxy := w.httpService(east, "hello")
 	gw.forwardTo(helloProxy.InboundAddr().String())
 
@@ -130,4 +129,3 @@ func (w *world) httpService(cluster, service string) *Proxy {
 	eventually(w.t, 5*time.Second, service+" ready", func() bool { return w.reg.ready(key) })
 	return p
 }
-
