@@ -1,12 +1,11 @@
 package spiresync
 
 import (
-	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -37,26 +36,14 @@ const (
 	logKeyError       = "error"
 )
 
-// BundlePublisher publishes a trust domain's bundle at trust/<trust-domain>,
-// refusing a sequence not above the one stored (compare-and-swap).
-// federation.Store satisfies it.
-type BundlePublisher interface {
-	PublishBundle(ctx context.Context, b *straitv1.TrustBundle) error
-}
+// BundlePublisher publishes the local bundle; federation.Store satisfies it.
+type BundlePublisher = trust.BundlePublisher
 
-// BundleLister returns every bundle record stored under trust/, the local
-// trust domain's included.
-type BundleLister interface {
-	ListBundles(ctx context.Context) ([]*straitv1.TrustBundle, error)
-}
+// BundleLister reads the bundles stored in etcd.
+type BundleLister = trust.BundleLister
 
 // BundleListerFunc adapts a function to BundleLister.
-type BundleListerFunc func(ctx context.Context) ([]*straitv1.TrustBundle, error)
-
-// ListBundles calls f.
-func (f BundleListerFunc) ListBundles(ctx context.Context) ([]*straitv1.TrustBundle, error) {
-	return f(ctx)
-}
+type BundleListerFunc = trust.BundleListerFunc
 
 // Config configures a Syncer.
 type Config struct {
@@ -237,29 +224,33 @@ func (s *Syncer) push(ctx context.Context, records []*straitv1.TrustBundle) erro
 	if b.GetTrustDomain() != s.cfg.TrustDomain.Name() {
 		return fmt.Errorf("trust: SPIRE server is in trust domain %q, not %q", b.GetTrustDomain(), s.cfg.TrustDomain.Name())
 	}
-	rec := &straitv1.TrustBundle{TrustDomain: b.GetTrustDomain()}
+	var authorities []*x509.Certificate
 	for _, a := range b.GetX509Authorities() {
-		rec.X509Authorities = append(rec.X509Authorities, a.GetAsn1())
+		c, err := x509.ParseCertificate(a.GetAsn1())
+		if err != nil {
+			return fmt.Errorf("trust: SPIRE bundle of %s: %w", b.GetTrustDomain(), err)
+		}
+		authorities = append(authorities, c)
+	}
+	bundle := x509bundle.FromX509Authorities(s.cfg.TrustDomain, authorities)
+	// Validate what SPIRE gives as strictly as what is read from etcd.
+	if _, err := trust.BundleFromProto(trust.BundleToProto(bundle, 0, 0, time.Time{})); err != nil {
+		return fmt.Errorf("trust: SPIRE bundle of %s: %w", b.GetTrustDomain(), err)
 	}
 	var stored *straitv1.TrustBundle
 	for _, r := range records {
-		if r.GetTrustDomain() == rec.GetTrustDomain() {
+		if r.GetTrustDomain() == s.cfg.TrustDomain.Name() {
 			stored = r
 		}
 	}
-	if stored != nil && sameDER(stored.GetX509Authorities(), rec.GetX509Authorities()) {
-		return nil
-	}
-	rec.Sequence = max(stored.GetSequence()+1, b.GetSequenceNumber())
 	hint := time.Duration(b.GetRefreshHint()) * time.Second
 	if hint <= 0 {
 		hint = s.cfg.RefreshHint
 	}
-	bundle, err := trust.BundleFromProto(rec)
-	if err != nil {
-		return fmt.Errorf("trust: SPIRE bundle of %s: %w", rec.GetTrustDomain(), err)
+	rec, changed := trust.NextBundleRecord(bundle, stored, b.GetSequenceNumber(), hint, s.cfg.Clock.Now())
+	if !changed {
+		return nil
 	}
-	rec = trust.BundleToProto(bundle, rec.Sequence, hint, s.cfg.Clock.Now())
 	if err := s.cfg.Publisher.PublishBundle(ctx, rec); err != nil {
 		return fmt.Errorf("trust: publish bundle of %s sequence %d: %w", rec.GetTrustDomain(), rec.GetSequence(), err)
 	}
@@ -319,12 +310,4 @@ func (s *Syncer) pull(ctx context.Context, records []*straitv1.TrustBundle) erro
 		s.cfg.Logger.Info("federated bundle written to SPIRE", logKeyTrustDomain, td.Name(), logKeySequence, seqs[i])
 	}
 	return errs.ErrorOrNil()
-}
-
-// sameDER reports whether two lists hold the same certificates in any order.
-func sameDER(a, b [][]byte) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.SortFunc(a, bytes.Compare)
-	slices.SortFunc(b, bytes.Compare)
-	return slices.EqualFunc(a, b, bytes.Equal)
 }
