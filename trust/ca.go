@@ -214,6 +214,9 @@ func (c *CA) IssueX509SVID(id spiffeid.ID, ttl time.Duration) (*x509svid.SVID, e
 	defer c.mu.Unlock()
 	signer := c.roots[c.active]
 	now := c.now()
+	if !now.Before(signer.cert.NotAfter) {
+		return nil, fmt.Errorf("%w: it expired at %s", ErrRootExpired, signer.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
 	notAfter := now.Add(ttl)
 	if notAfter.After(signer.cert.NotAfter) {
 		notAfter = signer.cert.NotAfter

@@ -153,3 +153,20 @@ func TestCAConfigValidation(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+func TestCARefusesToIssueWithExpiredRoot(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now().Truncate(time.Second))
+	ca, err := NewCA(CAConfig{TrustDomain: td(t, "a.test"), RootTTL: 2 * time.Hour, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(90 * time.Minute)
+	svid := issue(t, ca, "spiffe://a.test/x") // capped at the root's expiry
+	if got := svid.Certificates[0].NotAfter; !got.Equal(ca.ActiveRoot().NotAfter) {
+		t.Errorf("SVID outlives its root: %s > %s", got, ca.ActiveRoot().NotAfter)
+	}
+	clock.Advance(time.Hour)
+	if _, err := ca.IssueX509SVID(id(t, "spiffe://a.test/x"), 0); !errors.Is(err, ErrRootExpired) {
+		t.Fatalf("got %v, want ErrRootExpired", err)
+	}
+}

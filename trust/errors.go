@@ -35,6 +35,9 @@ var (
 	ErrRootActive = errors.New("trust: cannot drop the active root")
 	// ErrUnknownRoot reports DropRoot of a certificate the CA does not hold.
 	ErrUnknownRoot = errors.New("trust: unknown root")
+	// ErrRootExpired reports an SVID request while the active root has
+	// expired: rotate the root.
+	ErrRootExpired = errors.New("trust: the active root has expired")
 	// ErrRootInUse reports DropRoot while SVIDs signed by the root are still
 	// valid. The concrete error is a *RootInUseError.
 	ErrRootInUse = errors.New("trust: root still has unexpired SVIDs")
