@@ -2,10 +2,13 @@ package load
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -127,3 +130,44 @@ func TestHistoryFailover(t *testing.T) {
 }
 
 var _ http.Handler = (*Server)(nil)
+
+type fakeTB struct {
+	logs   []string
+	failed bool
+}
+
+func (f *fakeTB) Helper() {}
+func (f *fakeTB) Logf(format string, args ...any) {
+	f.logs = append(f.logs, fmt.Sprintf(format, args...))
+}
+func (f *fakeTB) Errorf(format string, args ...any) { f.failed = true }
+func (f *fakeTB) Failed() bool                      { return f.failed }
+
+func TestReportAndTable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "report.jsonl")
+	t.Setenv(ReportEnv, path)
+	h := History{{Seq: 1, Start: time.Now(), Latency: time.Millisecond, Cluster: "west"}}
+	row := NewRow("gateway SIGKILL", h)
+	row.Reroute = 120 * time.Millisecond
+	Report(&fakeTB{}, row)
+	Report(&fakeTB{failed: true}, Row{Scenario: "partition", Sent: 10, Failed: 3, Reroute: -1, Return: 2 * time.Second})
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := ReadRows(f)
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("rows %v, %v", rows, err)
+	}
+	var b strings.Builder
+	if err := PrintTable(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", b.String())
+	for _, want := range []string{"gateway SIGKILL  1     0       120ms", "partition        10    3       -        2s", "FAIL"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+}

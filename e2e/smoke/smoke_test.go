@@ -152,6 +152,10 @@ func TestCrossClusterThroughWANLink(t *testing.T) {
 	if n := len(after.Failures()); n > 0 {
 		t.Errorf("%d failures after traffic returned", n)
 	}
+	row := load.NewRow("smoke: WAN link partition and heal (no Strait)", h)
+	row.Return = back
+	row.Note = fmt.Sprintf("partition %s, failures expected; slowest failure %s", healed.Sub(partitioned).Round(time.Millisecond), slowest.Round(time.Microsecond))
+	load.Report(t, row)
 }
 
 // The WAN emulator as a separate process inside the WAN namespace, driven

@@ -105,8 +105,8 @@ const (
 	DefaultUDPIdleTimeout = 60 * time.Second
 	DefaultDialTimeout    = 5 * time.Second
 	DefaultMaxDatagram    = 64 * 1024
-	DefaultTCPChunk       = 32 * 1024
-	DefaultTCPQueue       = 256
+	DefaultTCPChunk       = 128 * 1024
+	DefaultTCPQueue       = 128
 )
 
 // LinkConfig configures a Link. Zero values mean the documented default.
@@ -149,10 +149,12 @@ type LinkConfig struct {
 	DialTimeout time.Duration
 	// MaxDatagram is the largest datagram relayed. Default: 64 KiB.
 	MaxDatagram int
-	// TCPChunk is the largest TCP read delayed as one unit. Default: 32 KiB.
+	// TCPChunk is the largest TCP read delayed as one unit. Default: 128 KiB.
 	TCPChunk int
 	// TCPQueue is how many chunks per direction and connection may wait for
-	// their delay before the reader blocks. Default: 256.
+	// their delay before the reader blocks (so TCPQueue*TCPChunk bytes can
+	// be in flight inside the link, 16 MiB by default: enough for 1 Gbit/s
+	// at 60 ms RTT). Default: 128.
 	TCPQueue int
 	// Net opens the link's sockets. Default: HostNetwork{}.
 	Net Network

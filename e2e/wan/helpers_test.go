@@ -73,7 +73,7 @@ func (e *echoServer) close() {
 }
 
 // startLink runs a link until the test ends and waits for Run to return.
-func startLink(t *testing.T, cfg LinkConfig) *Link {
+func startLink(t testing.TB, cfg LinkConfig) *Link {
 	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"

@@ -32,6 +32,7 @@ type Link struct {
 
 	stats counters
 	sched *scheduler
+	bufs  sync.Pool // TCP chunk buffers
 
 	runOnce   sync.Once
 	ran       atomic.Bool

@@ -186,12 +186,9 @@ func (l *Link) pipe(ctx context.Context, c *tcpConn, dst, src net.Conn, dir Dire
 		defer close(ch)
 		last := notBefore
 		for {
-			buf := make([]byte, l.cfg.TCPChunk)
+			buf := l.getBuf()
 			n, err := src.Read(buf)
 			if n > 0 {
-				if n < len(buf)/2 {
-					buf = append([]byte(nil), buf[:n]...)
-				}
 				at, _ := l.releaseAt(dir, false, c.src)
 				if at.Before(last) {
 					at = last
@@ -203,6 +200,8 @@ func (l *Link) pipe(ctx context.Context, c *tcpConn, dst, src net.Conn, dir Dire
 					readErr = ctx.Err()
 					return
 				}
+			} else {
+				l.putBuf(buf)
 			}
 			if err != nil {
 				readErr = err
@@ -223,7 +222,9 @@ func (l *Link) pipe(ctx context.Context, c *tcpConn, dst, src net.Conn, dir Dire
 			c.close(false)
 			continue
 		}
-		if _, err := dst.Write(ck.data); err != nil {
+		_, err := dst.Write(ck.data)
+		l.putBuf(ck.data)
+		if err != nil {
 			failed = true
 			c.close(false)
 			continue
@@ -279,4 +280,21 @@ func (l *Link) waitDue(ctx context.Context, timer *time.Timer, at time.Time, src
 			return false
 		}
 	}
+}
+
+// getBuf returns a TCPChunk-sized buffer from the link's pool.
+func (l *Link) getBuf() []byte {
+	if b, ok := l.bufs.Get().(*[]byte); ok {
+		return (*b)[:l.cfg.TCPChunk]
+	}
+	return make([]byte, l.cfg.TCPChunk)
+}
+
+// putBuf returns a buffer from getBuf to the pool.
+func (l *Link) putBuf(b []byte) {
+	if cap(b) < l.cfg.TCPChunk {
+		return
+	}
+	b = b[:cap(b)]
+	l.bufs.Put(&b)
 }
