@@ -177,3 +177,43 @@ func resumptions(t *testing.T, sconf, cconf *tls.Config, n int) int {
 	}
 	return resumed
 }
+
+func TestResumedSessionIsVerifiedAgain(t *testing.T) {
+	// Even with session tickets turned back on by a caller, a resumed
+	// session is checked against the bundles of the moment: once b.test
+	// stops trusting a.test, a.test cannot resume its way in.
+	caA, caB := newTestCA(t, "a.test", nil), newTestCA(t, "b.test", nil)
+	m := newMetrics(t)
+	storeA, storeB := newStore(t, caA, nil), newStore(t, caB, m)
+	federate(t, caA, 1, storeB)
+	federate(t, caB, 1, storeA)
+	sconf, err := ServerTLSConfig(side{svid: staticSVID{issue(t, caB, "spiffe://b.test/s")}, bundles: storeB, metrics: m}.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cconf, err := ClientTLSConfig(side{svid: staticSVID{issue(t, caA, "spiffe://a.test/c")}, bundles: storeA}.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sconf.SessionTicketsDisabled = false
+	cconf.SessionTicketsDisabled = false
+	cconf.ServerName = "cart.shop.b.test"
+	cconf.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+	if n := resumptions(t, sconf, cconf, 2); n != 1 {
+		t.Fatalf("%d of 2 connections resumed, want 1 (the setup must resume)", n)
+	}
+	if err := storeB.Sync(nil); err != nil { // a.test's bundle is withdrawn
+		t.Fatal(err)
+	}
+	sc, cc := tcpPair(t)
+	srv, cli := tls.Server(sc, sconf), tls.Client(cc, cconf)
+	defer srv.Close()
+	defer cli.Close()
+	go func() { _ = cli.Handshake(); _, _ = cli.Read(make([]byte, 1)) }()
+	err = srv.Handshake()
+	var unknown *UnknownTrustDomainError
+	if !errors.As(err, &unknown) {
+		t.Fatalf("resumed handshake after the bundle was withdrawn: got %v, want *UnknownTrustDomainError", err)
+	}
+	t.Logf("refused: %v", err)
+}

@@ -53,8 +53,9 @@ func (c *TLSConfig) validate() error {
 // ServerTLSConfig returns the configuration of an mTLS server: it presents
 // the current SVID, requires a client SVID, verifies it against the bundle of
 // the client's own trust domain and authorizes it. TLS 1.3 only; session
-// tickets are disabled so that no connection resumes past a change of
-// bundles (CVE-2022-21654). Callers may set NextProtos and similar fields.
+// tickets are disabled, and verification runs on every connection, resumed
+// or not, so that no session survives a change of bundles (CVE-2022-21654).
+// Callers may set NextProtos and similar fields.
 func ServerTLSConfig(cfg TLSConfig) (*tls.Config, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -82,7 +83,13 @@ func ClientTLSConfig(cfg TLSConfig) (*tls.Config, error) {
 func harden(conf *tls.Config, cfg TLSConfig) {
 	conf.MinVersion = tls.VersionTLS13
 	conf.SessionTicketsDisabled = true
-	conf.VerifyPeerCertificate = peerVerifier(cfg)
+	// Verify in VerifyConnection, which crypto/tls calls on every
+	// connection, resumed ones included, rather than in
+	// VerifyPeerCertificate, which it skips on resumption: should a caller
+	// enable session tickets again, a resumed session is still checked
+	// against the current bundles.
+	conf.VerifyPeerCertificate = nil
+	conf.VerifyConnection = peerVerifier(cfg)
 }
 
 // peerVerifier checks the peer's chain the way tlsconfig does
@@ -90,12 +97,16 @@ func harden(conf *tls.Config, cfg TLSConfig) {
 // authorizer), with the configured clock, after checks of its own that give
 // typed errors for certificates that cannot be SVIDs. Every refusal is
 // counted by reason.
-func peerVerifier(cfg TLSConfig) func([][]byte, [][]*x509.Certificate) error {
+func peerVerifier(cfg TLSConfig) func(tls.ConnectionState) error {
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
 	}
-	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+	return func(state tls.ConnectionState) error {
+		raw := make([][]byte, len(state.PeerCertificates))
+		for i, c := range state.PeerCertificates {
+			raw[i] = c.Raw
+		}
 		err := verifyPeer(raw, cfg.Bundles, cfg.Authorizer, now())
 		if err != nil {
 			cfg.Metrics.observeHandshakeFailure(ClassifyHandshakeError(err))
