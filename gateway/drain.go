@@ -44,7 +44,7 @@ func (g *Gateway) drainedSignal(ctx context.Context) <-chan struct{} {
 // drainAndWait runs steps 1-3 of Drain.
 func (g *Gateway) drainAndWait(ctx context.Context) {
 	g.startDrain()
-	timeout := g.live.Load().drain
+	timeout := g.liveNow().drain
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := g.active.wait(ctx); err != nil {

@@ -37,7 +37,7 @@ func (g *Gateway) handleEgress(ctx context.Context, c *net.TCPConn) {
 	start := time.Now()
 	g.active.add()
 	defer g.active.done()
-	live := g.live.Load()
+	live := g.liveNow()
 	name, hello, err := sni.Peek(c, live.header)
 	if err != nil {
 		g.refuse(c, straitv1.StreamCode_STREAM_CODE_BAD_REQUEST, "", err)
@@ -50,7 +50,7 @@ func (g *Gateway) handleEgress(ctx context.Context, c *net.TCPConn) {
 	}
 	cands, code := g.candidates(g.cfg.Snapshots.Snapshot(), sn)
 	for i, cand := range cands {
-		st, acode, err := g.attempt(ctx, cand, sn, name, hello)
+		st, acode, err := g.attempt(ctx, cand, sn, name, hello, dialWait(live, i == len(cands)-1))
 		g.m.streams.WithLabelValues(dirEgress, cand.cluster, resultLabel(acode, err)).Inc()
 		if err == nil && acode == straitv1.StreamCode_STREAM_CODE_ACCEPTED {
 			g.m.setup.WithLabelValues(dirEgress).Observe(time.Since(start).Seconds())
@@ -104,7 +104,18 @@ func (g *Gateway) relayEgress(c *net.TCPConn, st *stream) {
 	act := g.m.active.WithLabelValues(dirEgress)
 	act.Inc()
 	defer act.Dec()
-	g.relay.Pipe(relay.TCP(c), relay.Stream(st.Stream, StreamErrReset), relay.Counters{AToB: g.m.bytesSent, BToA: g.m.bytesReceived})
+	res := g.relay.Pipe(relay.TCP(c), relay.Stream(st.Stream, StreamErrReset), relay.Counters{AToB: g.m.bytesSent, BToA: g.m.bytesReceived})
+	g.log.Debug("gateway: egress stream ended", logSent, res.AToB, logReceived, res.BToA, logErr, res.Err)
+}
+
+// dialWait is how long a connection waits for a remote gateway being
+// dialed: the whole dial timeout for the last candidate, a third of it when
+// another candidate could serve sooner.
+func dialWait(live *liveConfig, last bool) time.Duration {
+	if last {
+		return live.dial
+	}
+	return live.dial / 3
 }
 
 // stream is an accepted stream and the pooled connection it counts on.
@@ -118,8 +129,8 @@ type stream struct {
 // the destination's first byte arrived; otherwise the stream is canceled and
 // the code says why (INTERNAL with an error for transport failures). A
 // DRAINING reply retires the connection.
-func (g *Gateway) attempt(ctx context.Context, cand candidate, sn federation.ServiceName, name string, hello []byte) (*stream, straitv1.StreamCode, error) {
-	pc, err := g.pool.conn(ctx, cand.peer)
+func (g *Gateway) attempt(ctx context.Context, cand candidate, sn federation.ServiceName, name string, hello []byte, wait time.Duration) (*stream, straitv1.StreamCode, error) {
+	pc, err := g.pool.conn(ctx, cand.peer, wait)
 	if err != nil {
 		return nil, straitv1.StreamCode_STREAM_CODE_INTERNAL, err
 	}
@@ -139,7 +150,7 @@ func (g *Gateway) attempt(ctx context.Context, cand candidate, sn federation.Ser
 
 func (g *Gateway) openStream(ctx context.Context, conn *quic.Conn, sn federation.ServiceName, name string, hello []byte) (*quic.Stream, straitv1.StreamCode, error) {
 	internal := straitv1.StreamCode_STREAM_CODE_INTERNAL
-	live := g.live.Load()
+	live := g.liveNow()
 	octx, cancel := context.WithTimeout(ctx, live.dial)
 	st, err := conn.OpenStreamSync(octx)
 	cancel()

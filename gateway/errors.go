@@ -18,6 +18,10 @@ var ErrClosed = errors.New("gateway: already running or stopped")
 // last attempts failed and its backoff has not expired.
 var ErrPeerBackoff = errors.New("gateway: remote gateway in backoff")
 
+// ErrPeerConnecting is returned when a connection to a remote gateway is
+// still being dialed after the time a caller may wait for it.
+var ErrPeerConnecting = errors.New("gateway: remote gateway still connecting")
+
 // ErrBadPeerRecord is returned for a Gateway record whose identity cannot be
 // verified: its spiffe_id is not the cluster's gateway ID in its trust
 // domain.

@@ -88,7 +88,6 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.m = m
 	g.pool = newPool(g)
-	g.refreshLive()
 	return g, nil
 }
 

@@ -24,7 +24,7 @@ func (g *Gateway) handleIngress(ctx context.Context, peer remote, st *quic.Strea
 		g.refuseStream(peer, st, straitv1.StreamCode_STREAM_CODE_DRAINING, "gateway is draining")
 		return
 	}
-	live := g.live.Load()
+	live := g.liveNow()
 	hdr, err := tunnel.ReadHeader(st, live.header)
 	if err != nil {
 		g.badHeader(peer, st, err)
@@ -52,7 +52,8 @@ func (g *Gateway) handleIngress(ctx context.Context, peer remote, st *quic.Strea
 	act := g.m.active.WithLabelValues(dirIngress)
 	act.Inc()
 	defer act.Dec()
-	g.relay.Pipe(relay.Stream(st, StreamErrReset), relay.TCP(ep), relay.Counters{AToB: g.m.bytesReceived, BToA: g.m.bytesSent})
+	res := g.relay.Pipe(relay.Stream(st, StreamErrReset), relay.TCP(ep), relay.Counters{AToB: g.m.bytesReceived, BToA: g.m.bytesSent})
+	g.log.Debug("gateway: ingress stream ended", logPeer, peer.id.String(), logSent, res.BToA, logReceived, res.AToB, logErr, res.Err)
 }
 
 // badHeader answers a stream whose header did not arrive or decode. A

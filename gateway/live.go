@@ -6,19 +6,22 @@ import (
 	"github.com/quic-go/quic-go"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+	"github.com/strait-mesh/strait/federation"
 )
 
 // liveConfig holds the values the gateway reads from the federation's
 // GatewayConfig, falling back to Config where a field is zero. It is
 // immutable and swapped whole on every snapshot change.
 type liveConfig struct {
+	snap                                 *federation.Snapshot // computed from
 	drain, idle, keepAlive, header, dial time.Duration
 	maxStreams                           int64
 }
 
-func (g *Gateway) computeLive(gc *straitv1.GatewayConfig) *liveConfig {
+func (g *Gateway) computeLive(snap *federation.Snapshot) *liveConfig {
+	gc := snap.Config(g.cfg.Cluster)
 	return &liveConfig{
+		snap:       snap,
 		drain:      dur(gc.GetDrainTimeout(), g.cfg.DrainTimeout),
 		idle:       dur(gc.GetIdleTimeout(), g.cfg.IdleTimeout),
 		keepAlive:  dur(gc.GetKeepAlivePeriod(), g.cfg.KeepAlivePeriod),
@@ -35,9 +38,16 @@ func dur(d *durationpb.Duration, def time.Duration) time.Duration {
 	return def
 }
 
-// refreshLive recomputes the live configuration from the newest snapshot.
-func (g *Gateway) refreshLive() {
-	g.live.Store(g.computeLive(g.cfg.Snapshots.Snapshot().Config(g.cfg.Cluster)))
+// liveNow returns the live configuration of the newest snapshot, computing
+// it once per snapshot.
+func (g *Gateway) liveNow() *liveConfig {
+	snap := g.cfg.Snapshots.Snapshot()
+	if l := g.live.Load(); l != nil && l.snap == snap {
+		return l
+	}
+	l := g.computeLive(snap)
+	g.live.Store(l)
+	return l
 }
 
 // quicConfig is the QUIC configuration of new connections, server side
@@ -51,6 +61,8 @@ func (l *liveConfig) quicConfig(server bool, handshake time.Duration) *quic.Conf
 		MaxIncomingStreams:    l.maxStreams,
 		MaxIncomingUniStreams: -1,
 		Allow0RTT:             false,
+		// A reset after relayed bytes still delivers them (RESET_STREAM_AT).
+		EnableStreamResetPartialDelivery: true,
 	}
 	if !server {
 		c.MaxIncomingStreams = -1

@@ -19,4 +19,6 @@ const (
 	logStreams     = "active_streams"
 	logAttempt     = "attempt"
 	logConns       = "connections"
+	logSent        = "sent_bytes"
+	logReceived    = "received_bytes"
 )

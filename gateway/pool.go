@@ -76,16 +76,6 @@ func recordChanged(old, cur *straitv1.Gateway) bool {
 		!old.GetStartedAt().AsTime().Equal(cur.GetStartedAt().AsTime())
 }
 
-// load is the number of streams open on the peer's current connection.
-func (pr *peer) load() int64 {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	if pr.conn == nil {
-		return 0
-	}
-	return pr.conn.streams.Load()
-}
-
 // drainedConn handles a DRAINING reply on c: c is retired, and the peer is
 // chosen last until its record changes.
 func (pr *peer) drainedConn(c *pconn) {
@@ -98,24 +88,16 @@ func (pr *peer) drainedConn(c *pconn) {
 	c.retire()
 }
 
-// isDrained reports whether the peer replied DRAINING.
-func (pr *peer) isDrained() bool {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	return pr.drained
-}
-
-// inBackoff reports whether the peer's last attempts failed recently.
-func (pr *peer) inBackoff(now time.Time) bool {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	return pr.failures > 0 && now.Before(pr.retryAt)
-}
-
 // conn returns an established connection to pr, dialing it if needed.
 // Concurrent callers share one dial. The caller owns one stream count on
 // the connection and must release it.
-func (p *pool) conn(ctx context.Context, pr *peer) (*pconn, error) {
+//
+// The caller waits at most wait for a dial: past it, it gets
+// ErrPeerConnecting and may try another candidate while the dial goes on
+// for the next stream.
+func (p *pool) conn(ctx context.Context, pr *peer, wait time.Duration) (*pconn, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	for {
 		pr.mu.Lock()
 		if pr.conn != nil && pr.conn.alive() {
@@ -140,6 +122,8 @@ func (p *pool) conn(ctx context.Context, pr *peer) (*pconn, error) {
 		case <-ch:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-timer.C:
+			return nil, fmt.Errorf("%w: %s/%s", ErrPeerConnecting, pr.cluster, pr.id)
 		}
 		pr.mu.Lock()
 		failed := pr.conn == nil && pr.failures > 0
@@ -178,7 +162,7 @@ func (p *pool) dialRecord(ctx context.Context, rec *straitv1.Gateway) (*quic.Con
 	if err != nil {
 		return nil, fmt.Errorf("gateway: remote gateway address %q: %w", rec.GetAddress(), err)
 	}
-	live := p.g.live.Load()
+	live := p.g.liveNow()
 	ctx, cancel := context.WithTimeout(ctx, live.dial)
 	defer cancel()
 	c, err := p.g.transport.Dial(ctx, addr, p.g.clientTLS(id), live.quicConfig(false, p.g.cfg.HandshakeTimeout))

@@ -3,6 +3,7 @@ package gateway
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"github.com/strait-mesh/strait/federation"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
@@ -13,25 +14,47 @@ type candidate struct {
 	cluster string
 	rec     *straitv1.Gateway
 	peer    *peer
+	rank    rank
+}
+
+// rank orders candidates: lower is better.
+type rank struct {
+	penalty int // 2: replied DRAINING; 1: in backoff or still dialing
+	streams int64
+}
+
+func (r rank) compare(o rank) int {
+	return cmp.Or(cmp.Compare(r.penalty, o.penalty), cmp.Compare(r.streams, o.streams))
 }
 
 // candidates lists, best first, the remote gateways that may serve name:
 // clusters that export the service with the port and are alive (other than
-// the gateway's own), same region first, then by export age; within a
-// cluster its gateways active/active, least busy first. When the list is
-// empty, code says why.
+// the gateway's own). Clusters with a proven gateway come before those
+// whose gateways are all failing, dialing or draining; then same region
+// first; then oldest export first. Within a cluster its gateways serve
+// active/active, least busy first. When the list is empty, code says why.
 func (g *Gateway) candidates(snap *federation.Snapshot, name federation.ServiceName) ([]candidate, straitv1.StreamCode) {
 	clusters, exported := g.exportingClusters(snap, name)
 	if !exported {
 		return nil, straitv1.StreamCode_STREAM_CODE_NOT_EXPORTED
 	}
-	// Stable: export age order is kept within each locality.
-	slices.SortStableFunc(clusters, func(a, b string) int {
-		return cmp.Compare(g.regionRank(snap, a), g.regionRank(snap, b))
+	type group struct {
+		cands  []candidate
+		region int
+	}
+	groups := make([]group, 0, len(clusters))
+	for _, c := range clusters {
+		if cands := g.clusterCandidates(snap, c); len(cands) > 0 {
+			groups = append(groups, group{cands, g.regionRank(snap, c)})
+		}
+	}
+	// Stable: export age order is kept among equals.
+	slices.SortStableFunc(groups, func(a, b group) int {
+		return cmp.Or(cmp.Compare(a.cands[0].rank.penalty, b.cands[0].rank.penalty), cmp.Compare(a.region, b.region))
 	})
 	var out []candidate
-	for _, c := range clusters {
-		out = append(out, g.clusterCandidates(snap, c)...)
+	for _, gr := range groups {
+		out = append(out, gr.cands...)
 	}
 	if len(out) == 0 {
 		return nil, straitv1.StreamCode_STREAM_CODE_NO_ENDPOINT
@@ -85,41 +108,41 @@ func (g *Gateway) regionRank(snap *federation.Snapshot, cluster string) int {
 	return 1
 }
 
-// clusterCandidates orders a cluster's gateways that are not draining:
-// those that did not reply DRAINING and are not in backoff first, then
-// fewest open streams, ties broken round-robin so that streams spread over
-// all of them.
+// clusterCandidates orders a cluster's gateways that are not draining by
+// rank, ties broken round-robin so that streams spread over all of them.
 func (g *Gateway) clusterCandidates(snap *federation.Snapshot, cluster string) []candidate {
+	now := g.cfg.Now()
 	var out []candidate
 	for _, gw := range snap.Gateways(cluster) {
 		if gw.GetDraining() {
 			continue
 		}
-		out = append(out, candidate{cluster: cluster, rec: gw, peer: g.pool.peerFor(gw)})
+		pr := g.pool.peerFor(gw)
+		out = append(out, candidate{cluster: cluster, rec: gw, peer: pr, rank: pr.rank(now)})
 	}
 	if len(out) < 2 {
 		return out
 	}
 	start := int(g.pool.rr.Add(1) % uint64(len(out)))
 	out = append(out[start:], out[:start]...)
-	now := g.cfg.Now()
-	type key struct {
-		penalty int // 2 drained, 1 in backoff
-		streams int64
-	}
-	keys := make(map[*peer]key, len(out))
-	for _, c := range out {
-		k := key{streams: c.peer.load()}
-		if c.peer.isDrained() {
-			k.penalty = 2
-		} else if c.peer.inBackoff(now) {
-			k.penalty = 1
-		}
-		keys[c.peer] = k
-	}
-	slices.SortStableFunc(out, func(a, b candidate) int {
-		ka, kb := keys[a.peer], keys[b.peer]
-		return cmp.Or(cmp.Compare(ka.penalty, kb.penalty), cmp.Compare(ka.streams, kb.streams))
-	})
+	slices.SortStableFunc(out, func(a, b candidate) int { return a.rank.compare(b.rank) })
 	return out
+}
+
+// rank scores the peer for the next stream.
+func (pr *peer) rank(now time.Time) rank {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	var r rank
+	up := pr.conn != nil && pr.conn.alive()
+	if up {
+		r.streams = pr.conn.streams.Load()
+	}
+	switch {
+	case pr.drained:
+		r.penalty = 2
+	case !up && (pr.dialing != nil || (pr.failures > 0 && now.Before(pr.retryAt))):
+		r.penalty = 1
+	}
+	return r
 }

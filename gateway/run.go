@@ -95,9 +95,9 @@ func (g *Gateway) bind() error {
 // serverQUICConfig builds the ingress's QUIC configuration; the live values
 // are read for every new connection.
 func (g *Gateway) serverQUICConfig() *quic.Config {
-	c := g.live.Load().quicConfig(true, g.cfg.HandshakeTimeout)
+	c := g.liveNow().quicConfig(true, g.cfg.HandshakeTimeout)
 	c.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
-		return g.live.Load().quicConfig(true, g.cfg.HandshakeTimeout), nil
+		return g.liveNow().quicConfig(true, g.cfg.HandshakeTimeout), nil
 	}
 	return c
 }

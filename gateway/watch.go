@@ -16,7 +16,6 @@ func (g *Gateway) watch(ctx context.Context) error {
 	for {
 		changed := g.cfg.Snapshots.Changed()
 		snap := g.cfg.Snapshots.Snapshot()
-		g.refreshLive()
 		g.pool.prune(snap)
 		for {
 			select {

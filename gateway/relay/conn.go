@@ -48,8 +48,12 @@ func (c streamConn) Write(p []byte) (int, error) { return c.s.Write(p) }
 // CloseWrite sends FIN on the stream's send side.
 func (c streamConn) CloseWrite() error { return c.s.Close() }
 
-// Abort resets the send side and asks the peer to stop sending.
+// Abort resets the send side and asks the peer to stop sending. Bytes
+// already written are still delivered when both ends enabled
+// quic.Config.EnableStreamResetPartialDelivery (RESET_STREAM_AT), as TCP
+// delivers the data sent before a RST.
 func (c streamConn) Abort() {
+	c.s.SetReliableBoundary()
 	c.s.CancelRead(c.code)
 	c.s.CancelWrite(c.code)
 }
