@@ -1,0 +1,100 @@
+// Command straitbench runs Strait's side-by-side benchmarks (package
+// e2e/bench) and prints a table, the goals of issue 8 and one JSON object per
+// line. Run it from the repository root:
+//
+//	go run ./e2e/bench/cmd/straitbench -json bench.jsonl
+//
+// It exits non-zero when a phase failed; the rows measured are printed
+// anyway.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/strait-mesh/strait/e2e/bench"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		cfg      bench.Config
+		only     string
+		jsonPath string
+		mdPath   string
+		quiet    bool
+	)
+	flag.StringVar(&cfg.Repo, "repo", ".", "root of the Strait repository (binaries are built from it)")
+	flag.StringVar(&cfg.WorkDir, "workdir", "", "directory for configs, logs and binaries (default: a temporary one)")
+	flag.BoolVar(&cfg.Keep, "keep", false, "keep the temporary directory")
+	flag.DurationVar(&cfg.ThroughputDuration, "throughput-duration", bench.DefaultThroughputDuration, "measured length of one iperf3 run")
+	flag.DurationVar(&cfg.LatencyDuration, "latency-duration", bench.DefaultLatencyDuration, "length of one fortio run")
+	flag.IntVar(&cfg.QPS, "qps", bench.DefaultQPS, "fortio request rate")
+	flag.IntVar(&cfg.TTFBConns, "ttfb-conns", bench.DefaultTTFBConns, "new connections per time-to-first-byte sample set")
+	flag.IntVar(&cfg.Writes, "writes", bench.DefaultWrites, "export writes in the propagation runs")
+	flag.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "bound on the whole run")
+	flag.StringVar(&only, "only", "", "comma-separated phases to run: throughput,latency,ttfb,propagation (default: all)")
+	flag.StringVar(&jsonPath, "json", "", "also write the JSON lines to this file")
+	flag.StringVar(&mdPath, "markdown", "", "also write the table as Markdown to this file")
+	flag.BoolVar(&quiet, "quiet", false, "log warnings and errors only")
+	flag.Parse()
+	if only != "" {
+		cfg.Only = strings.Split(only, ",")
+	}
+	level := slog.LevelInfo
+	if quiet {
+		level = slog.LevelWarn
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	load, _ := os.ReadFile("/proc/loadavg")
+	metrics, runErr := bench.Run(ctx, cfg)
+	loadEnd, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("straitbench: %s; load average at start %s, at end %s\n\n", time.Since(start).Round(time.Second),
+		strings.Join(strings.Fields(string(load))[:3], " "), strings.Join(strings.Fields(string(loadEnd))[:3], " "))
+	if err := bench.Report(os.Stdout, metrics); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if jsonPath != "" {
+		if err := writeFile(jsonPath, func(f *os.File) error { return bench.WriteJSON(f, metrics) }); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	if mdPath != "" {
+		if err := writeFile(mdPath, func(f *os.File) error { bench.WriteMarkdown(f, metrics); return nil }); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	if runErr != nil {
+		fmt.Fprintln(os.Stderr, "straitbench:", runErr)
+		return 1
+	}
+	return 0
+}
+
+func writeFile(path string, write func(*os.File) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("straitbench: %w", err)
+	}
+	if err := write(f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,260 @@
+// Command rawquic is the transport's ceiling in Strait's benchmarks: a
+// TCP-in / QUIC / TCP-out relay pair that moves each TCP connection over one
+// bidirectional quic-go stream of one long-lived QUIC connection, with no
+// Strait logic (no header, no routing, no SNI peek, no inner TLS). It uses
+// TLS 1.3 with a self-signed certificate and the quic.Config flow-control
+// settings Strait's gateway uses (quic-go's defaults: the gateway sets none
+// of the window fields), and sizes its UDP socket buffers to 7 MiB as the
+// gateway does. Copies use 32 KiB buffers, the size of gateway/relay's.
+//
+//	rawquic server -listen 127.0.0.1:4433 -to 127.0.0.1:5201
+//	rawquic client -listen 127.0.0.1:15201 -to 127.0.0.1:4433
+//	iperf3 -c 127.0.0.1 -p 15201
+//
+// Both sides run until SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// alpn names the relay's protocol.
+	alpn = "rawquic"
+	// udpBufferSize is the gateway's UDP socket buffer size.
+	udpBufferSize = 7 << 20
+	// bufferSize is the copy buffer size (gateway/relay.DefaultBufferSize).
+	bufferSize = 32 << 10
+	// resetCode aborts a stream whose TCP side failed.
+	resetCode = 1
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: rawquic server|client -listen addr -to addr")
+		os.Exit(2)
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:0", "server: UDP address for QUIC; client: TCP address for the app")
+	to := fs.String("to", "", "server: TCP target; client: the server's UDP address")
+	_ = fs.Parse(os.Args[2:])
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "server":
+		err = runServer(ctx, *listen, *to, log)
+	case "client":
+		err = runClient(ctx, *listen, *to, log)
+	default:
+		err = fmt.Errorf("unknown mode %q", os.Args[1])
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("rawquic", "err", err)
+		os.Exit(1)
+	}
+}
+
+// quicConfig mirrors the gateway's: its timeouts and stream limit, and
+// quic-go's default flow-control windows.
+func quicConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:  5 * time.Second,
+		MaxIdleTimeout:        30 * time.Second,
+		KeepAlivePeriod:       5 * time.Second,
+		MaxIncomingStreams:    10000,
+		MaxIncomingUniStreams: -1,
+	}
+}
+
+// listenUDP binds a UDP socket with the gateway's buffer sizes.
+func listenUDP(addr string) (*net.UDPConn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("rawquic: %w", err)
+	}
+	c, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("rawquic: %w", err)
+	}
+	_ = c.SetReadBuffer(udpBufferSize)
+	_ = c.SetWriteBuffer(udpBufferSize)
+	if raw, err := c.SyscallConn(); err == nil {
+		_ = raw.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpBufferSize)
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, udpBufferSize)
+		})
+	}
+	return c, nil
+}
+
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		DNSNames:     []string{"rawquic"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+func runServer(ctx context.Context, listen, target string, log *slog.Logger) error {
+	cert, err := selfSigned()
+	if err != nil {
+		return fmt.Errorf("rawquic: certificate: %w", err)
+	}
+	udp, err := listenUDP(listen)
+	if err != nil {
+		return err
+	}
+	tr := &quic.Transport{Conn: udp}
+	defer tr.Close()
+	ln, err := tr.Listen(&tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{alpn}, MinVersion: tls.VersionTLS13}, quicConfig())
+	if err != nil {
+		return fmt.Errorf("rawquic: listen: %w", err)
+	}
+	log.Info("rawquic server ready", "addr", udp.LocalAddr().String(), "to", target)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			return fmt.Errorf("rawquic: accept: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				s, err := conn.AcceptStream(ctx)
+				if err != nil {
+					return
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := net.DialTimeout("tcp", target, 5*time.Second)
+					if err != nil {
+						s.CancelRead(resetCode)
+						s.CancelWrite(resetCode)
+						return
+					}
+					pipe(c.(*net.TCPConn), s)
+				}()
+			}
+		}()
+	}
+}
+
+func runClient(ctx context.Context, listen, server string, log *slog.Logger) error {
+	udp, err := listenUDP("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	tr := &quic.Transport{Conn: udp}
+	defer tr.Close()
+	ua, err := net.ResolveUDPAddr("udp", server)
+	if err != nil {
+		return fmt.Errorf("rawquic: %w", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := tr.Dial(dctx, ua, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, MinVersion: tls.VersionTLS13}, quicConfig())
+	cancel()
+	if err != nil {
+		return fmt.Errorf("rawquic: dial %s: %w", server, err)
+	}
+	defer conn.CloseWithError(0, "")
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("rawquic: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stop()
+	log.Info("rawquic client ready", "addr", ln.Addr().String(), "to", server)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("rawquic: accept: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := conn.OpenStreamSync(ctx)
+			if err != nil {
+				_ = c.Close()
+				return
+			}
+			pipe(c.(*net.TCPConn), s)
+		}()
+	}
+}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}
+
+// pipe copies both ways between c and s; a FIN on one side is passed on as a
+// half-close, an error aborts both.
+func pipe(c *net.TCPConn, s *quic.Stream) {
+	defer c.Close()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // TCP -> stream
+		defer wg.Done()
+		if err := copyBuf(s, c); err != nil {
+			s.CancelWrite(resetCode)
+			return
+		}
+		_ = s.Close()
+	}()
+	go func() { // stream -> TCP
+		defer wg.Done()
+		if err := copyBuf(c, s); err != nil {
+			s.CancelRead(resetCode)
+			_ = c.SetLinger(0)
+			_ = c.Close()
+			return
+		}
+		_ = c.CloseWrite()
+	}()
+	wg.Wait()
+}
+
+func copyBuf(dst io.Writer, src io.Reader) error {
+	bp := buffers.Get().(*[]byte)
+	defer buffers.Put(bp)
+	// Hide ReaderFrom/WriterTo so that the pooled buffer is used.
+	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+	return err
+}
