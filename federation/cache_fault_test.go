@@ -474,3 +474,34 @@ func TestCacheMultipleSources(t *testing.T) {
 	eastProxy.Resume()
 	waitFor(t, c2, "east after it returns", func(s *Snapshot) bool { return len(s.Exports(key)) == 2 })
 }
+
+// TestCacheDetectsBlackholedWatch is the client side of T04: the cache's
+// connection silently drops everything. The progress heartbeat notices
+// (staleness grows, the watch is restarted), and once the path heals the
+// cache catches up.
+func TestCacheDetectsBlackholedWatch(t *testing.T) {
+	srv, cli := etcdtest.Start(t, 1)
+	proxy := newTCPProxy(t, srv.Endpoints()[0])
+	cacheCli, err := Dial(ClientConfig{Endpoints: []string{proxy.URL()}, KeepAlive: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cacheCli.Close() })
+	ks := Keyspace{}
+	reg := prometheus.NewRegistry()
+	c := startCache(t, CacheConfig{Sources: oneSource(cacheCli), Metrics: reg, ProgressInterval: 200 * time.Millisecond,
+		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+
+	proxy.Blackhole()
+	putRaw(t, cli, ks.Export("west", "shop", "during"), encode(t, testExport("west", "shop", "during", time.Unix(1, 0))))
+	poll(t, "the stalled watch to be restarted", func() bool {
+		return counterValue(t, reg, "strait_federation_watch_restarts_total", nil) >= 1 &&
+			counterValue(t, reg, "strait_federation_config_staleness_seconds", nil) > 0.6
+	})
+	healed := time.Now()
+	proxy.Heal()
+	waitFor(t, c, "the write made during the blackhole", func(s *Snapshot) bool {
+		return s.Export("west", ServiceKey{Namespace: "shop", Name: "during"}) != nil
+	})
+	t.Logf("caught up %s after the path healed", time.Since(healed).Round(time.Millisecond))
+}

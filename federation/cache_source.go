@@ -101,11 +101,11 @@ func (s *source) revision() int64 {
 // against what the source holds: unchanged records keep their entry (and
 // identity), changed ones are replaced, missing ones removed.
 func (c *Cache) relist(ctx context.Context, s *source) error {
-	c.metrics.relists.WithLabelValues(s.name).Inc()
 	kvs, rev, err := listAll(ctx, s.cli, c.cfg.Keyspace, c.cfg.PageSize)
 	if err != nil {
 		return err
 	}
+	c.metrics.relists.WithLabelValues(s.name).Inc()
 	s.heard()
 	s.mu.Lock()
 	next := make(map[string]*entry, len(kvs))
@@ -168,13 +168,37 @@ func (c *Cache) watch(ctx context.Context, s *source) (bool, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	start := s.revision() + 1
+	// Watch blocks until the stream is established; on a dead path that
+	// can be forever, so the heartbeat bound applies to it as well.
+	var stalled atomic.Bool
+	if c.cfg.ProgressInterval > 0 {
+		timer := time.AfterFunc(3*c.cfg.ProgressInterval, func() { stalled.Store(true); cancel() })
+		defer timer.Stop()
+		wch := s.cli.Watch(wctx, c.cfg.Keyspace.Root(), clientv3.WithPrefix(), clientv3.WithRev(start))
+		if !timer.Stop() && stalled.Load() {
+			return false, fmt.Errorf("federation: watch from %d: %w", start, errWatchStalled)
+		}
+		return c.follow(ctx, wctx, cancel, s, start, wch)
+	}
 	wch := s.cli.Watch(wctx, c.cfg.Keyspace.Root(), clientv3.WithPrefix(), clientv3.WithRev(start))
+	return c.follow(ctx, wctx, cancel, s, start, wch)
+}
+
+// follow applies a watch's responses until it fails, asking for progress
+// notifications every ProgressInterval and giving up after three silent
+// intervals.
+func (c *Cache) follow(ctx, wctx context.Context, cancel context.CancelFunc, s *source, start int64, wch clientv3.WatchChan) (bool, error) {
 	var tick <-chan time.Time
 	if c.cfg.ProgressInterval > 0 {
 		t := time.NewTicker(c.cfg.ProgressInterval)
 		defer t.Stop()
 		tick = t.C
 	}
+	// Progress requests block while the client reconnects its stream, so
+	// they run beside the loop, each bounded by one interval.
+	var requests sync.WaitGroup
+	defer requests.Wait()
+	defer cancel()
 	progressed := false
 	lastHeard := time.Now()
 	for {
@@ -183,11 +207,15 @@ func (c *Cache) watch(ctx context.Context, s *source) (bool, error) {
 			return progressed, ctx.Err()
 		case <-tick:
 			if time.Since(lastHeard) > 3*c.cfg.ProgressInterval {
-				return progressed, errWatchStalled
+				return progressed, fmt.Errorf("federation: watch from %d: %w", start, errWatchStalled)
 			}
 			// The answer arrives on the watch channel as a progress
 			// notification; an error here shows up as silence.
-			_ = s.cli.RequestProgress(wctx)
+			requests.Go(func() {
+				rctx, rcancel := context.WithTimeout(wctx, c.cfg.ProgressInterval)
+				defer rcancel()
+				_ = s.cli.RequestProgress(rctx)
+			})
 		case resp, ok := <-wch:
 			if !ok {
 				return progressed, errWatchClosed

@@ -36,7 +36,7 @@ func newCacheMetrics(staleness, lastSync func() float64) *cacheMetrics {
 		}, staleness),
 		relists: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_federation_relists_total",
-			Help: "Full paginated lists of the keyspace, by source (the first list and one per compaction).",
+			Help: "Completed full paginated lists of the keyspace, by source (the first list and one per compaction).",
 		}, []string{"source"}),
 		watchRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_federation_watch_restarts_total",

@@ -1,7 +1,6 @@
 package federation
 
 import (
-	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -14,9 +13,10 @@ type tcpProxy struct {
 	l      net.Listener
 	target string
 
-	mu     sync.Mutex
-	paused bool
-	conns  map[net.Conn]struct{}
+	mu        sync.Mutex
+	paused    bool
+	blackhole bool // drop every byte, keep the connections open
+	conns     map[net.Conn]struct{}
 }
 
 // newTCPProxy proxies to the host:port of an http:// URL until the test ends.
@@ -66,7 +66,7 @@ func (p *tcpProxy) serve(wg *sync.WaitGroup) {
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		pipe := func(dst, src net.Conn) {
-			_, _ = io.Copy(dst, src)
+			p.copy(dst, src)
 			_ = dst.Close()
 			_ = src.Close()
 			p.mu.Lock()
@@ -76,6 +76,46 @@ func (p *tcpProxy) serve(wg *sync.WaitGroup) {
 		}
 		wg.Go(func() { pipe(up, c) })
 		wg.Go(func() { pipe(c, up) })
+	}
+}
+
+// copy forwards src to dst, dropping what arrives while blackholed.
+func (p *tcpProxy) copy(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			drop := p.blackhole
+			p.mu.Unlock()
+			if !drop {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Blackhole silently drops traffic on every connection, as a partition
+// does, until Heal.
+func (p *tcpProxy) Blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.blackhole = true
+}
+
+// Heal ends a blackhole. Connections that lost bytes are corrupt and get
+// cut, as the peer would reset them.
+func (p *tcpProxy) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.blackhole = false
+	for c := range p.conns {
+		_ = c.Close()
 	}
 }
 

@@ -1,0 +1,12 @@
+package kube
+
+// Structured log keys, stable so that dashboards and alerts can rely on them.
+const (
+	logNamespace = "namespace"
+	logName      = "name"
+	logError     = "error"
+	logRetryIn   = "retry_in"
+	logReason    = "reason"
+	logCluster   = "cluster"
+	logAddress   = "address"
+)
