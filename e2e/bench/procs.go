@@ -156,8 +156,9 @@ func tail(b []byte, n int) string {
 type Usage struct {
 	// CPU is user plus system time consumed so far.
 	CPU time.Duration
-	// RSS is the resident set size; HWM its peak.
-	RSS, HWM int64
+	// RSS is the resident set size, HWM its peak and Anon its anonymous
+	// part (heap and stacks; the rest is mapped files such as the binary).
+	RSS, HWM, Anon int64
 }
 
 // Usage reads /proc/<pid>/stat and /proc/<pid>/status.
@@ -200,6 +201,8 @@ func readUsage(pid int) (Usage, error) {
 			dst = &u.RSS
 		case "VmHWM":
 			dst = &u.HWM
+		case "RssAnon":
+			dst = &u.Anon
 		default:
 			continue
 		}

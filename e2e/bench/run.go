@@ -423,7 +423,18 @@ func (e *env) latency(ctx context.Context) error {
 			cpu[role].Values[t.setup] = per1k
 			rss[role].Values[t.setup] = float64(a.RSS) / (1 << 20)
 			sum += per1k
-			e.log.Info("usage", "setup", t.setup, "role", role, "cpu_s_per_1k", per1k, "rss_mb", float64(a.RSS)/(1<<20))
+			e.log.Info("usage", "setup", t.setup, "role", role, "cpu_s_per_1k", per1k, "rss_mb", float64(a.RSS)/(1<<20),
+				"rss_anon_mb", float64(a.Anon)/(1<<20), "hwm_mb", float64(a.HWM)/(1<<20))
+		}
+		// The gateways' rows compare with the peer's process on the same
+		// side: each relays every connection once, as a gateway does.
+		if t.setup != SetupStrait {
+			for gw, side := range map[string]string{roleGWEast: roleClient, roleGWWest: roleServer} {
+				if v, ok := cpu[side].Values[t.setup]; ok {
+					cpu[gw].Values[t.setup] = v
+					rss[gw].Values[t.setup] = rss[side].Values[t.setup]
+				}
+			}
 		}
 		if len(after) > 0 {
 			total.Values[t.setup] = sum

@@ -41,6 +41,7 @@ func run() int {
 	flag.DurationVar(&cfg.LatencyDuration, "latency-duration", bench.DefaultLatencyDuration, "length of one fortio run")
 	flag.IntVar(&cfg.QPS, "qps", bench.DefaultQPS, "fortio request rate")
 	flag.IntVar(&cfg.TTFBConns, "ttfb-conns", bench.DefaultTTFBConns, "new connections per time-to-first-byte sample set")
+	flag.DurationVar(&cfg.WANRTT, "wan-rtt", bench.DefaultWANRTT, "round trip the WAN emulator adds in the second TTFB set")
 	flag.IntVar(&cfg.Writes, "writes", bench.DefaultWrites, "export writes in the propagation runs")
 	flag.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "bound on the whole run")
 	flag.StringVar(&only, "only", "", "comma-separated phases to run: throughput,latency,ttfb,propagation (default: all)")
