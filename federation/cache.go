@@ -139,6 +139,9 @@ func (c *CacheConfig) validate() error {
 // Records that fail to decode or validate are skipped, logged once per key
 // revision and counted in strait_federation_invalid_records_total; the last
 // valid value of that key is kept.
+//
+// With one source a snapshot's Revision is that etcd's revision; with
+// several it is the sum of theirs, which grows with every change.
 type Cache struct {
 	cfg     CacheConfig
 	metrics *cacheMetrics

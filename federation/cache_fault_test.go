@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/strait-mesh/strait/federation/embedded"
 	"github.com/strait-mesh/strait/internal/etcdtest"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
@@ -34,7 +36,7 @@ func putRaw(t testing.TB, cli *clientv3.Client, key string, value []byte) {
 func TestCacheCompactionWhileDisconnected(t *testing.T) {
 	srv, cli := etcdtest.Start(t, 1)
 	proxy := newTCPProxy(t, srv.Endpoints()[0])
-	cacheCli := etcdtest.NewClient(t, proxy.URL())
+	cacheCli := dialTest(t, proxy.URL())
 	ks := Keyspace{}
 	const stable = 20
 	for i := range stable {
@@ -143,7 +145,7 @@ func TestCacheSurvivesLeaderKill(t *testing.T) {
 	srv, cli := etcdtest.Start(t, 3)
 	ks := Keyspace{}
 	putRaw(t, cli, ks.Export("west", "shop", "before"), encode(t, testExport("west", "shop", "before", time.Unix(1, 0))))
-	cacheCli := etcdtest.NewClient(t, srv.Endpoints()...)
+	cacheCli := dialTest(t, srv.Endpoints()...)
 	c := startCache(t, CacheConfig{Sources: oneSource(cacheCli), RetryMin: 20 * time.Millisecond,
 		RetryMax: 500 * time.Millisecond, ProgressInterval: 500 * time.Millisecond})
 
@@ -204,7 +206,7 @@ func TestCacheStaticStability(t *testing.T) {
 	// The cache reaches etcd through a proxy: cutting it first makes etcd's
 	// own shutdown quick (it waits for open watch streams otherwise).
 	proxy := newTCPProxy(t, srv.Endpoints()[0])
-	cacheCli := etcdtest.NewClient(t, proxy.URL())
+	cacheCli := dialTest(t, proxy.URL())
 	reg := prometheus.NewRegistry()
 	c := startCache(t, CacheConfig{Sources: oneSource(cacheCli), SnapshotPath: path, PersistDelay: 20 * time.Millisecond,
 		Metrics: reg, ProgressInterval: 200 * time.Millisecond, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond})
@@ -443,7 +445,7 @@ func TestCacheMultipleSources(t *testing.T) {
 	putRaw(t, westCli, ks.Export("west", "shop", "payments"), encode(t, testExport("west", "shop", "payments", time.Unix(1, 0))))
 	putRaw(t, eastCli, ks.Export("east", "shop", "payments"), encode(t, testExport("east", "shop", "payments", time.Unix(2, 0))))
 	c := startCache(t, CacheConfig{Sources: []Source{{Name: "west", Client: westCli},
-		{Name: "east", Client: etcdtest.NewClient(t, eastProxy.URL())}},
+		{Name: "east", Client: dialTest(t, eastProxy.URL())}},
 		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond})
 	key := ServiceKey{Namespace: "shop", Name: "payments"}
 	if n := len(c.Snapshot().Exports(key)); n != 2 {
@@ -460,7 +462,7 @@ func TestCacheMultipleSources(t *testing.T) {
 
 	started := time.Now()
 	c2 := startCache(t, CacheConfig{Sources: []Source{{Name: "west", Client: westCli},
-		{Name: "east", Client: etcdtest.NewClient(t, eastProxy.URL())}}, FallbackAfter: 300 * time.Millisecond})
+		{Name: "east", Client: dialTest(t, eastProxy.URL())}}, FallbackAfter: 300 * time.Millisecond})
 	t.Logf("ready %s with one source unreachable", time.Since(started).Round(time.Millisecond))
 	if c2.Snapshot().Export("west", key) == nil {
 		t.Error("the reachable source is not served")
@@ -504,4 +506,71 @@ func TestCacheDetectsBlackholedWatch(t *testing.T) {
 		return s.Export("west", ServiceKey{Namespace: "shop", Name: "during"}) != nil
 	})
 	t.Logf("caught up %s after the path healed", time.Since(healed).Round(time.Millisecond))
+}
+
+// freeURL returns an http URL on a free loopback port.
+func freeURL(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String()
+}
+
+// TestCacheConvergesAfterRestart is the recovery half of T02: etcd stops
+// completely, restarts from its data directory, and the cache converges
+// promptly (the client's reconnect backoff is capped) with a single list.
+func TestCacheConvergesAfterRestart(t *testing.T) {
+	member := embedded.Member{Name: "m0", Dir: t.TempDir(), ClientURL: freeURL(t), PeerURL: freeURL(t)}
+	var servers []*embedded.Server
+	// Registered first, so it runs last: after the cache stopped watching.
+	t.Cleanup(func() {
+		for _, s := range servers {
+			_ = s.Close()
+		}
+	})
+	start := func() *embedded.Server {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		srv, err := embedded.Start(ctx, embedded.Config{Members: []embedded.Member{member}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		servers = append(servers, srv)
+		return srv
+	}
+	srv := start()
+	proxy := newTCPProxy(t, member.ClientURL)
+	cacheCli, err := Dial(ClientConfig{Endpoints: []string{proxy.URL()}, KeepAlive: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cacheCli.Close() })
+	ks := Keyspace{}
+	writer := etcdtest.NewClient(t, member.ClientURL)
+	putRaw(t, writer, ks.Export("west", "shop", "before"), encode(t, testExport("west", "shop", "before", time.Unix(1, 0))))
+	reg := prometheus.NewRegistry()
+	c := startCache(t, CacheConfig{Sources: oneSource(cacheCli), Metrics: reg, ProgressInterval: 200 * time.Millisecond,
+		RetryMin: 50 * time.Millisecond, RetryMax: time.Second})
+
+	// Cut the cache off first (etcd's shutdown waits for open watches),
+	// then stop etcd and keep it down long enough for backoffs to grow.
+	proxy.Pause()
+	_ = srv.Close()
+	poll(t, "staleness during the outage", func() bool {
+		return counterValue(t, reg, "strait_federation_config_staleness_seconds", nil) > 2
+	})
+	start()
+	putRaw(t, writer, ks.Export("west", "shop", "after"), encode(t, testExport("west", "shop", "after", time.Unix(1, 0))))
+	restored := time.Now()
+	proxy.Resume()
+	waitFor(t, c, "the write made after the restart", func(s *Snapshot) bool {
+		return s.Export("west", ServiceKey{Namespace: "shop", Name: "after"}) != nil
+	})
+	t.Logf("converged %s after etcd returned", time.Since(restored).Round(time.Millisecond))
+	if v := counterValue(t, reg, "strait_federation_relists_total", nil); v != 1 {
+		t.Errorf("relists = %v, want 1: resuming the watch needs no list", v)
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/strait-mesh/strait/internal/etcdtest"
-	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 
 func TestCacheSeesRegistrarAndStore(t *testing.T) {
@@ -25,6 +24,9 @@ func TestCacheSeesRegistrarAndStore(t *testing.T) {
 	if got := c.Snapshot().Exports(ServiceKey{Namespace: "default", Name: "payments"}); len(got) != 1 {
 		t.Fatalf("exports after sync = %v", got)
 	}
+
+	// A reader that never looks at its channel again blocks nothing.
+	ignored := c.Changed()
 
 	r, err := NewRegistrar(RegistrarConfig{Client: cli, TTL: 2 * time.Second, Logger: testLogger(t)})
 	if err != nil {
@@ -51,8 +53,12 @@ func TestCacheSeesRegistrarAndStore(t *testing.T) {
 		svc, ok := s.Service(key)
 		return ok && len(svc.Clusters) == 0 && !s.ClusterAlive("west")
 	})
+	select {
+	case <-ignored:
+	default:
+		t.Error("an ignored Changed channel was not closed")
+	}
 	if v := counterValue(t, reg, "strait_federation_relists_total", nil); v != 1 {
 		t.Errorf("relists = %v, want 1", v)
 	}
-	_ = straitv1.Protocol_PROTOCOL_TCP
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/go-multierror"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 )
 
 // DefaultEndpoint is the etcd endpoint used when none is configured: where
@@ -33,6 +35,11 @@ type ClientConfig struct {
 	// KeepAlive is the interval of gRPC keepalive pings that detect a dead
 	// connection. Zero means 10s.
 	KeepAlive time.Duration
+	// ReconnectMax caps the jittered exponential backoff between attempts
+	// to reconnect to an endpoint. gRPC's own default grows to 120s, which
+	// would delay convergence long after etcd returns from an outage. Zero
+	// means 5s.
+	ReconnectMax time.Duration
 	// Logger is the etcd client's logger. Nil discards its logs.
 	Logger *zap.Logger
 }
@@ -46,6 +53,9 @@ func (c *ClientConfig) populate() {
 	}
 	if c.KeepAlive == 0 {
 		c.KeepAlive = 10 * time.Second
+	}
+	if c.ReconnectMax == 0 {
+		c.ReconnectMax = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -72,7 +82,7 @@ func (c *ClientConfig) validate() error {
 			errs = multierror.Append(errs, fmt.Errorf("endpoint %q is plain http but TLS is configured", ep))
 		}
 	}
-	if c.DialTimeout < 0 || c.KeepAlive < 0 {
+	if c.DialTimeout < 0 || c.KeepAlive < 0 || c.ReconnectMax < 0 {
 		errs = multierror.Append(errs, errors.New("timeouts must not be negative"))
 	}
 	if err := errs.ErrorOrNil(); err != nil {
@@ -94,6 +104,15 @@ func Dial(cfg ClientConfig) (*clientv3.Client, error) {
 		DialKeepAliveTime:    cfg.KeepAlive,
 		DialKeepAliveTimeout: cfg.KeepAlive / 2,
 		Logger:               cfg.Logger,
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: grpcbackoff.Config{
+				BaseDelay:  min(250*time.Millisecond, cfg.ReconnectMax),
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   cfg.ReconnectMax,
+			},
+			MinConnectTimeout: cfg.DialTimeout,
+		})},
 	}
 	if cfg.tlsEnabled() {
 		tc, err := cfg.tlsConfig()

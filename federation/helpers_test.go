@@ -171,3 +171,15 @@ func testEndpointAddr(cluster, ns, svc, id, addr string) *straitv1.Endpoint {
 	return &straitv1.Endpoint{Cluster: cluster, Namespace: ns, Service: svc, Id: id, Address: addr,
 		Ports: []*straitv1.ServicePort{tcpPort("http", 8080)}, Ready: true}
 }
+
+// dialTest returns a client made by Dial (capped reconnect backoff, quick
+// keepalives), closed when the test ends.
+func dialTest(t testing.TB, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	cli, err := Dial(ClientConfig{Endpoints: endpoints, KeepAlive: time.Second, ReconnectMax: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
+}

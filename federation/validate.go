@@ -234,8 +234,15 @@ func ValidateConsumer(c string) error {
 	return nil
 }
 
-// blockedHosts are names that resolve to cloud metadata services.
-var blockedHosts = []string{"metadata.google.internal", "metadata"}
+// isMetadataHost reports whether a host name resolves to a cloud metadata
+// service.
+func isMetadataHost(host string) bool {
+	switch strings.ToLower(strings.TrimSuffix(host, ".")) {
+	case "metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal":
+		return true
+	}
+	return false
+}
 
 // checkDialAddress checks an address peers will dial: host:port with a port
 // of 1-65535, and a host that is neither unspecified nor link-local (the
@@ -247,11 +254,8 @@ func checkDialAddress(field, addr string) error {
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		h := strings.ToLower(strings.TrimSuffix(host, "."))
-		for _, b := range blockedHosts {
-			if h == b {
-				return fmt.Errorf("%s %q names a metadata service", field, addr)
-			}
+		if isMetadataHost(host) {
+			return fmt.Errorf("%s %q names a metadata service", field, addr)
 		}
 		return nil
 	}
