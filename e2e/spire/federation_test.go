@@ -39,21 +39,10 @@ func TestFederationThroughEtcd(t *testing.T) {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-
-	_, etcd := etcdtest.Start(t, 1)
-	store := federation.NewStore(etcd, federation.Keyspace{})
-
-	srvA := spire.StartServer(t, bin, "a.test")
-	srvB := spire.StartServer(t, bin, "b.test")
-	agentA, agentB := srvA.StartAgent(t), srvB.StartAgent(t)
-	entryA := srvA.CreateWorkloadEntry(t, agentA, frontID)
-	entryB := srvB.CreateWorkloadEntry(t, agentB, cartID)
-
-	srcA := runWorkloadSource(t, ctx, agentA)
-	srcB := runWorkloadSource(t, ctx, agentB)
+	p := startPair(t, ctx, bin)
 	t.Logf("SPIRE up, both workloads have SVIDs after %s", time.Since(began).Round(time.Millisecond))
-	assertSVID(t, srcA, frontID)
-	assertSVID(t, srcB, cartID)
+	assertSVID(t, p.srcA, frontID)
+	assertSVID(t, p.srcB, cartID)
 
 	// The b.test workload accepts the a.test workload only, verified
 	// against the bundles its agent delivers.
@@ -61,8 +50,8 @@ func TestFederationThroughEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := serve(t, ctx, trust.TLSConfig{SVID: srcB, Bundles: srcB, Authorizer: policy.Authorizer()})
-	clientConf := trust.TLSConfig{SVID: srcA, Bundles: srcA, Authorizer: trust.AuthorizeID(spiffeid.RequireFromString(cartID))}
+	addr, _ := serve(t, ctx, trust.TLSConfig{SVID: p.srcB, Bundles: p.srcB, Authorizer: policy.Authorizer()})
+	clientConf := trust.TLSConfig{SVID: p.srcA, Bundles: p.srcA, Authorizer: trust.AuthorizeID(spiffeid.RequireFromString(cartID))}
 
 	// Before federation: refused, because a.test has no bundle of b.test.
 	err = connect(ctx, addr, clientConf)
@@ -72,23 +61,12 @@ func TestFederationThroughEtcd(t *testing.T) {
 	}
 	t.Logf("before federation, refused: %v", err)
 	// Entries cannot federate with a domain SPIRE has no bundle of yet.
-	if err := srvA.FederateEntry(ctx, entryA, "b.test"); err == nil {
+	if err := p.srvA.FederateEntry(ctx, p.entryA, "b.test"); err == nil {
 		t.Fatal("SPIRE accepted federates_with b.test without its bundle")
 	}
 
-	// The sync loops: each pushes its server's bundle to etcd and pulls the
-	// other's into its server.
-	lister := spiresync.BundleListerFunc(func(ctx context.Context) ([]*straitv1.TrustBundle, error) {
-		return listBundles(ctx, etcd)
-	})
-	syncA := newSyncer(t, srvA, store, lister)
-	syncB := newSyncer(t, srvB, store, lister)
-	for _, s := range []*spiresync.Syncer{syncA, syncB, syncA} {
-		if err := s.SyncOnce(ctx); err != nil {
-			t.Fatalf("sync: %v", err)
-		}
-	}
-	records, err := listBundles(ctx, etcd)
+	p.federate(t, ctx)
+	records, err := listBundles(ctx, p.etcd)
 	if err != nil || len(records) != 2 {
 		t.Fatalf("bundles in etcd: %d (%v), want 2", len(records), err)
 	}
@@ -96,19 +74,6 @@ func TestFederationThroughEtcd(t *testing.T) {
 		t.Logf("etcd %s: trust domain %s, sequence %d, %d authorities", federation.Keyspace{}.Bundle(r.GetTrustDomain()),
 			r.GetTrustDomain(), r.GetSequence(), len(r.GetX509Authorities()))
 	}
-	assertFederated(t, ctx, srvA, srvB)
-	assertFederated(t, ctx, srvB, srvA)
-
-	// Now the entries may federate, and the agents deliver the bundles.
-	changedA, changedB := srcA.Changed(), srcB.Changed()
-	if err := srvA.FederateEntry(ctx, entryA, "b.test"); err != nil {
-		t.Fatal(err)
-	}
-	if err := srvB.FederateEntry(ctx, entryB, "a.test"); err != nil {
-		t.Fatal(err)
-	}
-	waitBundle(t, ctx, srcA, changedA, "b.test")
-	waitBundle(t, ctx, srcB, changedB, "a.test")
 
 	if err := connect(ctx, addr, clientConf); err != nil {
 		t.Fatalf("after federation: %v", err)
@@ -117,10 +82,10 @@ func TestFederationThroughEtcd(t *testing.T) {
 
 	// The same through Strait's bundle stores, fed from etcd as gateways and
 	// proxies are: a caller the policy does not list is still refused.
-	storeA := bundleStore(t, ctx, srcA, etcd)
-	storeB := bundleStore(t, ctx, srcB, etcd)
-	addr2, _ := serve(t, ctx, trust.TLSConfig{SVID: srcB, Bundles: storeB, Authorizer: policy.Authorizer()})
-	if err := connect(ctx, addr2, trust.TLSConfig{SVID: srcA, Bundles: storeA,
+	storeA := bundleStore(t, ctx, p.srcA, p.etcd)
+	storeB := bundleStore(t, ctx, p.srcB, p.etcd)
+	addr2, _ := serve(t, ctx, trust.TLSConfig{SVID: p.srcB, Bundles: storeB, Authorizer: policy.Authorizer()})
+	if err := connect(ctx, addr2, trust.TLSConfig{SVID: p.srcA, Bundles: storeA,
 		Authorizer: trust.AuthorizeID(spiffeid.RequireFromString(cartID))}); err != nil {
 		t.Fatalf("through bundle stores: %v", err)
 	}
@@ -128,8 +93,8 @@ func TestFederationThroughEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr3, serverErrs := serve(t, ctx, trust.TLSConfig{SVID: srcB, Bundles: storeB, Authorizer: strict.Authorizer()})
-	err = connect(ctx, addr3, trust.TLSConfig{SVID: srcA, Bundles: storeA, Authorizer: tlsconfig.AuthorizeAny()})
+	addr3, serverErrs := serve(t, ctx, trust.TLSConfig{SVID: p.srcB, Bundles: storeB, Authorizer: strict.Authorizer()})
+	err = connect(ctx, addr3, trust.TLSConfig{SVID: p.srcA, Bundles: storeA, Authorizer: tlsconfig.AuthorizeAny()})
 	if err == nil {
 		t.Fatal("a caller the export does not list was accepted")
 	}
@@ -140,6 +105,65 @@ func TestFederationThroughEtcd(t *testing.T) {
 	}
 	t.Logf("caller not listed by the export, refused: server %v; client sees %v", serverErr, err)
 	t.Logf("total %s", time.Since(began).Round(time.Millisecond))
+}
+
+// pair is a SPIRE server, agent and workload for a.test and for b.test, an
+// etcd, and a bundle sync loop per server.
+type pair struct {
+	etcd           *clientv3.Client
+	srvA, srvB     *spire.Server
+	entryA, entryB string
+	srcA, srcB     *trust.WorkloadSource
+	syncA, syncB   *spiresync.Syncer
+}
+
+func startPair(t *testing.T, ctx context.Context, bin spire.Bin) *pair {
+	t.Helper()
+	_, etcd := etcdtest.Start(t, 1)
+	store := federation.NewStore(etcd, federation.Keyspace{})
+	p := &pair{etcd: etcd}
+	p.srvA = spire.StartServer(t, bin, "a.test")
+	p.srvB = spire.StartServer(t, bin, "b.test")
+	agentA, agentB := p.srvA.StartAgent(t), p.srvB.StartAgent(t)
+	p.entryA = p.srvA.CreateWorkloadEntry(t, agentA, frontID)
+	p.entryB = p.srvB.CreateWorkloadEntry(t, agentB, cartID)
+	p.srcA = runWorkloadSource(t, ctx, agentA)
+	p.srcB = runWorkloadSource(t, ctx, agentB)
+	lister := spiresync.BundleListerFunc(func(ctx context.Context) ([]*straitv1.TrustBundle, error) {
+		return listBundles(ctx, etcd)
+	})
+	p.syncA = newSyncer(t, p.srvA, store, lister)
+	p.syncB = newSyncer(t, p.srvB, store, lister)
+	return p
+}
+
+// sync runs the sync loops once each: A and B push, then each pulls the
+// other's bundle.
+func (p *pair) sync(t *testing.T, ctx context.Context) {
+	t.Helper()
+	for _, s := range []*spiresync.Syncer{p.syncA, p.syncB, p.syncA} {
+		if err := s.SyncOnce(ctx); err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+	}
+}
+
+// federate syncs the bundles through etcd, makes the entries federate with
+// the other domain, and waits until each workload has the other's bundle.
+func (p *pair) federate(t *testing.T, ctx context.Context) {
+	t.Helper()
+	p.sync(t, ctx)
+	assertFederated(t, ctx, p.srvA, p.srvB)
+	assertFederated(t, ctx, p.srvB, p.srvA)
+	changedA, changedB := p.srcA.Changed(), p.srcB.Changed()
+	if err := p.srvA.FederateEntry(ctx, p.entryA, "b.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.srvB.FederateEntry(ctx, p.entryB, "a.test"); err != nil {
+		t.Fatal(err)
+	}
+	waitBundle(t, ctx, p.srcA, changedA, "b.test", 1)
+	waitBundle(t, ctx, p.srcB, changedB, "a.test", 1)
 }
 
 func td(t *testing.T, name string) spiffeid.TrustDomain {
@@ -225,18 +249,18 @@ func assertFederated(t *testing.T, ctx context.Context, srv, peer *spire.Server)
 }
 
 // waitBundle waits, on the source's change notifications, until it delivers
-// the bundle of trust domain name.
-func waitBundle(t *testing.T, ctx context.Context, src *trust.WorkloadSource, changed <-chan struct{}, name string) {
+// a bundle of trust domain name with the given number of authorities.
+func waitBundle(t *testing.T, ctx context.Context, src *trust.WorkloadSource, changed <-chan struct{}, name string, authorities int) {
 	t.Helper()
 	for {
-		if _, err := src.GetX509BundleForTrustDomain(td(t, name)); err == nil {
+		if b, err := src.GetX509BundleForTrustDomain(td(t, name)); err == nil && len(b.X509Authorities()) == authorities {
 			return
 		}
 		select {
 		case <-changed:
 			changed = src.Changed()
 		case <-ctx.Done():
-			t.Fatalf("the Workload API never delivered the bundle of %s", name)
+			t.Fatalf("the Workload API never delivered a bundle of %s with %d authorities", name, authorities)
 		}
 	}
 }
