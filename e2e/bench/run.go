@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/strait-mesh/strait/e2e/toolbin"
@@ -60,6 +62,10 @@ type Config struct {
 	// Only, when non-empty, limits the run to these phases: throughput,
 	// latency, ttfb, propagation.
 	Only []string
+	// PerfDir, when set, records a perf profile (perf record -g) of Strait's
+	// gateways and proxies during each of Strait's iperf3 runs into
+	// PerfDir/strait-<streams>.perf.data. perf must be installed.
+	PerfDir string
 	// Timeout bounds the run. Zero means 10m.
 	Timeout time.Duration
 	// Logger receives progress. Nil means text on stderr.
@@ -311,7 +317,19 @@ func (e *env) throughput(ctx context.Context) error {
 			m.Bench += "s"
 		}
 		for _, en := range entries {
+			var stopPerf func() error
+			if en.setup == SetupStrait && e.cfg.PerfDir != "" {
+				var err error
+				if stopPerf, err = e.startPerf(ctx, fmt.Sprintf("strait-%d", streams)); err != nil {
+					errs = append(errs, err)
+				}
+			}
 			v, err := Iperf3(ctx, e.bins.iperf3, en.addr, streams, e.cfg.ThroughputDuration)
+			if stopPerf != nil {
+				if perr := stopPerf(); perr != nil {
+					errs = append(errs, perr)
+				}
+			}
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -322,6 +340,41 @@ func (e *env) throughput(ctx context.Context) error {
 		e.add(m)
 	}
 	return errors.Join(errs...)
+}
+
+// startPerf records Strait's processes with perf until the returned
+// function is called.
+func (e *env) startPerf(ctx context.Context, name string) (func() error, error) {
+	if err := os.MkdirAll(e.cfg.PerfDir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: perf: %w", err)
+	}
+	var pids []string
+	procs := []*Proc{e.strait.EastProxy, e.strait.EastGW, e.strait.WestGW}
+	for _, p := range e.strait.WestProxies {
+		procs = append(procs, p)
+	}
+	for _, p := range procs {
+		pids = append(pids, strconv.Itoa(p.Pid()))
+		e.log.Info("perf target", "pid", p.Pid(), "process", p.Name)
+	}
+	out := filepath.Join(e.cfg.PerfDir, name+".perf.data")
+	p, err := e.ps.Start("perf-"+name, "perf", "record", "-F", "499", "-g", "-o", out, "-p", strings.Join(pids, ","))
+	if err != nil {
+		return nil, err
+	}
+	// Give perf a moment to attach before the load starts.
+	time.Sleep(500 * time.Millisecond)
+	return func() error {
+		_ = syscall.Kill(p.Pid(), syscall.SIGINT)
+		select {
+		case <-p.done:
+			return nil
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("bench: perf did not stop")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, nil
 }
 
 func retry(ctx context.Context, n int, wait time.Duration, f func() error) error {
