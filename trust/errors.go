@@ -92,19 +92,19 @@ type BadCertificateProblem string
 // The problems a BadCertificateError reports.
 const (
 	ProblemNoCertificate   BadCertificateProblem = "no certificate"
-	ProblemUnparsable      BadCertificateProblem = "unparsable certificate"
 	ProblemNoSPIFFEID      BadCertificateProblem = "no SPIFFE ID URI SAN"
 	ProblemManyURISANs     BadCertificateProblem = "more than one URI SAN"
 	ProblemInvalidSPIFFEID BadCertificateProblem = "malformed SPIFFE ID"
 	ProblemCAAsLeaf        BadCertificateProblem = "CA certificate used as a leaf"
 	ProblemSigningKeyUsage BadCertificateProblem = "leaf with certificate or CRL signing key usage"
+	ProblemExtKeyUsage     BadCertificateProblem = "extended key usage does not allow this role"
 )
 
 // BadCertificateError is returned when a peer presents a certificate that
 // cannot be an X.509 SVID, before any chain is verified.
 type BadCertificateError struct {
 	Problem BadCertificateProblem
-	// Err is the underlying parse error, if any.
+	// Err is the underlying error, if any.
 	Err error
 }
 

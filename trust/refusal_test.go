@@ -266,3 +266,60 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRefuseNonSPIFFEURI(t *testing.T) {
+	badLeafCase(t, ProblemInvalidSPIFFEID, func(ca *CA) *staticSVID {
+		cert, key := signLeaf(t, ca, leafTemplate("https://b.test/ns/web/sa/front"))
+		return &staticSVID{rawSVID(key, cert)}
+	})
+}
+
+func TestRefuseLeafWithSigningKeyUsage(t *testing.T) {
+	// Key usage is checked, not just the CA flag.
+	badLeafCase(t, ProblemSigningKeyUsage, func(ca *CA) *staticSVID {
+		tmpl := leafTemplate("spiffe://b.test/ns/web/sa/front")
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign
+		cert, key := signLeaf(t, ca, tmpl)
+		return &staticSVID{rawSVID(key, cert)}
+	})
+}
+
+func TestRefuseClientCertWithServerOnlyUsage(t *testing.T) {
+	// Envoy CVE-2022-21657: a certificate issued for servers only must not
+	// authenticate a client.
+	badLeafCase(t, ProblemExtKeyUsage, func(ca *CA) *staticSVID {
+		tmpl := leafTemplate("spiffe://b.test/ns/web/sa/front")
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		cert, key := signLeaf(t, ca, tmpl)
+		return &staticSVID{rawSVID(key, cert)}
+	})
+}
+
+func TestAcceptLeafWithoutExtKeyUsage(t *testing.T) {
+	caB := newTestCA(t, "b.test", nil)
+	storeB := newStore(t, caB, nil)
+	tmpl := leafTemplate("spiffe://b.test/ns/web/sa/front")
+	tmpl.ExtKeyUsage = nil
+	cert, key := signLeaf(t, caB, tmpl)
+	res := handshake(t,
+		side{svid: staticSVID{issue(t, caB, "spiffe://b.test/ns/shop/sa/cart")}, bundles: storeB},
+		side{svid: staticSVID{rawSVID(key, cert)}, bundles: storeB})
+	if res.serverErr != nil || res.clientErr != nil {
+		t.Fatalf("server %v, client %v", res.serverErr, res.clientErr)
+	}
+}
+
+func TestClientRefusesServerCertWithClientOnlyUsage(t *testing.T) {
+	caB := newTestCA(t, "b.test", nil)
+	storeB := newStore(t, caB, nil)
+	tmpl := leafTemplate("spiffe://b.test/ns/shop/sa/cart")
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	cert, key := signLeaf(t, caB, tmpl)
+	res := handshake(t,
+		side{svid: staticSVID{rawSVID(key, cert)}, bundles: storeB},
+		side{svid: staticSVID{issue(t, caB, "spiffe://b.test/ns/web/sa/front")}, bundles: storeB})
+	var bad *BadCertificateError
+	if !errors.As(res.clientErr, &bad) || bad.Problem != ProblemExtKeyUsage {
+		t.Fatalf("client: got %v, want *BadCertificateError{%q}", res.clientErr, ProblemExtKeyUsage)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -61,7 +62,7 @@ func ServerTLSConfig(cfg TLSConfig) (*tls.Config, error) {
 		return nil, err
 	}
 	conf := tlsconfig.MTLSServerConfig(cfg.SVID, cfg.Bundles, cfg.Authorizer)
-	harden(conf, cfg)
+	harden(conf, cfg, x509.ExtKeyUsageClientAuth)
 	return conf, nil
 }
 
@@ -75,12 +76,14 @@ func ClientTLSConfig(cfg TLSConfig) (*tls.Config, error) {
 		return nil, err
 	}
 	conf := tlsconfig.MTLSClientConfig(cfg.SVID, cfg.Bundles, cfg.Authorizer)
-	harden(conf, cfg)
+	harden(conf, cfg, x509.ExtKeyUsageServerAuth)
 	conf.ClientSessionCache = nil
 	return conf, nil
 }
 
-func harden(conf *tls.Config, cfg TLSConfig) {
+// harden makes conf TLS 1.3 only, without session tickets, and verifying
+// peers whose leaf, if it names extended key usages, allows peerUsage.
+func harden(conf *tls.Config, cfg TLSConfig, peerUsage x509.ExtKeyUsage) {
 	conf.MinVersion = tls.VersionTLS13
 	conf.SessionTicketsDisabled = true
 	// Verify in VerifyConnection, which crypto/tls calls on every
@@ -89,7 +92,7 @@ func harden(conf *tls.Config, cfg TLSConfig) {
 	// enable session tickets again, a resumed session is still checked
 	// against the current bundles.
 	conf.VerifyPeerCertificate = nil
-	conf.VerifyConnection = peerVerifier(cfg)
+	conf.VerifyConnection = peerVerifier(cfg, peerUsage)
 }
 
 // peerVerifier checks the peer's chain the way tlsconfig does
@@ -97,17 +100,15 @@ func harden(conf *tls.Config, cfg TLSConfig) {
 // authorizer), with the configured clock, after checks of its own that give
 // typed errors for certificates that cannot be SVIDs. Every refusal is
 // counted by reason.
-func peerVerifier(cfg TLSConfig) func(tls.ConnectionState) error {
+func peerVerifier(cfg TLSConfig, usage x509.ExtKeyUsage) func(tls.ConnectionState) error {
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
 	}
 	return func(state tls.ConnectionState) error {
-		raw := make([][]byte, len(state.PeerCertificates))
-		for i, c := range state.PeerCertificates {
-			raw[i] = c.Raw
-		}
-		err := verifyPeer(raw, cfg.Bundles, cfg.Authorizer, now())
+		// crypto/tls has parsed the chain; a chain it cannot parse never
+		// gets here.
+		err := verifyPeer(state.PeerCertificates, usage, cfg.Bundles, cfg.Authorizer, now())
 		if err != nil {
 			cfg.Metrics.observeHandshakeFailure(ClassifyHandshakeError(err))
 		}
@@ -115,9 +116,8 @@ func peerVerifier(cfg TLSConfig) func(tls.ConnectionState) error {
 	}
 }
 
-func verifyPeer(raw [][]byte, bundles x509bundle.Source, authorize tlsconfig.Authorizer, now time.Time) error {
-	certs, err := parsePeerChain(raw)
-	if err != nil {
+func verifyPeer(certs []*x509.Certificate, usage x509.ExtKeyUsage, bundles x509bundle.Source, authorize tlsconfig.Authorizer, now time.Time) error {
+	if err := checkLeaf(certs, usage); err != nil {
 		return err
 	}
 	id, chains, err := x509svid.Verify(certs, bundles, x509svid.WithTime(now))
@@ -127,37 +127,33 @@ func verifyPeer(raw [][]byte, bundles x509bundle.Source, authorize tlsconfig.Aut
 	return authorize(id, chains)
 }
 
-// parsePeerChain parses a peer's chain and refuses, with
-// *BadCertificateError, a leaf that cannot be an X.509 SVID: not exactly one
-// URI SAN holding a SPIFFE ID (Consul CVE-2022-40716), a CA certificate, or
-// a signing key usage.
-func parsePeerChain(raw [][]byte) ([]*x509.Certificate, error) {
-	if len(raw) == 0 {
-		return nil, &BadCertificateError{Problem: ProblemNoCertificate}
-	}
-	certs := make([]*x509.Certificate, 0, len(raw))
-	for _, der := range raw {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, &BadCertificateError{Problem: ProblemUnparsable, Err: err}
-		}
-		certs = append(certs, c)
+// checkLeaf refuses, with *BadCertificateError, a chain whose leaf cannot
+// be an X.509 SVID: not exactly one URI SAN holding a SPIFFE ID (Consul
+// CVE-2022-40716), a CA certificate, a signing key usage, or extended key
+// usages that do not include usage (Envoy CVE-2022-21657; a leaf without
+// extended key usages is accepted, as the X509-SVID specification allows).
+func checkLeaf(certs []*x509.Certificate, usage x509.ExtKeyUsage) error {
+	if len(certs) == 0 {
+		return &BadCertificateError{Problem: ProblemNoCertificate}
 	}
 	leaf := certs[0]
 	switch {
 	case len(leaf.URIs) == 0:
-		return nil, &BadCertificateError{Problem: ProblemNoSPIFFEID}
+		return &BadCertificateError{Problem: ProblemNoSPIFFEID}
 	case len(leaf.URIs) > 1:
-		return nil, &BadCertificateError{Problem: ProblemManyURISANs}
+		return &BadCertificateError{Problem: ProblemManyURISANs}
 	case leaf.IsCA:
-		return nil, &BadCertificateError{Problem: ProblemCAAsLeaf}
+		return &BadCertificateError{Problem: ProblemCAAsLeaf}
 	case leaf.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0:
-		return nil, &BadCertificateError{Problem: ProblemSigningKeyUsage}
+		return &BadCertificateError{Problem: ProblemSigningKeyUsage}
+	case len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, usage) &&
+		!slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny):
+		return &BadCertificateError{Problem: ProblemExtKeyUsage}
 	}
 	if _, err := spiffeid.FromURI(leaf.URIs[0]); err != nil {
-		return nil, &BadCertificateError{Problem: ProblemInvalidSPIFFEID, Err: err}
+		return &BadCertificateError{Problem: ProblemInvalidSPIFFEID, Err: err}
 	}
-	return certs, nil
+	return nil
 }
 
 // PeerID returns the SPIFFE ID of the peer of a completed handshake.
