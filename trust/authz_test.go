@@ -217,3 +217,31 @@ func TestResumedSessionIsVerifiedAgain(t *testing.T) {
 	}
 	t.Logf("refused: %v", err)
 }
+
+func TestPeerExpiry(t *testing.T) {
+	caB := newTestCA(t, "b.test", nil)
+	storeB := newStore(t, caB, nil)
+	client := issue(t, caB, "spiffe://b.test/c")
+	sconf, err := ServerTLSConfig(side{svid: staticSVID{issue(t, caB, "spiffe://b.test/s")}, bundles: storeB}.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cconf, err := ClientTLSConfig(side{svid: staticSVID{client}, bundles: storeB}.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, cc := tcpPair(t)
+	srv, cli := tls.Server(sc, sconf), tls.Client(cc, cconf)
+	defer srv.Close()
+	defer cli.Close()
+	go func() { _ = cli.Handshake() }()
+	if err := srv.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := PeerExpiry(srv.ConnectionState()), client.Certificates[0].NotAfter; !got.Equal(want) {
+		t.Fatalf("PeerExpiry = %s, want %s", got, want)
+	}
+	if !PeerExpiry(tls.ConnectionState{}).IsZero() {
+		t.Fatal("no peer certificates: want the zero time")
+	}
+}

@@ -167,3 +167,17 @@ func PeerID(state tls.ConnectionState) (spiffeid.ID, error) {
 	}
 	return id, nil
 }
+
+// PeerExpiry returns when the peer's authentication of a completed
+// handshake runs out: the earliest NotAfter of the certificates it
+// presented. Connection owners close connections that outlive it (T15:
+// a connection must not outlast the certificate it was authenticated with).
+func PeerExpiry(state tls.ConnectionState) time.Time {
+	var earliest time.Time
+	for _, c := range state.PeerCertificates {
+		if earliest.IsZero() || c.NotAfter.Before(earliest) {
+			earliest = c.NotAfter
+		}
+	}
+	return earliest
+}
