@@ -16,17 +16,6 @@ import (
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 
-// Log keys of this package.
-const (
-	logKeyTrustDomain = "trust_domain"
-	logKeySequence    = "sequence"
-	logKeyPrevious    = "previous_sequence"
-	logKeySPIFFEID    = "spiffe_id"
-	logKeyNotAfter    = "not_after"
-	logKeyError       = "error"
-	logKeyReason      = "reason"
-)
-
 // Results of a bundle update, the result label of
 // strait_trust_bundle_updates_total.
 const (
@@ -211,8 +200,10 @@ func (s *BundleStore) Apply(rec *straitv1.TrustBundle) error {
 		s.metrics.observeBundle(td.Name(), resultStale, seq, false)
 		return fmt.Errorf("%w: %s sequence %d, already have %d", ErrStaleBundle, td.Name(), seq, high)
 	}
+	prev := s.highest[td]
 	s.bundles[td] = &storedBundle{bundle: b, sequence: seq, refreshHint: rec.GetRefreshHint().AsDuration()}
 	s.highest[td] = seq
+	s.log.Info("trust bundle updated", logKeyTrustDomain, td.Name(), logKeySequence, seq, logKeyPrevious, prev)
 	s.metrics.observeBundle(td.Name(), resultApplied, seq, true)
 	s.changed.notify()
 	return nil
