@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -162,8 +163,9 @@ func StartHAProxy(ctx context.Context, ps *Procs, bin, dir string, cert *Cert, r
 		func(cfg string) []string { return []string{"-db", "-f", cfg} })
 }
 
-// StartRawQUIC starts the rawquic relay pair for one route.
-func StartRawQUIC(ctx context.Context, ps *Procs, bin string, r *Route) (*Pair, error) {
+// StartRawQUIC starts the rawquic relay pair for one route, its client
+// spreading streams over conns QUIC connections.
+func StartRawQUIC(ctx context.Context, ps *Procs, bin string, r *Route, conns int) (*Pair, error) {
 	if err := assignPorts([]*Route{r}); err != nil {
 		return nil, err
 	}
@@ -174,7 +176,7 @@ func StartRawQUIC(ctx context.Context, ps *Procs, bin string, r *Route) (*Pair, 
 	if _, err := s.WaitLog(ctx, "rawquic server ready", readyTimeout); err != nil {
 		return nil, err
 	}
-	c, err := ps.Start("rawquic-client", bin, "client", "-listen", r.Entry, "-to", r.Server)
+	c, err := ps.Start("rawquic-client", bin, "client", "-listen", r.Entry, "-to", r.Server, "-conns", strconv.Itoa(max(1, conns)))
 	if err != nil {
 		return nil, err
 	}

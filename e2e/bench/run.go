@@ -62,6 +62,9 @@ type Config struct {
 	// Only, when non-empty, limits the run to these phases: throughput,
 	// latency, ttfb, propagation.
 	Only []string
+	// RawQUICConns is the number of QUIC connections the rawquic client
+	// spreads its streams over. Zero means 1, as Strait's gateway uses.
+	RawQUICConns int
 	// PerfDir, when set, records a perf profile (perf record -g) of Strait's
 	// gateways and proxies during each of Strait's iperf3 runs into
 	// PerfDir/strait-<streams>.perf.data. perf must be installed.
@@ -226,7 +229,7 @@ func (e *env) setup(ctx context.Context) error {
 	if e.haproxy, err = StartHAProxy(ctx, e.ps, e.bins.haproxy, e.dir, e.cert, routes()); err != nil {
 		return err
 	}
-	if e.rawquic, err = StartRawQUIC(ctx, e.ps, e.bins.rawquic, &Route{Name: "iperf", Target: e.iperf}); err != nil {
+	if e.rawquic, err = StartRawQUIC(ctx, e.ps, e.bins.rawquic, &Route{Name: "iperf", Target: e.iperf}, e.cfg.RawQUICConns); err != nil {
 		return err
 	}
 	if _, e.etcd, err = StartEtcd(ctx, e.ps, e.bins.etcd, e.dir); err != nil {

@@ -58,6 +58,7 @@ func main() {
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "server: UDP address for QUIC; client: TCP address for the app")
 	to := fs.String("to", "", "server: TCP target; client: the server's UDP address")
+	conns := fs.Int("conns", 1, "client: QUIC connections to spread streams over, round robin (Strait's gateway uses one per peer)")
 	_ = fs.Parse(os.Args[2:])
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -66,7 +67,7 @@ func main() {
 	case "server":
 		err = runServer(ctx, *listen, *to, log)
 	case "client":
-		err = runClient(ctx, *listen, *to, log)
+		err = runClient(ctx, *listen, *to, max(1, *conns), log)
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -174,7 +175,7 @@ func runServer(ctx context.Context, listen, target string, log *slog.Logger) err
 	}
 }
 
-func runClient(ctx context.Context, listen, server string, log *slog.Logger) error {
+func runClient(ctx context.Context, listen, server string, n int, log *slog.Logger) error {
 	udp, err := listenUDP("127.0.0.1:0")
 	if err != nil {
 		return err
@@ -185,23 +186,28 @@ func runClient(ctx context.Context, listen, server string, log *slog.Logger) err
 	if err != nil {
 		return fmt.Errorf("rawquic: %w", err)
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := tr.Dial(dctx, ua, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, MinVersion: tls.VersionTLS13}, quicConfig())
-	cancel()
-	if err != nil {
-		return fmt.Errorf("rawquic: dial %s: %w", server, err)
+	conns := make([]*quic.Conn, n)
+	for i := range conns {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		conn, err := tr.Dial(dctx, ua, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}, MinVersion: tls.VersionTLS13}, quicConfig())
+		cancel()
+		if err != nil {
+			return fmt.Errorf("rawquic: dial %s: %w", server, err)
+		}
+		defer conn.CloseWithError(0, "")
+		conns[i] = conn
 	}
-	defer conn.CloseWithError(0, "")
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("rawquic: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
-	log.Info("rawquic client ready", "addr", ln.Addr().String(), "to", server)
+	log.Info("rawquic client ready", "addr", ln.Addr().String(), "to", server, "conns", n)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for {
+	for next := 0; ; next++ {
+		conn := conns[next%n]
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {

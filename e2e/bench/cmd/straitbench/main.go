@@ -44,6 +44,7 @@ func run() int {
 	flag.DurationVar(&cfg.WANRTT, "wan-rtt", bench.DefaultWANRTT, "round trip the WAN emulator adds in the second TTFB set")
 	flag.IntVar(&cfg.Writes, "writes", bench.DefaultWrites, "export writes in the propagation runs")
 	flag.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "bound on the whole run")
+	flag.IntVar(&cfg.RawQUICConns, "rawquic-conns", 1, "QUIC connections the rawquic relay spreads streams over (1 is what Strait's gateway uses)")
 	flag.StringVar(&cfg.PerfDir, "perf", "", "record perf profiles of Strait's processes during its iperf3 runs into this directory")
 	flag.StringVar(&only, "only", "", "comma-separated phases to run: throughput,latency,ttfb,propagation (default: all)")
 	flag.StringVar(&jsonPath, "json", "", "also write the JSON lines to this file")
