@@ -67,6 +67,7 @@ func (p *Proxy) serveInbound(ctx context.Context, cfg *tls.Config, raw net.Conn)
 		if app != nil {
 			_ = app.Close()
 		}
+		abort(conn)
 		m.connections.WithLabelValues(dirInbound, resultAppError).Inc()
 		log.Warn("application unreachable", logAddr, p.cfg.AppAddr, logErr, err)
 		return

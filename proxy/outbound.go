@@ -24,7 +24,7 @@ func (p *Proxy) serveOutbound(ctx context.Context, up Upstream, app net.Conn) {
 	start := time.Now()
 	conn, cand, err := p.connect(ctx, up, log)
 	if err != nil {
-		_ = app.Close()
+		abort(app)
 		p.countFailure(log, err)
 		return
 	}
@@ -34,7 +34,7 @@ func (p *Proxy) serveOutbound(ctx context.Context, up Upstream, app net.Conn) {
 	res := p.relay(app, conn)
 	var refusal *RouteError
 	if re, ok := destinationRefusal(res.DownErr, cand.addr); ok && res.Down == 0 {
-		refusal = re
+		refusal = re // relay has reset the application's connection
 	}
 	p.finish(log, dirOutbound, res, start, refusal)
 }

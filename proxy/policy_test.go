@@ -46,8 +46,8 @@ func TestCrossClusterPolicy(t *testing.T) {
 				}
 				return
 			}
-			if len(got) != 0 {
-				t.Fatalf("refused caller got %q back", got)
+			if len(got) != 0 || !isReset(err) {
+				t.Fatalf("refused caller got %q, %v; want a reset", got, err)
 			}
 			code := straitv1.StreamCode_STREAM_CODE_UNAUTHORIZED.String()
 			eventually(t, 5*time.Second, "refusal counted by the client", func() bool {

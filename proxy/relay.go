@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -28,7 +29,7 @@ type halfCloser interface {
 
 // relay copies a to b and b to a until both directions end. A clean end of
 // stream on one side half-closes the other, so the peer sees it too; an
-// error on either side closes both connections. relay closes a and b before
+// error on either side resets both connections. relay closes a and b before
 // it returns.
 func (p *Proxy) relay(a, b net.Conn) relayResult {
 	var res relayResult
@@ -57,12 +58,25 @@ func (p *Proxy) pipe(dst, src net.Conn) (int64, error) {
 			}
 		}
 	}
-	_ = src.Close()
-	_ = dst.Close()
+	abort(src)
+	abort(dst)
 	if errors.Is(err, net.ErrClosed) {
-		err = nil // the other direction closed it first
+		return n, nil // the other direction, or a drain, ended it first
 	}
 	return n, err
+}
+
+// abort closes c with a TCP reset instead of a FIN, so that the peer sees
+// the failure instead of an end of stream (a reset maps to RST).
+func abort(c net.Conn) {
+	raw := c
+	if tc, ok := c.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	if tcp, ok := raw.(*net.TCPConn); ok {
+		_ = tcp.SetLinger(0)
+	}
+	_ = c.Close()
 }
 
 // onlyReader and onlyWriter hide ReadFrom and WriteTo so that io.CopyBuffer
