@@ -129,8 +129,8 @@ func TestTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("east/client -> WAN link (10 ms one-way) -> west/pod1: RTT %s", rtt)
-	if rtt < 20*time.Millisecond || rtt > 25*time.Millisecond {
-		t.Errorf("RTT through link = %s, want 20-25ms", rtt)
+	if rtt < 20*time.Millisecond || rtt > 23*time.Millisecond {
+		t.Errorf("RTT through link = %s, want 20-23ms", rtt)
 	}
 
 	// The routed etcd cluster is reachable from both clusters.
