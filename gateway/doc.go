@@ -4,5 +4,28 @@
 // ClientHello, and the pool of QUIC connections to remote gateways.
 //
 // Gateways never terminate the inner TLS: the payload is end-to-end mTLS
-// between the two proxies.
+// between the two proxies. The wire contract (stream header and reply, the
+// refusal alert a proxy receives) is in the tunnel subpackage; sni peeks
+// ClientHellos and relay copies bytes with TCP half-close and reset
+// semantics.
+//
+// A gateway runs until its context is canceled, and drains first:
+//
+//	g, err := gateway.New(gateway.Config{
+//		Cluster:     "west",
+//		ID:          "gw-0",
+//		TrustDomain: spiffeid.RequireTrustDomainFromString("west.example"),
+//		SVIDs:       svidSource,   // x509svid.Source
+//		Bundles:     bundleSource, // x509bundle.Source
+//		Snapshots:   cache,        // federation.SnapshotSource
+//		Registry:    registrar,    // federation.Registry
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	go func() {
+//		<-g.Ready()
+//		log.Println("ingress", g.IngressAddr(), "egress", g.EgressAddr())
+//	}()
+//	return g.Run(ctx) // ctx canceled on SIGTERM
 package gateway

@@ -121,7 +121,8 @@ func (w *world) config(cluster, id, region string) Config {
 type running struct {
 	*Gateway
 	cancel context.CancelFunc
-	errc   chan error
+	done   chan struct{} // closed when Run returned
+	err    error         // what Run returned
 }
 
 // start runs a gateway until the test ends and waits until it is ready.
@@ -132,18 +133,22 @@ func (w *world) start(cfg Config) *running {
 		w.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{Gateway: g, cancel: cancel, errc: make(chan error, 1)}
-	go func() { r.errc <- g.Run(ctx) }()
+	r := &running{Gateway: g, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = g.Run(ctx)
+	}()
 	w.t.Cleanup(func() {
 		cancel()
-		if err := <-r.errc; err != nil && !errors.Is(err, context.Canceled) {
-			w.t.Errorf("gateway %s/%s: Run: %v", cfg.Cluster, cfg.ID, err)
+		<-r.done
+		if r.err != nil && !errors.Is(r.err, context.Canceled) {
+			w.t.Errorf("gateway %s/%s: Run: %v", cfg.Cluster, cfg.ID, r.err)
 		}
 	})
 	select {
 	case <-g.Ready():
-	case err := <-r.errc:
-		w.t.Fatalf("gateway %s/%s: Run: %v", cfg.Cluster, cfg.ID, err)
+	case <-r.done:
+		w.t.Fatalf("gateway %s/%s: Run: %v", cfg.Cluster, cfg.ID, r.err)
 	}
 	return r
 }

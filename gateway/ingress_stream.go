@@ -82,8 +82,9 @@ func (g *Gateway) refuseStream(peer remote, st *quic.Stream, code straitv1.Strea
 }
 
 // admit checks a header against the snapshot: well formed, sent by the
-// cluster that authenticated, for a service and port this cluster exports,
-// to a trust domain allowed to consume it.
+// cluster that authenticated (whose gateways, when the snapshot lists them,
+// announce the same trust domain), for a service and port this cluster
+// exports, to a trust domain allowed to consume it.
 func (g *Gateway) admit(snap *federation.Snapshot, peer remote, h *straitv1.StreamHeader) (federation.ServiceKey, straitv1.StreamCode, string) {
 	key := federation.ServiceKey{Namespace: h.GetNamespace(), Name: h.GetService()}
 	if err := g.validateHeader(h); err != nil {
@@ -91,6 +92,9 @@ func (g *Gateway) admit(snap *federation.Snapshot, peer remote, h *straitv1.Stre
 	}
 	if h.GetSourceCluster() != peer.cluster {
 		return key, straitv1.StreamCode_STREAM_CODE_UNAUTHORIZED, fmt.Sprintf("source cluster %q is not the authenticated %q", h.GetSourceCluster(), peer.cluster)
+	}
+	if td := snap.TrustDomain(peer.cluster); td != "" && td != peer.id.TrustDomain().Name() {
+		return key, straitv1.StreamCode_STREAM_CODE_UNAUTHORIZED, fmt.Sprintf("cluster %s belongs to trust domain %s, not %s", peer.cluster, td, peer.id.TrustDomain())
 	}
 	exp := snap.Export(g.cfg.Cluster, key)
 	if exp == nil || h.GetPort() > 65535 || !exportHasPort(exp, uint16(h.GetPort())) {

@@ -8,11 +8,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/strait-mesh/strait/gateway/tunnel"
 )
 
 // openStream dials the egress, sends hello and waits for its echo: the
@@ -22,14 +23,18 @@ func openStream(egress net.Addr, hello []byte) (*net.TCPConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	start := time.Now()
+	_ = c.SetDeadline(start.Add(60 * time.Second))
 	if _, err := c.Write(hello); err != nil {
 		c.Close()
 		return nil, err
 	}
 	got := make([]byte, len(hello))
-	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, hello) {
+	if n, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, hello) {
 		c.Close()
+		if code, ok := tunnel.ParseRefusal(got[:n]); ok {
+			return nil, fmt.Errorf("hello echo: refused with %v after %v", code, time.Since(start))
+		}
 		return nil, fmt.Errorf("hello echo: %v", err)
 	}
 	return c, nil
@@ -185,5 +190,3 @@ func TestOneGiBTransfer(t *testing.T) {
 	d := upload(t, a.EgressAddr(), hello, size)
 	t.Logf("1 GiB through egress and ingress in %v: %.0f MB/s, SHA-256 matched", d.Round(time.Millisecond), float64(size)/d.Seconds()/1e6)
 }
-
-var _ sync.Mutex

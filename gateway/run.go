@@ -154,8 +154,9 @@ func (g *Gateway) closeSockets() {
 		_ = g.listener.Close()
 	}
 	if g.transport != nil {
-		_ = g.transport.Close()
-	} else if g.udp != nil {
+		_ = g.transport.Close() // does not close a socket it did not open
+	}
+	if g.udp != nil {
 		_ = g.udp.Close()
 	}
 	if g.egressLn != nil {

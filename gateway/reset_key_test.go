@@ -1,0 +1,69 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// TestStatelessResetAfterCrash: a gateway that dies without closing its
+// connections and restarts on the same address with the same stateless
+// reset key makes its peers drop their dead connections at once (RELIABILITY
+// T11) instead of waiting for the idle timeout.
+func TestStatelessResetAfterCrash(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	w.export("b", "echo", 9000, "spiffe://a.test")
+	w.endpoint("b", "echo", "e1", echoServer(t))
+	a := w.start(w.config("a", "a1", ""))
+	key := &quic.StatelessResetKey{1, 2, 3}
+	cfg := w.config("b", "b1", "")
+	cfg.StatelessResetKey = key
+	b1 := w.start(cfg)
+	hello := clientHello(t, "9000.echo.default.any.strait")
+	c := mustOpen(t, a, hello)
+	defer c.Close()
+
+	a.pool.mu.Lock()
+	pr := a.pool.peers["b/b1"]
+	a.pool.mu.Unlock()
+	pr.mu.Lock()
+	old := pr.conn
+	pr.mu.Unlock()
+
+	// Crash: the socket goes away without a CONNECTION_CLOSE.
+	_ = b1.transport.Close()
+	b1.cancel()
+	<-b1.done
+	b1.err = nil // Run reports the closed transport; that is the crash
+
+	restarted := cfg
+	restarted.IngressListenAddr = b1.IngressAddr().String()
+	w.start(restarted)
+
+	start := time.Now()
+	if _, err := c.Write([]byte("after the crash")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := io.ReadAll(c)
+	took := time.Since(start)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("stream on the dead connection ended with %v, want a reset", err)
+	}
+	if took > time.Second {
+		t.Fatalf("dead connection detected after %v, want ≤ 1s", took)
+	}
+	var sr *quic.StatelessResetError
+	if cause := context.Cause(old.Context()); !errors.As(cause, &sr) {
+		t.Fatalf("old connection closed by %v, want a stateless reset", cause)
+	}
+	t.Logf("dead connection reset by a stateless reset %v after the first packet", took)
+	// New streams reach the restarted gateway.
+	if err := finishStream(mustOpen(t, a, hello), payloadFor(1)); err != nil {
+		t.Fatal(err)
+	}
+}
