@@ -139,3 +139,56 @@ func seconds(d time.Duration) string {
 func wholeSeconds(d time.Duration) string {
 	return strconv.Itoa(max(1, int(d.Round(time.Second).Seconds())))
 }
+
+// FortioResult is what Fortio parses from `fortio load -json`.
+type FortioResult struct {
+	ActualQPS           float64
+	Count               int // requests with a response
+	Errors              int // requests that failed
+	P50, P90, P99, P999 time.Duration
+	RetCodes            map[string]int
+}
+
+// Fortio runs `fortio load` (the binary at path, from toolbin.Path(ctx,
+// "fortio")) from inside h against url at qps requests per second over conns
+// connections for d, and parses its JSON report. extra goes before the URL
+// (e.g. "-payload-size", "1024").
+func Fortio(ctx context.Context, h *netns.Host, path, url string, qps, conns int, d time.Duration, extra ...string) (FortioResult, error) {
+	args := append([]string{"load", "-qps", strconv.Itoa(qps), "-c", strconv.Itoa(conns), "-t", d.String(), "-json", "-"}, extra...)
+	out, err := h.Output(ctx, path, append(args, url)...)
+	var res FortioResult
+	if err != nil {
+		return res, fmt.Errorf("load: fortio: %w", err)
+	}
+	var rep struct {
+		ActualQPS         float64
+		RetCodes          map[string]int
+		DurationHistogram struct {
+			Count       int
+			Percentiles []struct {
+				Percentile float64
+				Value      float64 // seconds
+			}
+		}
+		ErrorsDurationHistogram struct{ Count int }
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return res, fmt.Errorf("load: fortio report: %w", err)
+	}
+	res = FortioResult{ActualQPS: rep.ActualQPS, Count: rep.DurationHistogram.Count,
+		Errors: rep.ErrorsDurationHistogram.Count, RetCodes: rep.RetCodes}
+	for _, p := range rep.DurationHistogram.Percentiles {
+		v := time.Duration(p.Value * float64(time.Second))
+		switch p.Percentile {
+		case 50:
+			res.P50 = v
+		case 90:
+			res.P90 = v
+		case 99:
+			res.P99 = v
+		case 99.9:
+			res.P999 = v
+		}
+	}
+	return res, nil
+}
