@@ -115,3 +115,17 @@ func toMessages(in []any) []proto.Message {
 	}
 	return out
 }
+
+func TestLoadTrackerForgets(t *testing.T) {
+	var l loadTracker
+	l.init()
+	r1, r2 := l.acquire("a"), l.acquire("a")
+	if l.outstanding("a") != 2 {
+		t.Fatalf("outstanding = %d", l.outstanding("a"))
+	}
+	r1()
+	r2()
+	if l.outstanding("a") != 0 || l.size() != 0 {
+		t.Errorf("after release: outstanding %d, %d addresses tracked", l.outstanding("a"), l.size())
+	}
+}
