@@ -14,12 +14,11 @@ import (
 //  3. open streams may finish, up to the drain timeout;
 //  4. the remaining connections are closed with ConnErrDraining.
 //
-// Drain is idempotent and may be called concurrently with Run; if Run was
-// never called it only marks the gateway draining.
+// Drain is idempotent and may be called concurrently with Run. Before Run
+// it returns at once, and Run then returns nil without listening.
 func (g *Gateway) Drain(ctx context.Context) error {
 	g.drainMu.Do(func() { close(g.drainReq) })
 	if !g.started.Load() {
-		g.startDrain()
 		return nil
 	}
 	select {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -157,4 +158,24 @@ func mustOpen(t *testing.T, a *running, hello []byte) *net.TCPConn {
 		t.Fatal(err)
 	}
 	return c
+}
+
+func TestDrainBeforeRun(t *testing.T) {
+	w := newWorld(t, "a")
+	g, err := New(w.config("a", "a1", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Run(context.Background()); err != nil {
+		t.Fatalf("Run after Drain: %v", err)
+	}
+	if err := g.Run(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Run: %v, want ErrClosed", err)
+	}
+	if err := g.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }

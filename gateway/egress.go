@@ -134,7 +134,7 @@ func (g *Gateway) attempt(ctx context.Context, cand candidate, sn federation.Ser
 	if err != nil {
 		return nil, straitv1.StreamCode_STREAM_CODE_INTERNAL, err
 	}
-	st, code, err := g.openStream(ctx, pc.Conn, sn, name, hello)
+	st, code, err := g.openStream(ctx, pc.Conn, g.header(sn, name, cand.cluster), hello)
 	if err == nil && code == straitv1.StreamCode_STREAM_CODE_ACCEPTED {
 		return &stream{Stream: st, pc: pc}, code, nil
 	}
@@ -148,7 +148,7 @@ func (g *Gateway) attempt(ctx context.Context, cand candidate, sn federation.Ser
 	return nil, code, err
 }
 
-func (g *Gateway) openStream(ctx context.Context, conn *quic.Conn, sn federation.ServiceName, name string, hello []byte) (*quic.Stream, straitv1.StreamCode, error) {
+func (g *Gateway) openStream(ctx context.Context, conn *quic.Conn, hdr *straitv1.StreamHeader, hello []byte) (*quic.Stream, straitv1.StreamCode, error) {
 	internal := straitv1.StreamCode_STREAM_CODE_INTERNAL
 	live := g.liveNow()
 	octx, cancel := context.WithTimeout(ctx, live.dial)
@@ -157,7 +157,7 @@ func (g *Gateway) openStream(ctx context.Context, conn *quic.Conn, sn federation
 	if err != nil {
 		return nil, internal, err
 	}
-	buf, err := tunnel.AppendHeader(make([]byte, 0, 256+len(hello)), g.header(sn, name))
+	buf, err := tunnel.AppendHeader(make([]byte, 0, 256+len(hello)), hdr)
 	if err != nil {
 		st.CancelWrite(StreamErrAbandoned)
 		st.CancelRead(StreamErrAbandoned)
@@ -197,13 +197,14 @@ func exchange(st *quic.Stream, buf []byte) (straitv1.StreamCode, error) {
 	return straitv1.StreamCode_STREAM_CODE_ACCEPTED, nil
 }
 
-func (g *Gateway) header(sn federation.ServiceName, name string) *straitv1.StreamHeader {
+// header is the stream header for name, sent to a gateway of cluster.
+func (g *Gateway) header(sn federation.ServiceName, name, cluster string) *straitv1.StreamHeader {
 	return &straitv1.StreamHeader{
 		Service:       sn.Service.Name,
 		Namespace:     sn.Service.Namespace,
 		Port:          uint32(sn.Port),
 		SourceCluster: g.cfg.Cluster,
-		TargetCluster: sn.Cluster,
+		TargetCluster: cluster,
 		ServerName:    name,
 	}
 }

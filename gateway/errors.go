@@ -6,10 +6,6 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// ErrNotReady is returned by the address accessors before the gateway is
-// ready.
-var ErrNotReady = errors.New("gateway: not ready")
-
 // ErrClosed is returned by Run when it is called again after the gateway
 // stopped or while it runs.
 var ErrClosed = errors.New("gateway: already running or stopped")

@@ -17,12 +17,18 @@ import (
 // Run binds the gateway's listeners, registers its record and serves until
 // ctx is canceled or Drain completes. On cancel it drains first (see Drain),
 // bounded by the drain timeout, and returns ctx.Err(); after Drain it
-// returns nil. Run may be called once.
+// returns nil. Run may be called once; after an earlier Drain it returns
+// nil at once without listening.
 func (g *Gateway) Run(ctx context.Context) error {
 	if !g.started.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
 	defer close(g.stopped)
+	select {
+	case <-g.drainReq:
+		return nil
+	default:
+	}
 	if err := g.bind(); err != nil {
 		g.closeSockets()
 		return err

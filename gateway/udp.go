@@ -28,6 +28,8 @@ func listenUDP(addr string, log *slog.Logger) (*net.UDPConn, error) {
 	return conn, nil
 }
 
+// sizeBuffers asks for udpBufferSize in each direction, forcing it past
+// net.core.rmem_max/wmem_max when the process may (CAP_NET_ADMIN).
 func sizeBuffers(conn *net.UDPConn, log *slog.Logger) {
 	_ = conn.SetReadBuffer(udpBufferSize)
 	_ = conn.SetWriteBuffer(udpBufferSize)
@@ -35,9 +37,9 @@ func sizeBuffers(conn *net.UDPConn, log *slog.Logger) {
 	if err != nil {
 		return
 	}
-	rcv := forceBuffer(raw, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF)
-	snd := forceBuffer(raw, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF)
-	// Linux reports twice the size it was asked for.
+	// Linux reports twice the size it granted (the rest is its overhead).
+	rcv := forceBuffer(raw, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF) / 2
+	snd := forceBuffer(raw, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF) / 2
 	if rcv < udpBufferSize || snd < udpBufferSize {
 		log.Warn("gateway: the kernel capped the UDP socket buffers below what QUIC needs for full throughput; "+
 			"raise net.core.rmem_max and net.core.wmem_max (sysctl) to at least 7500000",
@@ -51,7 +53,7 @@ func forceBuffer(raw syscall.RawConn, force, opt int) int {
 	size := 0
 	_ = raw.Control(func(fd uintptr) {
 		cur, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, opt)
-		if err == nil && cur >= udpBufferSize {
+		if err == nil && cur/2 >= udpBufferSize {
 			size = cur
 			return
 		}

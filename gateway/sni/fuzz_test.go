@@ -1,12 +1,22 @@
 package sni
 
 import (
+	"crypto/tls"
 	"testing"
 )
 
 func FuzzParseClientHello(f *testing.F) {
-	f.Add(hello(f, "9000.echo.default.any.strait"))
-	f.Add(hello(f, "127.0.0.1"))
+	name := "9000.echo.default.any.strait"
+	for _, cfg := range []*tls.Config{
+		{ServerName: name},
+		{ServerName: "127.0.0.1"}, // no SNI
+		{ServerName: name, MaxVersion: tls.VersionTLS12},
+		{ServerName: name, NextProtos: []string{"h2", "http/1.1"}, CurvePreferences: []tls.CurveID{tls.X25519}},
+		{ServerName: name, MinVersion: tls.VersionTLS13, ClientSessionCache: tls.NewLRUClientSessionCache(1)},
+	} {
+		cfg.InsecureSkipVerify = true
+		f.Add(helloWith(f, cfg))
+	}
 	f.Add([]byte{22, 3, 1, 0, 4, 1, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		name, err := ParseClientHello(b)

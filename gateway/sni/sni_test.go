@@ -13,16 +13,28 @@ import (
 // hello returns the first record a crypto/tls client writes.
 func hello(t testing.TB, serverName string) []byte {
 	t.Helper()
+	return helloWith(t, &tls.Config{ServerName: serverName, InsecureSkipVerify: true})
+}
+
+// helloWith returns the first record a crypto/tls client configured with
+// cfg writes.
+func helloWith(t testing.TB, cfg *tls.Config) []byte {
+	t.Helper()
 	client, server := net.Pipe()
 	defer client.Close()
 	defer server.Close()
 	go func() {
-		c := tls.Client(client, &tls.Config{ServerName: serverName, InsecureSkipVerify: true})
+		c := tls.Client(client, cfg)
 		_ = c.Handshake()
 	}()
 	_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, rec, err := ReadClientHello(server)
-	if rec == nil {
+	var hdr [HeaderLen]byte
+	if _, err := io.ReadFull(server, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	rec := make([]byte, HeaderLen+recordLen(hdr[:]))
+	copy(rec, hdr[:])
+	if _, err := io.ReadFull(server, rec[HeaderLen:]); err != nil {
 		t.Fatal(err)
 	}
 	return rec
