@@ -151,6 +151,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		<-gctx.Done()
+		// Withdraw first, so that callers stop choosing this endpoint;
+		// those that still connect are refused and retry elsewhere.
+		if p.registry != nil {
+			p.registry.withdraw()
+		}
 		p.closeListeners()
 		return nil
 	})
@@ -242,7 +247,7 @@ func (p *Proxy) acceptLoop(ctx context.Context, ln net.Listener, serve func(net.
 // drain timeout, then closes what is left.
 func (p *Proxy) drain(stopConns context.CancelFunc) {
 	if p.registry != nil {
-		p.registry.withdraw()
+		p.registry.withdraw() // already done unless Run failed
 	}
 	open := p.conns.count()
 	if open > 0 {
