@@ -24,7 +24,7 @@ const (
 	// LabelEndpointSliceManagedBy tells the EndpointSlice controllers whose
 	// slice it is; EndpointSliceManager is the controller's value.
 	LabelEndpointSliceManagedBy = "endpointslice.kubernetes.io/managed-by"
-	EndpointSliceManager        = "strait.io/controller"
+	EndpointSliceManager        = "controller.strait.io"
 	// LabelKubeServiceName ties an EndpointSlice to its Service.
 	LabelKubeServiceName = "kubernetes.io/service-name"
 	// FieldManager is the controller's name in managedFields.
