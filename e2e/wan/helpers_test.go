@@ -19,7 +19,7 @@ type echoServer struct {
 	wg sync.WaitGroup
 }
 
-func newEchoServer(t *testing.T) *echoServer {
+func newEchoServer(t testing.TB) *echoServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
