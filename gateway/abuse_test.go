@@ -102,3 +102,37 @@ func mustHeader(t testing.TB, h *straitv1.StreamHeader) []byte {
 	}
 	return b
 }
+
+func TestConnsPerPeer(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	cfg := w.config("b", "b1", "")
+	cfg.MaxConnsPerPeer = 2
+	b := w.start(cfg)
+	first, second := w.dialAs(t, "a", b), w.dialAs(t, "a", b)
+	// A reply proves that the gateway tracks the connection.
+	for _, c := range []*quic.Conn{first, second} {
+		st, err := c.OpenStreamSync(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = st.Write(mustHeader(t, &straitv1.StreamHeader{Service: "x", Namespace: "default", Port: 1, SourceCluster: "a"}))
+		if _, err := tunnel.ReadReply(st, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third := w.dialAs(t, "a", b)
+	select {
+	case <-third.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("third connection of one peer was kept")
+	}
+	var ae *quic.ApplicationError
+	if cause := context.Cause(third.Context()); !errors.As(cause, &ae) || ae.ErrorCode != ConnErrRefused {
+		t.Fatalf("third connection closed with %v, want ConnErrRefused", cause)
+	}
+	for _, c := range []*quic.Conn{first, second} {
+		if c.Context().Err() != nil {
+			t.Fatal("an allowed connection was closed")
+		}
+	}
+}

@@ -31,6 +31,8 @@ const (
 	DefaultMaxIncomingStreams = 10000
 	DefaultRetryAboveRate     = 200
 	DefaultHandshakeTimeout   = 5 * time.Second
+	DefaultMaxConnsPerPeer    = 64
+	DefaultMaxHandshakes      = 32
 )
 
 // Config configures a Gateway. Zero values mean the documented default.
@@ -96,6 +98,14 @@ type Config struct {
 	// HandshakeTimeout bounds a QUIC handshake. Zero means
 	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// MaxConnsPerPeer bounds the ingress connections one peer identity
+	// (a remote cluster's gateways) may hold. Zero means
+	// DefaultMaxConnsPerPeer.
+	MaxConnsPerPeer int
+	// MaxHandshakes bounds the incoming QUIC handshakes in progress;
+	// attempts beyond it are refused before any cryptography. Zero means
+	// DefaultMaxHandshakes.
+	MaxHandshakes int
 	// RetryAboveRate is the rate of new connection attempts per second
 	// above which the ingress validates source addresses with a QUIC Retry.
 	// Zero means DefaultRetryAboveRate; negative means always.
@@ -130,6 +140,8 @@ func (c Config) withDefaults() Config {
 	c.HandshakeTimeout = or(c.HandshakeTimeout, DefaultHandshakeTimeout)
 	c.MaxIncomingStreams = or(c.MaxIncomingStreams, DefaultMaxIncomingStreams)
 	c.RetryAboveRate = or(c.RetryAboveRate, DefaultRetryAboveRate)
+	c.MaxConnsPerPeer = or(c.MaxConnsPerPeer, DefaultMaxConnsPerPeer)
+	c.MaxHandshakes = or(c.MaxHandshakes, DefaultMaxHandshakes)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

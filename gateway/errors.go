@@ -44,4 +44,7 @@ const (
 	ConnErrGone quic.ApplicationErrorCode = 0x202
 	// ConnErrUnauthorized closes a connection whose peer is not a gateway.
 	ConnErrUnauthorized quic.ApplicationErrorCode = 0x203
+	// ConnErrRefused closes a connection beyond MaxConnsPerPeer or after
+	// shutdown began.
+	ConnErrRefused quic.ApplicationErrorCode = 0x204
 )

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/strait-mesh/strait/gateway/relay"
 )
@@ -26,6 +27,8 @@ type Gateway struct {
 	live     atomic.Pointer[liveConfig]
 	active   *tracker // streams in both directions
 	peers    *tracker // accepted ingress connections
+
+	handshakes atomic.Int64 // incoming handshakes in progress
 
 	started  atomic.Bool
 	draining atomic.Bool
@@ -48,6 +51,7 @@ type Gateway struct {
 
 	connsMu sync.Mutex
 	conns   map[*quic.Conn]struct{} // accepted ingress connections
+	perPeer map[spiffeid.ID]int     // accepted ingress connections by peer
 }
 
 // New validates cfg and returns a Gateway that is not yet running.
@@ -67,6 +71,7 @@ func New(cfg Config) (*Gateway, error) {
 		drainCh:  make(chan struct{}),
 		stopped:  make(chan struct{}),
 		conns:    map[*quic.Conn]struct{}{},
+		perPeer:  map[spiffeid.ID]int{},
 	}
 	reg := cfg.Metrics
 	if reg == nil {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/quic-go/quic-go"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -42,11 +43,12 @@ func (g *Gateway) serveConn(ctx context.Context, conn *quic.Conn) {
 		_ = conn.CloseWithError(ConnErrUnauthorized, "not a gateway")
 		return
 	}
-	if !g.trackConn(conn) {
-		_ = conn.CloseWithError(ConnErrDraining, "gateway stopping")
+	if err := g.trackConn(conn, id); err != nil {
+		g.log.Warn("gateway: rejecting ingress connection", logPeer, id.String(), logPeerAddr, conn.RemoteAddr().String(), logErr, err)
+		_ = conn.CloseWithError(ConnErrRefused, err.Error())
 		return
 	}
-	defer g.untrackConn(conn)
+	defer g.untrackConn(conn, id)
 	peer := remote{id: id, cluster: cluster}
 	g.log.Debug("gateway: ingress connection", logPeer, id.String(), logPeerAddr, conn.RemoteAddr().String())
 	for {
@@ -58,24 +60,32 @@ func (g *Gateway) serveConn(ctx context.Context, conn *quic.Conn) {
 	}
 }
 
-// trackConn registers an ingress connection so that shutdown can close it;
-// it returns false once the run context has ended.
-func (g *Gateway) trackConn(conn *quic.Conn) bool {
+// trackConn registers an ingress connection so that shutdown can close it.
+// It fails once shutdown began or when the peer identity already holds
+// MaxConnsPerPeer connections.
+func (g *Gateway) trackConn(conn *quic.Conn, id spiffeid.ID) error {
 	g.connsMu.Lock()
 	defer g.connsMu.Unlock()
 	if g.conns == nil {
-		return false
+		return errors.New("gateway stopping")
+	}
+	if g.perPeer[id] >= g.cfg.MaxConnsPerPeer {
+		return fmt.Errorf("%s already has %d connections", id, g.perPeer[id])
 	}
 	g.conns[conn] = struct{}{}
+	g.perPeer[id]++
 	g.peers.add()
-	return true
+	return nil
 }
 
-func (g *Gateway) untrackConn(conn *quic.Conn) {
+func (g *Gateway) untrackConn(conn *quic.Conn, id spiffeid.ID) {
 	g.connsMu.Lock()
 	defer g.connsMu.Unlock()
 	if _, ok := g.conns[conn]; ok {
 		delete(g.conns, conn)
 		g.peers.done()
+	}
+	if g.perPeer[id]--; g.perPeer[id] <= 0 {
+		delete(g.perPeer, id)
 	}
 }

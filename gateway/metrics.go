@@ -22,17 +22,18 @@ const (
 // Every series also carries the constant labels cluster and gateway_id, so
 // that several gateways can share one registry.
 type metrics struct {
-	streams        *prometheus.CounterVec   // direction, peer_cluster, result
-	active         *prometheus.GaugeVec     // direction
-	bytes          *prometheus.CounterVec   // direction
-	setup          *prometheus.HistogramVec // direction
-	peerRTT        *prometheus.GaugeVec     // peer_cluster, peer
-	peerUp         *prometheus.GaugeVec     // peer_cluster, peer
-	refusals       *prometheus.CounterVec   // code
-	handshakeFails prometheus.Counter
-	draining       prometheus.Gauge
-	bytesSent      prometheus.Counter
-	bytesReceived  prometheus.Counter
+	streams          *prometheus.CounterVec   // direction, peer_cluster, result
+	active           *prometheus.GaugeVec     // direction
+	bytes            *prometheus.CounterVec   // direction
+	setup            *prometheus.HistogramVec // direction
+	peerRTT          *prometheus.GaugeVec     // peer_cluster, peer
+	peerUp           *prometheus.GaugeVec     // peer_cluster, peer
+	refusals         *prometheus.CounterVec   // code
+	handshakeFails   prometheus.Counter
+	handshakeRefused prometheus.Counter
+	draining         prometheus.Gauge
+	bytesSent        prometheus.Counter
+	bytesReceived    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -68,7 +69,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"code"}),
 		handshakeFails: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strait_gateway_ingress_handshake_failures_total",
-			Help: "QUIC connection attempts to the ingress that failed or were rejected.",
+			Help: "QUIC connection attempts to the ingress whose handshake failed or was rejected.",
+		}),
+		handshakeRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strait_gateway_ingress_handshakes_refused_total",
+			Help: "QUIC connection attempts refused before the handshake because too many were in progress.",
 		}),
 		draining: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "strait_gateway_draining",
@@ -77,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.bytesSent = m.bytes.WithLabelValues(dirSent)
 	m.bytesReceived = m.bytes.WithLabelValues(dirReceived)
-	for _, c := range []prometheus.Collector{m.streams, m.active, m.bytes, m.setup, m.peerRTT, m.peerUp, m.refusals, m.handshakeFails, m.draining} {
+	for _, c := range []prometheus.Collector{m.streams, m.active, m.bytes, m.setup, m.peerRTT, m.peerUp, m.refusals, m.handshakeFails, m.handshakeRefused, m.draining} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -116,31 +115,6 @@ func (g *Gateway) verifySourceAddress() func(net.Addr) bool {
 	}
 	lim := rate.NewLimiter(rate.Limit(g.cfg.RetryAboveRate), int(g.cfg.RetryAboveRate)+1)
 	return func(net.Addr) bool { return !lim.Allow() }
-}
-
-// acceptedKey marks, in a connection's context, whether the handshake
-// completed and the connection was accepted.
-type acceptedKey struct{}
-
-// connContext counts connection attempts that end without being accepted
-// (failed or rejected handshakes): the context quic-go derives from the one
-// returned here ends when the attempt or the connection does.
-func (g *Gateway) connContext(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
-	accepted := new(atomic.Bool)
-	ctx = context.WithValue(ctx, acceptedKey{}, accepted)
-	context.AfterFunc(ctx, func() {
-		if !accepted.Load() {
-			g.m.handshakeFails.Inc()
-		}
-	})
-	return ctx, nil
-}
-
-// markAccepted records that conn completed its handshake.
-func markAccepted(conn *quic.Conn) {
-	if a, ok := conn.Context().Value(acceptedKey{}).(*atomic.Bool); ok {
-		a.Store(true)
-	}
 }
 
 // shutdown stops accepting, closes every connection and socket, and ends
