@@ -57,4 +57,22 @@
 //	}
 //	go func() { <-p.Ready(); log.Print("inbound on ", p.InboundAddr()) }()
 //	return p.Run(ctx) // drains on cancel
+//
+// # Transparent capture
+//
+// Inside a pod's network namespace, capture.Install (`strait proxy init`)
+// redirects outbound TCP to the proxy's transparent listener and DNS to a
+// dns.Server, which answers <service>.<namespace>.svc.clusterset.local with
+// a virtual IP; capture.Cleanup (`strait proxy cleanup`) removes the rules.
+// The proxy routes a captured connection to a virtual IP like an upstream
+// connection (on the original port) and relays anything else unchanged; it
+// marks its own connections with Config.Mark so they are not captured again:
+//
+//	resolver, _ := dns.New(dns.Config{Services: cache, Mark: capture.DefaultMark})
+//	p, _ := proxy.New(proxy.Config{ /* as above */
+//		Mark:        capture.DefaultMark,
+//		Transparent: &proxy.Transparent{Services: resolver.VIPs()},
+//	})
+//	// run resolver.Run and p.Run; once both are ready:
+//	err := capture.Install(ctx, capture.Config{})
 package proxy
