@@ -25,8 +25,9 @@ const (
 	DefaultResolvConf      = "/etc/resolv.conf"
 )
 
-// DefaultVIPRange is where virtual IPs come from.
-var DefaultVIPRange = netip.MustParsePrefix("240.240.0.0/16")
+// DefaultVIPRange is where virtual IPs come from: reserved (class E)
+// space that is never routed.
+const DefaultVIPRange = "240.240.0.0/16"
 
 // Config configures a Server. Every zero value means the default.
 type Config struct {
@@ -69,7 +70,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	c.Domain = strings.ToLower(strings.Trim(c.Domain, ".")) + "."
 	if !c.VIPRange.IsValid() {
-		c.VIPRange = DefaultVIPRange
+		c.VIPRange = netip.MustParsePrefix(DefaultVIPRange)
 	}
 	if c.TTL == 0 {
 		c.TTL = DefaultTTL

@@ -194,7 +194,7 @@ func TestServer(t *testing.T) {
 					continue
 				}
 				if len(got) == 1 {
-					if !DefaultVIPRange.Contains(got[0]) {
+					if !netip.MustParsePrefix(DefaultVIPRange).Contains(got[0]) {
 						t.Errorf("VIP %v outside %v", got[0], DefaultVIPRange)
 					}
 					if vip.IsValid() && got[0] != vip {
@@ -230,8 +230,8 @@ func TestVIPTable(t *testing.T) {
 		t.Errorf("fourth Assign() = %v, want ErrVIPRangeFull", err)
 	}
 	// Stable across tables: the address is a function of the name.
-	t1, _ := NewVIPTable(DefaultVIPRange)
-	t2, _ := NewVIPTable(DefaultVIPRange)
+	t1, _ := NewVIPTable(netip.MustParsePrefix(DefaultVIPRange))
+	t2, _ := NewVIPTable(netip.MustParsePrefix(DefaultVIPRange))
 	k := federation.ServiceKey{Namespace: "default", Name: "payments"}
 	a1, _ := t1.Assign(k)
 	a2, _ := t2.Assign(k)
