@@ -59,6 +59,11 @@ type Config struct {
 	InboundAdvertiseAddr string
 	// AppAddr is the host:port of the application. Required with Service.
 	AppAddr string
+	// NoProxyHeader stops the proxy from writing a PROXY v2 header on its
+	// connections to the application (relayed ones and health checks), for
+	// applications that do not read one. They then learn neither the
+	// caller's address nor its SPIFFE ID.
+	NoProxyHeader bool
 	// Ports are the service's ports, published in the Endpoint record. Zero
 	// means one TCP port named "tcp" with AppAddr's port.
 	Ports []*straitv1.ServicePort

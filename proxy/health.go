@@ -96,11 +96,11 @@ func (p *Proxy) healthClient() *http.Client {
 }
 
 // dialApp connects to the application for a health check and sends a LOCAL
-// header.
+// header (unless Config.NoProxyHeader).
 func (p *Proxy) dialApp(ctx context.Context) (net.Conn, error) {
 	c, err := p.dialer.DialContext(ctx, "tcp", p.cfg.AppAddr)
-	if err != nil {
-		return nil, err
+	if err != nil || p.cfg.NoProxyHeader {
+		return c, err
 	}
 	h := proxyproto.Header{Command: proxyproto.Local}
 	if _, err := h.WriteTo(c); err != nil {

@@ -60,7 +60,7 @@ func (p *Proxy) serveInbound(ctx context.Context, cfg *tls.Config, raw net.Conn)
 		return
 	}
 	app, err := p.dialer.DialContext(ctx, "tcp", p.cfg.AppAddr)
-	if err == nil {
+	if err == nil && !p.cfg.NoProxyHeader {
 		err = p.writeProxyHeader(app, raw, peer.String(), state.ServerName)
 	}
 	if err != nil {

@@ -162,3 +162,37 @@ func TestHTTPHealthCheckAndGreeting(t *testing.T) {
 		t.Errorf("GET / = %q, want %q", body, want)
 	}
 }
+
+// TestNoProxyHeader: an application that does not read PROXY headers gets
+// the caller's bytes only, and passes HTTP health checks.
+func TestNoProxyHeader(t *testing.T) {
+	w := newWorld(t)
+	w.reg.setBase(gateway(west, "gw1", ""))
+	ln := listen(t)
+	plain := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(rw, "plain\n") })}
+	go func() { _ = plain.Serve(ln) }()
+	t.Cleanup(func() { _ = plain.Close() })
+	w.run(Config{Cluster: west, Service: "echo", ID: "plain-0", InboundListenAddr: "127.0.0.1:0", AppAddr: ln.Addr().String(),
+		NoProxyHeader: true, HealthCheck: HealthCheck{Interval: 50 * time.Millisecond, HTTPPath: "/"}, SVIDs: w.svid(west, "echo")})
+	key := federation.Keyspace{}.Endpoint(west, "default", "echo", "plain-0")
+	eventually(t, 5*time.Second, "endpoint ready", func() bool { return w.reg.ready(key) })
+	client := w.clientProxy(west, "client", "")
+	c, err := net.Dial("tcp", client.UpstreamAddr(0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	req, _ := http.NewRequest(http.MethodGet, "http://echo.default/", nil)
+	if err := req.Write(c); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "plain\n" {
+		t.Errorf("GET / = %q", body)
+	}
+}
