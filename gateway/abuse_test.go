@@ -136,3 +136,24 @@ func TestConnsPerPeer(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterTrustDomainBinding: a peer authenticated in one trust domain
+// may not speak for a cluster whose gateways announce another.
+func TestClusterTrustDomainBinding(t *testing.T) {
+	w := newWorld(t, "a", "b", "c")
+	w.export("b", "echo", 9000, "spiffe://a.test", "spiffe://c.test")
+	w.endpoint("b", "echo", "e1", echoServer(t))
+	// Cluster a's gateways announce trust domain c.test; a peer with an
+	// a.test gateway SVID claiming to be cluster a is not believed.
+	w.reg.add(&straitv1.Gateway{Cluster: "a", Id: "a1", TrustDomain: "c.test", SpiffeId: "spiffe://c.test/strait/gateway/a", Address: "127.0.0.1:1"})
+	b := w.start(w.config("b", "b1", ""))
+	st, err := w.dialAs(t, "a", b).OpenStreamSync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = st.Write(mustHeader(t, &straitv1.StreamHeader{Service: "echo", Namespace: "default", Port: 9000, SourceCluster: "a"}))
+	rep, err := tunnel.ReadReply(st, 5*time.Second)
+	if err != nil || rep.GetCode() != straitv1.StreamCode_STREAM_CODE_UNAUTHORIZED {
+		t.Fatalf("got %v %v, want UNAUTHORIZED", rep, err)
+	}
+}
