@@ -351,7 +351,9 @@ func (c *Cache) publish() {
 		allListed = allListed && s.listed
 		anyDisk = anyDisk || s.fromDisk
 		for k, e := range s.entries {
-			if !seen[k] {
+			if len(c.sources) == 1 {
+				entries = append(entries, e)
+			} else if !seen[k] {
 				seen[k] = true
 				entries = append(entries, e)
 			}

@@ -49,6 +49,7 @@ func (c *Cache) runPersister(ctx context.Context) {
 			c.cfg.Logger.Warn("federation: persist snapshot", logPath, c.cfg.SnapshotPath, logError, err)
 			continue
 		}
+		c.metrics.persists.Inc()
 		last = cur
 	}
 }

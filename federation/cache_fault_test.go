@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -643,5 +644,47 @@ func TestCacheConvergesAfterRestart(t *testing.T) {
 	t.Logf("converged %s after etcd returned", time.Since(restored).Round(time.Millisecond))
 	if v := counterValue(t, reg, "strait_federation_relists_total", nil); v != 1 {
 		t.Errorf("relists = %v, want 1: resuming the watch needs no list", v)
+	}
+}
+
+// TestCachePersistDebounces checks that a burst of changes is persisted a
+// few times, not once per snapshot, and that the file ends up whole and
+// current with no temporary files left behind.
+func TestCachePersistDebounces(t *testing.T) {
+	_, cli := etcdtest.Start(t, 1)
+	ks := Keyspace{}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "snapshot.json")
+	reg := prometheus.NewRegistry()
+	c := startCache(t, CacheConfig{Sources: oneSource(cli), SnapshotPath: path, PersistDelay: 300 * time.Millisecond, Metrics: reg})
+	const burst = 100
+	for i := range burst {
+		name := fmt.Sprintf("svc-%d", i)
+		putRaw(t, cli, ks.Export("west", "shop", name), encode(t, testExport("west", "shop", name, time.Unix(1, 0))))
+	}
+	waitFor(t, c, "the burst", func(s *Snapshot) bool { return len(s.Services()) == burst })
+	var ds diskSnapshot
+	poll(t, "the file to hold the burst", func() bool {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return false
+		}
+		if err := json.Unmarshal(data, &ds); err != nil {
+			t.Fatalf("snapshot file is not whole: %v", err)
+		}
+		return len(ds.Records) == burst
+	})
+	published := counterValue(t, reg, "strait_federation_snapshots_published_total", nil)
+	persisted := counterValue(t, reg, "strait_federation_snapshot_persists_total", nil)
+	t.Logf("%v snapshots published, %v persisted", published, persisted)
+	if persisted > published/4 || persisted > 10 {
+		t.Errorf("%v snapshots persisted for %v published: not debounced", persisted, published)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("snapshot directory holds %d files, want 1", len(entries))
 	}
 }

@@ -17,6 +17,7 @@ type cacheMetrics struct {
 	conflicts     prometheus.Gauge
 	invalid       *prometheus.CounterVec
 	persistErrors prometheus.Counter
+	persists      prometheus.Counter
 	snapshots     prometheus.Counter
 }
 
@@ -54,6 +55,10 @@ func newCacheMetrics(staleness, lastSync func() float64) *cacheMetrics {
 			Name: "strait_federation_snapshot_persist_errors_total",
 			Help: "Failed writes of the snapshot file.",
 		}),
+		persists: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strait_federation_snapshot_persists_total",
+			Help: "Snapshots written to the snapshot file.",
+		}),
 		snapshots: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strait_federation_snapshots_published_total",
 			Help: "Snapshots published to readers.",
@@ -66,7 +71,7 @@ func (m *cacheMetrics) register(r prometheus.Registerer) error {
 		return nil
 	}
 	for _, c := range []prometheus.Collector{m.revision, m.lastSync, m.staleness, m.relists,
-		m.watchRestarts, m.conflicts, m.invalid, m.persistErrors, m.snapshots} {
+		m.watchRestarts, m.conflicts, m.invalid, m.persistErrors, m.persists, m.snapshots} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("federation: register metrics: %w", err)
 		}

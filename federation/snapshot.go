@@ -88,8 +88,11 @@ func NewSnapshot(revision int64, records []Record) *Snapshot {
 // compareExportAge orders exports oldest first, then by cluster name, so
 // that conflict resolution is deterministic.
 func compareExportAge(a, b *straitv1.Export) int {
-	ta, tb := a.GetCreatedAt().AsTime(), b.GetCreatedAt().AsTime()
-	return cmp.Or(ta.Compare(tb), cmp.Compare(a.GetCluster(), b.GetCluster()))
+	// Seconds then nanos orders as AsTime does (nil is the Unix epoch),
+	// without converting on every comparison.
+	ta, tb := a.GetCreatedAt(), b.GetCreatedAt()
+	return cmp.Or(cmp.Compare(ta.GetSeconds(), tb.GetSeconds()), cmp.Compare(ta.GetNanos(), tb.GetNanos()),
+		cmp.Compare(a.GetCluster(), b.GetCluster()))
 }
 
 // Revision is the etcd revision the snapshot reflects.
