@@ -5,8 +5,9 @@
 # keeps rebuilds short.
 #
 # Usage: e2e/tools/build.sh [-f] [name...]
-#   name  binary names to build (default: every tool of the module):
-#         etcd, etcdctl, fortio, spire-server, spire-agent
+#   name  binary names to build (default: every tool of the module, as
+#         `go list tool` lists them: etcd, etcdctl, fortio; SPIRE has its own
+#         module and script, build-spire.sh)
 #   -f    rebuild even when up to date
 #
 # It prints the directory holding the binaries on stdout, so callers can do
