@@ -19,6 +19,8 @@ import (
 
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/proxy"
+	"github.com/strait-mesh/strait/proxy/capture"
+	"github.com/strait-mesh/strait/proxy/dns"
 	"github.com/strait-mesh/strait/trust"
 )
 
@@ -43,6 +45,15 @@ type proxyFile struct {
 	Inbound listenFile `json:"inbound"`
 	// App is the application's host:port.
 	App string `json:"app,omitempty"`
+	// NoProxyHeader stops the proxy from sending the PROXY protocol v2
+	// header (which names the caller's SPIFFE ID) to an app that cannot
+	// read it.
+	NoProxyHeader bool `json:"noProxyHeader,omitempty"`
+	// Transparent captures the pod's outbound connections and DNS (after
+	// `strait proxy init` installed the rules in its network namespace):
+	// <service>.<namespace>.svc.clusterset.local resolves to a virtual IP
+	// that the proxy routes like an upstream.
+	Transparent *transparentFile `json:"transparent,omitempty"`
 	// Ports are the service's ports, e.g. {name: http, port: 8080}.
 	Ports []portFile `json:"ports,omitempty"`
 	// Upstreams are outbound listeners in the CLI form
@@ -62,6 +73,13 @@ type proxyFile struct {
 	DrainTimeout duration `json:"drainTimeout,omitempty"`
 	// LogLevel is debug, info, warn or error. Zero means info.
 	LogLevel string `json:"logLevel,omitempty"`
+}
+
+type transparentFile struct {
+	// Listen is where captured TCP arrives. Zero means 127.0.0.1:15001.
+	Listen string `json:"listen,omitempty"`
+	// DNS is where the DNS responder listens. Zero means 127.0.0.1:15053.
+	DNS string `json:"dns,omitempty"`
 }
 
 type portFile struct {
@@ -98,6 +116,7 @@ application after a PROXY protocol v2 header that names the caller.`,
 	cmd.Flags().StringVarP(&path, "config", "c", "", "proxy config file (YAML or JSON)")
 	cmd.Flags().StringArrayVar(&upstreams, "upstream", nil, "an upstream listener, <service>.<namespace>[.<cluster>]:<port>=<listen addr> (repeatable)")
 	_ = cmd.MarkFlagRequired("config")
+	cmd.AddCommand(newProxyInitCmd(), newProxyCleanupCmd())
 	return cmd
 }
 
@@ -108,6 +127,7 @@ func (f proxyFile) proxyConfig() (proxy.Config, error) {
 		InboundListenAddr: f.Inbound.Listen, InboundAdvertiseAddr: f.Inbound.Advertise, AppAddr: f.App,
 		HealthCheck:  proxy.HealthCheck{Interval: time.Duration(f.HealthCheck.Interval), HTTPPath: f.HealthCheck.HTTPPath},
 		DrainTimeout: time.Duration(f.DrainTimeout), Keyspace: keyspaceOf(f.Etcd),
+		NoProxyHeader: f.NoProxyHeader,
 	}
 	for _, p := range f.Ports {
 		cfg.Ports = append(cfg.Ports, &straitv1.ServicePort{Name: p.Name, Port: p.Port, Protocol: straitv1.Protocol_PROTOCOL_TCP})
@@ -148,11 +168,23 @@ func runProxy(ctx context.Context, f proxyFile) error {
 	defer closeEtcd()
 	cfg.SVIDs, cfg.Bundles, cfg.Snapshots, cfg.Registry = id.svids, n.Bundles, n.Cache, n.Registrar
 	cfg.Logger, cfg.Metrics = log, reg
+	var resolver *dns.Server
+	if t := f.Transparent; t != nil {
+		resolver, err = dns.New(dns.Config{Addr: t.DNS, Services: n.Cache, Mark: capture.DefaultMark, Logger: log, Metrics: reg})
+		if err != nil {
+			return fmt.Errorf("proxy: %w", err)
+		}
+		cfg.Transparent = &proxy.Transparent{ListenAddr: t.Listen, Services: resolver.VIPs()}
+		cfg.Mark = capture.DefaultMark
+	}
 	p, err := proxy.New(cfg)
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	if resolver != nil {
+		g.Go(func() error { return resolver.Run(ctx) })
+	}
 	g.Go(func() error { return id.run(ctx) })
 	g.Go(func() error { return n.Run(ctx) })
 	g.Go(func() error { return p.Run(ctx) })
