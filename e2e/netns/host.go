@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -173,8 +175,14 @@ func runIP(ctx context.Context, args ...string) error {
 	return nil
 }
 
-// sysctl sets a sysctl inside the namespace.
+// sysctl sets a sysctl inside the namespace by writing /proc/sys (which
+// resolves network sysctls for the namespace of the writing thread), so no
+// sysctl binary is needed.
 func (h *Host) sysctl(ctx context.Context, key string, value int) error {
-	_, err := h.Output(ctx, "sysctl", "-q", "-w", key+"="+strconv.Itoa(value))
-	return err
+	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	err := h.Do(func() error { return os.WriteFile(path, []byte(strconv.Itoa(value)+"\n"), 0o644) })
+	if err != nil {
+		return fmt.Errorf("netns: %s: sysctl %s=%d: %w", h, key, value, err)
+	}
+	return nil
 }

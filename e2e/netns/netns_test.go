@@ -285,3 +285,19 @@ func TestCloseRemovesEverythingAndSweep(t *testing.T) {
 		t.Errorf("live topology has %d namespaces after SweepStale, want 3", n)
 	}
 }
+
+func TestForwardingSysctls(t *testing.T) {
+	topo := BuildT(t, testSpec())
+	ctx := context.Background()
+	for h, want := range map[*Host]string{
+		topo.WAN(): "1", topo.Cluster("east").Router(): "1", topo.Host("east", "gw1"): "0",
+	} {
+		out, err := h.Output(ctx, "cat", "/proc/sys/net/ipv4/ip_forward")
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("%s ip_forward = %q (%v), want %s", h, out, err, want)
+		}
+	}
+	if out, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); len(out) == 0 {
+		t.Error("cannot read the test process's own ip_forward")
+	}
+}

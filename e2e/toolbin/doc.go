@@ -1,5 +1,5 @@
 // Package toolbin finds the binaries that e2e tests run and that the e2e tools
-// module pins (etcd, etcdctl, fortio, spire-server, spire-agent), building
+// module pins (etcd, etcdctl, fortio), building
 // them with e2e/tools/build.sh on first use.
 //
 //	etcd, err := toolbin.Path(ctx, "etcd")
