@@ -164,51 +164,30 @@ func (n *Node) syncBundles(ctx context.Context) error {
 	}
 }
 
-// publishRetry is the wait before publishing again after etcd failed.
-const publishRetry = 2 * time.Second
+// publishInterval is how often the published bundle is re-checked, which
+// also bounds the retry after a failed publication.
+const publishInterval = 5 * time.Second
 
-// published reports whether rec holds exactly the CA's current roots.
-func (n *Node) published(rec *straitv1.TrustBundle) bool {
-	if rec == nil {
-		return false
-	}
-	b, err := trust.BundleFromProto(rec)
-	return err == nil && b.Equal(n.cfg.CA.Bundle())
-}
-
-// publishBundle publishes the CA's bundle whenever it differs from the one
-// in etcd, with the next sequence number.
+// publishBundle keeps the CA's bundle published in etcd, with the next
+// sequence number whenever it changes, once the cache has synced.
 func (n *Node) publishBundle(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-n.Cache.Synced():
 	}
-	td := n.cfg.TrustDomain.Name()
-	for {
-		changed, caChanged := n.Cache.Changed(), n.cfg.CA.Changed()
-		var retry <-chan time.Time
-		if cur := n.Cache.Snapshot().Bundle(td); !n.published(cur) {
-			rec := n.cfg.CA.TrustBundle(cur.GetSequence()+1, 0)
-			err := n.Store.PublishBundle(ctx, rec)
-			switch {
-			case err == nil:
-				n.log.Info("published trust bundle", "trust_domain", td, "sequence", rec.GetSequence())
-			case errors.Is(err, federation.ErrStaleBundle):
-				// Someone published first; the cache will show it.
-			case ctx.Err() != nil:
-				return ctx.Err()
-			default:
-				n.log.Warn("publish trust bundle", "trust_domain", td, "error", err)
-				retry = time.After(publishRetry)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-changed:
-		case <-caChanged:
-		case <-retry:
-		}
+	pub, err := trust.NewLocalBundlePublisher(trust.LocalBundlePublisherConfig{
+		TrustDomain: n.cfg.TrustDomain,
+		Source:      n.cfg.CA,
+		Publisher:   n.Store,
+		Lister: trust.BundleListerFunc(func(context.Context) ([]*straitv1.TrustBundle, error) {
+			return n.Cache.Snapshot().Bundles(), nil
+		}),
+		Interval: publishInterval,
+		Logger:   n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
 	}
+	return pub.Run(ctx)
 }
