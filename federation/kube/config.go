@@ -67,10 +67,36 @@ type Config struct {
 	// RetryDelay is the first delay before a failed reconciliation is
 	// retried. Zero means DefaultRetryDelay.
 	RetryDelay time.Duration
+	// LeaderElection, when set, makes the controllers of a cluster's
+	// gateway replicas elect one leader with a Lease, so that one of them
+	// reconciles at a time. Zero means every controller reconciles (the
+	// writes are idempotent, but replicas then race on each change).
+	LeaderElection *LeaderElection
 	// Logger receives the controller's logs. Zero means slog.Default().
 	Logger *slog.Logger
 	// Metrics registers the strait_kube_* metrics. Zero means none.
 	Metrics prometheus.Registerer
+}
+
+// Defaults of LeaderElection.
+const (
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultRenewDeadline = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
+)
+
+// LeaderElection configures the Lease the controllers of one cluster
+// compete for.
+type LeaderElection struct {
+	// Namespace and Name locate the Lease. Required.
+	Namespace, Name string
+	// Identity names this controller among the candidates, e.g. its pod
+	// name. Required.
+	Identity string
+	// LeaseDuration, RenewDeadline and RetryPeriod are those of client-go's
+	// leader election. Zero means DefaultLeaseDuration,
+	// DefaultRenewDeadline and DefaultRetryPeriod.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
 
 // populate fills in defaults and builds missing clients.
@@ -83,6 +109,17 @@ func (c *Config) populate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if le := c.LeaderElection; le != nil {
+		if le.LeaseDuration == 0 {
+			le.LeaseDuration = DefaultLeaseDuration
+		}
+		if le.RenewDeadline == 0 {
+			le.RenewDeadline = DefaultRenewDeadline
+		}
+		if le.RetryPeriod == 0 {
+			le.RetryPeriod = DefaultRetryPeriod
+		}
 	}
 	if c.LookupIP == nil {
 		c.LookupIP = func(ctx context.Context, host string) ([]netip.Addr, error) {
@@ -128,6 +165,14 @@ func (c *Config) validate() error {
 	}
 	if c.RetryDelay < 0 {
 		errs = multierror.Append(errs, fmt.Errorf("retry delay %v is negative", c.RetryDelay))
+	}
+	if le := c.LeaderElection; le != nil {
+		if le.Namespace == "" || le.Name == "" || le.Identity == "" {
+			errs = multierror.Append(errs, errors.New("leader election needs a namespace, a name and an identity"))
+		}
+		if le.RenewDeadline >= le.LeaseDuration || le.RetryPeriod >= le.RenewDeadline {
+			errs = multierror.Append(errs, errors.New("leader election needs retry period < renew deadline < lease duration"))
+		}
 	}
 	if err := errs.ErrorOrNil(); err != nil {
 		return fmt.Errorf("kube: config: %w", err)

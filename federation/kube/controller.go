@@ -66,8 +66,21 @@ func NewController(cfg Config) (*Controller, error) {
 // ends, then returns ctx.Err(). It waits for the MCS API to be served and
 // for the snapshot source to sync before the first reconciliation. A failed
 // reconciliation is logged and retried with backoff; Run itself fails only
-// when its watches cannot start.
+// when its watches cannot start. With Config.LeaderElection it reconciles
+// only while it holds the Lease.
 func (c *Controller) Run(ctx context.Context) error {
+	if c.cfg.LeaderElection != nil {
+		return c.runElected(ctx)
+	}
+	return c.run(ctx)
+}
+
+// isCanceled reports whether err only says that a context ended.
+func isCanceled(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+func (c *Controller) run(ctx context.Context) error {
 	if err := c.waitForMCSAPI(ctx); err != nil {
 		return err
 	}

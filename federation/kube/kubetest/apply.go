@@ -97,8 +97,8 @@ type ApplyOptions struct {
 }
 
 // Apply applies objects with server-side apply: CustomResourceDefinitions
-// first (waiting until each is established), then the rest in order. It
-// returns every object's error joined.
+// first (waiting until each is established), then Namespaces, then the rest
+// in order. It returns every object's error joined.
 func Apply(ctx context.Context, cfg *rest.Config, objs []Object, opts ApplyOptions) error {
 	if opts.FieldManager == "" {
 		opts.FieldManager = "kubetest"
@@ -131,10 +131,15 @@ func Apply(ctx context.Context, cfg *rest.Config, objs []Object, opts ApplyOptio
 		}
 		mapper.Reset()
 	}
-	for _, o := range objs {
-		if !isCRD(o) {
-			if err := applyOne(ctx, dyn, mapper, o, opts); err != nil {
-				errs = append(errs, err)
+	isNamespace := func(o Object) bool {
+		return o.Obj.GetKind() == "Namespace" && o.Obj.GroupVersionKind().Group == ""
+	}
+	for _, first := range []bool{true, false} {
+		for _, o := range objs {
+			if !isCRD(o) && isNamespace(o) == first {
+				if err := applyOne(ctx, dyn, mapper, o, opts); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 	}
