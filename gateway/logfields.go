@@ -19,6 +19,8 @@ const (
 	logStreams     = "active_streams"
 	logAttempt     = "attempt"
 	logConns       = "connections"
+	logFailures    = "consecutive_failures"
+	logRetryIn     = "retry_in"
 	logSent        = "sent_bytes"
 	logReceived    = "received_bytes"
 )

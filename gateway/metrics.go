@@ -28,6 +28,7 @@ type metrics struct {
 	setup            *prometheus.HistogramVec // direction
 	peerRTT          *prometheus.GaugeVec     // peer_cluster, peer
 	peerUp           *prometheus.GaugeVec     // peer_cluster, peer
+	peerFailures     *prometheus.CounterVec   // peer_cluster, peer
 	refusals         *prometheus.CounterVec   // code
 	handshakeFails   prometheus.Counter
 	handshakeRefused prometheus.Counter
@@ -63,6 +64,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "strait_gateway_peer_up",
 			Help: "1 while the QUIC connection to a remote gateway is established.",
 		}, []string{"peer_cluster", "peer"}),
+		peerFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_gateway_peer_failures_total",
+			Help: "Failed dials to a remote gateway and connections to it found dead.",
+		}, []string{"peer_cluster", "peer"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_egress_refusals_total",
 			Help: "Proxy connections the egress refused with a TLS alert, by code.",
@@ -82,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.bytesSent = m.bytes.WithLabelValues(dirSent)
 	m.bytesReceived = m.bytes.WithLabelValues(dirReceived)
-	for _, c := range []prometheus.Collector{m.streams, m.active, m.bytes, m.setup, m.peerRTT, m.peerUp, m.refusals, m.handshakeFails, m.handshakeRefused, m.draining} {
+	for _, c := range []prometheus.Collector{m.streams, m.active, m.bytes, m.setup, m.peerRTT, m.peerUp, m.peerFailures, m.refusals, m.handshakeFails, m.handshakeRefused, m.draining} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}

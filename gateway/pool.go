@@ -145,7 +145,9 @@ func (p *pool) dial(ctx context.Context, pr *peer, rec *straitv1.Gateway, done c
 	if err != nil {
 		pr.noteFailureLocked(p.g.cfg.Now())
 		p.g.m.peerUp.WithLabelValues(pr.cluster, pr.id).Set(0)
-		p.g.log.Warn("gateway: dial remote gateway failed", logPeerCluster, pr.cluster, logPeer, pr.id, logPeerAddr, rec.GetAddress(), logErr, err)
+		p.g.m.peerFailures.WithLabelValues(pr.cluster, pr.id).Inc()
+		p.g.log.Warn("gateway: dial remote gateway failed", logPeerCluster, pr.cluster, logPeer, pr.id, logPeerAddr, rec.GetAddress(),
+			logFailures, pr.failures, logRetryIn, pr.retryAt.Sub(p.g.cfg.Now()).Round(time.Millisecond), logErr, err)
 		return
 	}
 	pr.conn, pr.failures = &pconn{Conn: c}, 0
@@ -190,6 +192,7 @@ func (p *pool) noteStreamFailure(pr *peer, c *pconn) {
 		pr.conn = nil
 		pr.noteFailureLocked(p.g.cfg.Now())
 		p.g.m.peerUp.WithLabelValues(pr.cluster, pr.id).Set(0)
+		p.g.m.peerFailures.WithLabelValues(pr.cluster, pr.id).Inc()
 	}
 }
 
@@ -224,6 +227,7 @@ func (p *pool) closePeer(pr *peer) {
 	pr.mu.Unlock()
 	p.g.m.peerUp.DeleteLabelValues(pr.cluster, pr.id)
 	p.g.m.peerRTT.DeleteLabelValues(pr.cluster, pr.id)
+	p.g.m.peerFailures.DeleteLabelValues(pr.cluster, pr.id)
 	if c != nil {
 		c.retire()
 	}
