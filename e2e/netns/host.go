@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -88,19 +89,13 @@ func (h *Host) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		orig, target, err := h.openNS()
 		if err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns: open own namespace: %w", err)
+			errc <- err
 			return
 		}
 		defer unix.Close(orig)
-		target, err := unix.Open("/run/netns/"+h.ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns: open %s: %w", h.ns, err)
-			return
-		}
 		defer unix.Close(target)
 		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
@@ -141,16 +136,69 @@ func (h *Host) ListenPacket(ctx context.Context, network, address string) (net.P
 }
 
 // DialContext dials from inside the namespace. The address must be an IP
-// literal (name resolution would run on other threads).
+// literal (name resolution would run on other threads). Only the socket is
+// created inside the namespace: the thread switches back before connecting,
+// so thousands of pending connects hold no OS thread each.
 func (h *Host) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	var c net.Conn
-	err := h.Do(func() error {
-		var d net.Dialer
-		var err error
-		c, err = d.DialContext(ctx, network, address)
-		return err
-	})
-	return c, err
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, target, err := h.openNS()
+		if err != nil {
+			runtime.UnlockOSThread()
+			res <- result{err: err}
+			return
+		}
+		defer unix.Close(orig)
+		defer unix.Close(target)
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			res <- result{err: fmt.Errorf("netns: enter %s: %w", h.ns, err)}
+			return
+		}
+		inside := true
+		leave := func() error {
+			if !inside {
+				return nil
+			}
+			if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("netns: leave %s: %w", h.ns, err) // the thread stays locked and dies
+			}
+			inside = false
+			runtime.UnlockOSThread()
+			return nil
+		}
+		d := net.Dialer{Control: func(string, string, syscall.RawConn) error {
+			// The socket exists (in the namespace); connect from anywhere.
+			return leave()
+		}}
+		c, err := d.DialContext(ctx, network, address)
+		if lerr := leave(); lerr != nil && err == nil {
+			c.Close()
+			c, err = nil, lerr
+		}
+		res <- result{c: c, err: err}
+	}()
+	r := <-res
+	return r.c, r.err
+}
+
+// openNS opens the calling thread's network namespace and the host's.
+func (h *Host) openNS() (orig, target int, err error) {
+	orig, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, -1, fmt.Errorf("netns: open own namespace: %w", err)
+	}
+	target, err = unix.Open("/run/netns/"+h.ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(orig)
+		return -1, -1, fmt.Errorf("netns: open %s: %w", h.ns, err)
+	}
+	return orig, target, nil
 }
 
 // HTTPClient returns an HTTP client whose connections start inside the

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -299,5 +300,86 @@ func TestForwardingSysctls(t *testing.T) {
 	}
 	if out, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); len(out) == 0 {
 		t.Error("cannot read the test process's own ip_forward")
+	}
+}
+
+// Pending connects from inside a namespace hold no OS thread each: 500 dials
+// into a blackhole leave the thread count low.
+func TestPendingDialsHoldNoThreads(t *testing.T) {
+	topo := BuildT(t, testSpec())
+	ctx := context.Background()
+	router := topo.Cluster("east").Router()
+	if err := router.Partition(ctx, topo.Cluster("etcd").Subnet()); err != nil {
+		t.Fatal(err)
+	}
+	client, target := topo.Host("east", "client"), topo.Host("etcd", "m1").AddrPort(7000)
+	before := threads(t)
+	done := make(chan error, 500)
+	for range 500 {
+		go func() {
+			dctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			c, err := client.DialContext(dctx, "tcp", target)
+			if err == nil {
+				c.Close()
+			}
+			done <- err
+		}()
+	}
+	peak := 0
+	for range 500 {
+		if err := <-done; err == nil {
+			t.Error("a dial into a blackhole succeeded")
+		}
+		peak = max(peak, threads(t))
+	}
+	t.Logf("500 pending dials: %d OS threads before, peak %d", before, peak)
+	if peak > before+50 {
+		t.Errorf("peak %d threads with 500 pending dials (%d before)", peak, before)
+	}
+}
+
+func threads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+func TestClusterKill(t *testing.T) {
+	topo := BuildT(t, testSpec())
+	var west []*Proc
+	for _, h := range topo.Cluster("west").Hosts() {
+		p, err := h.StartHelper("echo", "-listen", h.AddrPort(7000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		west = append(west, p)
+	}
+	east, err := topo.Host("east", "gw1").StartHelper("echo", "-listen", topo.Host("east", "gw1").AddrPort(7000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.Cluster("west").Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range west {
+		if exited, _ := p.Exited(); !exited {
+			t.Errorf("%s still runs after the cluster was killed", p.Host())
+		}
+	}
+	if exited, _ := east.Exited(); exited {
+		t.Error("a process of another cluster died")
+	}
+	if got := len(topo.Procs(topo.Host("east", "gw1"))); got != 1 {
+		t.Errorf("Procs(east/gw1) = %d, want 1", got)
 	}
 }

@@ -69,6 +69,40 @@ func (c *Cluster) Host(name string) *Host {
 	return nil
 }
 
+// Kill sends SIGKILL to every running process the topology started on the
+// cluster's hosts and router (a whole-cluster crash) and waits for them.
+func (c *Cluster) Kill() error {
+	t := c.router.topo
+	t.mu.Lock()
+	var procs []*Proc
+	for p := range t.procs {
+		if p.host.cluster == c.name {
+			procs = append(procs, p)
+		}
+	}
+	t.mu.Unlock()
+	var errs *multierror.Error
+	for _, p := range procs {
+		if err := p.Kill(); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	return errs.ErrorOrNil()
+}
+
+// Procs returns the processes the topology started on host, running or not.
+func (t *Topology) Procs(host *Host) []*Proc {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*Proc
+	for p := range t.procs {
+		if p.host == host {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 type runningLink struct {
 	link   *wan.Link
 	cancel context.CancelFunc
