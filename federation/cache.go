@@ -57,6 +57,14 @@ type CacheConfig struct {
 	// stream even when the client itself is cut off. Zero means 5s;
 	// negative disables it.
 	ProgressInterval time.Duration
+	// GatewayStaleAfter withdraws a gateway whose record has not been
+	// written (registrars rewrite gateway records every heartbeat) for this
+	// long while its source is otherwise heard from: a health signal that,
+	// unlike lease expiry, does not restart when etcd elects a new leader
+	// (etcd#9395). It only counts time while the source answers, so an etcd
+	// outage withdraws nobody. Set it to several heartbeats (the registrar's
+	// default heartbeat is a third of its TTL). Zero disables it.
+	GatewayStaleAfter time.Duration
 	// Logger receives the cache's logs. Nil discards them.
 	Logger *slog.Logger
 	// Metrics registers the cache's metrics. Nil means do not register.
@@ -115,6 +123,9 @@ func (c *CacheConfig) validate() error {
 	if c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
 		errs = multierror.Append(errs, fmt.Errorf("retry backoff %s-%s is not a range", c.RetryMin, c.RetryMax))
 	}
+	if c.GatewayStaleAfter < 0 {
+		errs = multierror.Append(errs, errors.New("gateway staleness must not be negative"))
+	}
 	if c.PersistDelay < 0 || c.FallbackAfter < 0 {
 		errs = multierror.Append(errs, errors.New("persist delay and fallback must not be negative"))
 	}
@@ -164,6 +175,7 @@ type published struct {
 	snap    *Snapshot
 	changed chan struct{}
 	entries []*entry
+	stale   []string // gateway keys left out as stale, sorted
 }
 
 var _ SnapshotSource = (*Cache)(nil)
@@ -329,14 +341,56 @@ func (c *Cache) markDirty() {
 // runPublisher builds and publishes a snapshot whenever a source changed.
 // Changes that arrive while it builds are coalesced into the next one.
 func (c *Cache) runPublisher(ctx context.Context) {
+	// With gateway staleness on, gateways can go stale without any event:
+	// check a few times per staleness period.
+	var check <-chan time.Time
+	if c.cfg.GatewayStaleAfter > 0 {
+		t := time.NewTicker(c.cfg.GatewayStaleAfter / 4)
+		defer t.Stop()
+		check = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.dirty:
+		case <-check:
+			if slices.Equal(c.staleGateways(), c.state.Load().stale) {
+				continue
+			}
 		}
 		c.publish()
 	}
+}
+
+// staleGateways lists, sorted, the keys of gateways whose records have not
+// been rewritten for GatewayStaleAfter of their source's answering time.
+func (c *Cache) staleGateways() []string {
+	if c.cfg.GatewayStaleAfter <= 0 {
+		return nil
+	}
+	var out []string
+	now := time.Now().UnixNano()
+	// A source silent for longer than this is unreachable, not idle.
+	silent := 3 * c.cfg.ProgressInterval
+	if silent <= 0 {
+		silent = c.cfg.GatewayStaleAfter
+	}
+	for _, s := range c.sources {
+		ref := now
+		if heard := s.lastHeard.Load(); now-heard > int64(silent) {
+			ref = heard // the clock stops while the source is unreachable
+		}
+		s.mu.Lock()
+		for k, e := range s.entries {
+			if e.rec.Info.Kind == KindGateway && ref-e.written.Load() > int64(c.cfg.GatewayStaleAfter) {
+				out = append(out, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+	slices.Sort(out)
+	return out
 }
 
 // publish merges the sources' records into a new snapshot and swaps it in.
@@ -360,12 +414,21 @@ func (c *Cache) publish() {
 		}
 		s.mu.Unlock()
 	}
-	records := make([]Record, len(entries))
-	for i, e := range entries {
-		records[i] = e.rec
+	stale := c.staleGateways()
+	records := make([]Record, 0, len(entries))
+	for _, e := range entries {
+		if _, found := slices.BinarySearch(stale, e.rec.Key); found {
+			continue
+		}
+		records = append(records, e.rec)
 	}
 	snap := NewSnapshot(revision, records)
-	next := &published{snap: snap, changed: make(chan struct{}), entries: entries}
+	next := &published{snap: snap, changed: make(chan struct{}), entries: entries, stale: stale}
+	if prev := c.state.Load(); !slices.Equal(prev.stale, stale) {
+		c.cfg.Logger.Warn("federation: the set of gateways withdrawn for a missed heartbeat changed",
+			logStale, stale, logRevision, revision)
+	}
+	c.metrics.staleGateways.Set(float64(len(stale)))
 	old := c.state.Swap(next)
 	close(old.changed)
 	c.fromDisk.Store(anyDisk)

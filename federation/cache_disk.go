@@ -155,7 +155,7 @@ func (c *Cache) loadDisk() {
 		rec.ModRevision = r.ModRevision
 		s.mu.Lock()
 		if !s.listed {
-			s.entries[r.Key] = &entry{rec: rec, value: r.Value}
+			s.entries[r.Key] = newEntry(rec, r.Value)
 			s.fromDisk = true
 			loaded++
 		}

@@ -23,6 +23,16 @@ var errWatchClosed = errors.New("watch channel closed")
 type entry struct {
 	rec   Record
 	value []byte
+	// written is when the record was last written (Unix nanoseconds, as
+	// observed by the cache): a rewrite of the same value, a gateway's
+	// heartbeat, only moves this.
+	written atomic.Int64
+}
+
+func newEntry(rec Record, value []byte) *entry {
+	e := &entry{rec: rec, value: value}
+	e.written.Store(time.Now().UnixNano())
+	return e
 }
 
 // source is the cache's view of one etcd.
@@ -111,7 +121,11 @@ func (c *Cache) relist(ctx context.Context, s *source) error {
 	next := make(map[string]*entry, len(kvs))
 	for _, kv := range kvs {
 		key := string(kv.Key)
-		if old, ok := s.entries[key]; ok && old.rec.ModRevision == kv.ModRevision && string(old.value) == string(kv.Value) {
+		if old, ok := s.entries[key]; ok && string(old.value) == string(kv.Value) {
+			// Same bytes, same record: keep its identity.
+			if old.rec.ModRevision != kv.ModRevision {
+				old.written.Store(time.Now().UnixNano())
+			}
 			next[key] = old
 			continue
 		}
@@ -255,6 +269,12 @@ func (c *Cache) apply(s *source, resp clientv3.WatchResponse) {
 			}
 			delete(s.invalid, key)
 		case clientv3.EventTypePut:
+			if old, ok := s.entries[key]; ok && string(old.value) == string(ev.Kv.Value) {
+				// A rewrite of the same value (a heartbeat) changes no
+				// record: note when, and publish nothing.
+				old.written.Store(time.Now().UnixNano())
+				continue
+			}
 			if e := c.decode(s, ev.Kv); e != nil {
 				s.entries[key] = e
 				changed = true
@@ -274,7 +294,7 @@ func (c *Cache) decode(s *source, kv *mvccpb.KeyValue) *entry {
 	if err == nil {
 		delete(s.invalid, key)
 		rec.ModRevision = kv.ModRevision
-		return &entry{rec: rec, value: kv.Value}
+		return newEntry(rec, kv.Value)
 	}
 	if s.invalid[key] == kv.ModRevision {
 		return nil

@@ -14,4 +14,5 @@ const (
 	logPath     = "path"
 	logRecords  = "records"
 	logSavedAt  = "saved_at"
+	logStale    = "stale_gateways"
 )

@@ -18,6 +18,7 @@ type cacheMetrics struct {
 	invalid       *prometheus.CounterVec
 	persistErrors prometheus.Counter
 	persists      prometheus.Counter
+	staleGateways prometheus.Gauge
 	snapshots     prometheus.Counter
 }
 
@@ -59,6 +60,10 @@ func newCacheMetrics(staleness, lastSync func() float64) *cacheMetrics {
 			Name: "strait_federation_snapshot_persists_total",
 			Help: "Snapshots written to the snapshot file.",
 		}),
+		staleGateways: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "strait_federation_stale_gateways",
+			Help: "Gateways withdrawn because their records were not rewritten within the staleness period.",
+		}),
 		snapshots: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strait_federation_snapshots_published_total",
 			Help: "Snapshots published to readers.",
@@ -71,7 +76,7 @@ func (m *cacheMetrics) register(r prometheus.Registerer) error {
 		return nil
 	}
 	for _, c := range []prometheus.Collector{m.revision, m.lastSync, m.staleness, m.relists,
-		m.watchRestarts, m.conflicts, m.invalid, m.persistErrors, m.persists, m.snapshots} {
+		m.watchRestarts, m.conflicts, m.invalid, m.persistErrors, m.persists, m.staleGateways, m.snapshots} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("federation: register metrics: %w", err)
 		}

@@ -36,6 +36,10 @@ type RegistrarConfig struct {
 	// dies. Zero means DefaultLeaseTTL. etcd rounds it to whole seconds and
 	// enforces a minimum of about 2s.
 	TTL time.Duration
+	// Heartbeat is how often gateway records are rewritten (unchanged), the
+	// health signal caches check with CacheConfig.GatewayStaleAfter. Zero
+	// means TTL/3; negative disables it. Other records are not rewritten.
+	Heartbeat time.Duration
 	// RetryMin and RetryMax bound the jittered backoff between attempts to
 	// re-grant a lost lease or retry a failed write. Zero means 200ms and 5s.
 	RetryMin, RetryMax time.Duration
@@ -48,6 +52,9 @@ type RegistrarConfig struct {
 func (c *RegistrarConfig) populate() {
 	if c.TTL == 0 {
 		c.TTL = DefaultLeaseTTL
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = c.TTL / 3
 	}
 	if c.RetryMin == 0 {
 		c.RetryMin = 200 * time.Millisecond
@@ -211,6 +218,12 @@ func (r *Registrar) session(ctx context.Context, bo *backoff) error {
 	written := map[string][]byte{}
 	dirty := true
 	var retry <-chan time.Time
+	var heartbeat <-chan time.Time
+	if r.cfg.Heartbeat > 0 {
+		t := time.NewTicker(r.cfg.Heartbeat)
+		defer t.Stop()
+		heartbeat = t.C
+	}
 	for {
 		if dirty {
 			dirty = false
@@ -240,6 +253,15 @@ func (r *Registrar) session(ctx context.Context, bo *backoff) error {
 		case <-retry:
 			retry = nil
 			dirty = true
+		case <-heartbeat:
+			// Forget that gateway records were written: the next sync
+			// writes them again.
+			for k := range written {
+				if info, err := r.cfg.Keyspace.Parse(k); err == nil && info.Kind == KindGateway {
+					delete(written, k)
+					dirty = true
+				}
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/strait-mesh/strait/internal/etcdtest"
@@ -152,4 +153,69 @@ func TestLeaseExpiryWithdrawsCluster(t *testing.T) {
 		svc, _ := s.Service(key)
 		return len(svc.Clusters) == 2
 	})
+}
+
+// TestHeartbeatWithdrawsGatewayWhoseLeaseLives is T05 in small: gateway
+// east dies, but its lease keeps being renewed (as repeated leader elections
+// do, etcd#9395). Its missing heartbeats withdraw it anyway, a heartbeating
+// gateway stays, east returns with its next write, and an etcd outage
+// withdraws nobody.
+func TestHeartbeatWithdrawsGatewayWhoseLeaseLives(t *testing.T) {
+	srv, cli := etcdtest.Start(t, 1)
+	ks := Keyspace{}
+	proxy := newTCPProxy(t, srv.Endpoints()[0])
+	reg := prometheus.NewRegistry()
+	const staleAfter = 1500 * time.Millisecond
+	c := startCache(t, CacheConfig{Sources: oneSource(dialTest(t, proxy.URL())), Metrics: reg,
+		GatewayStaleAfter: staleAfter, ProgressInterval: 100 * time.Millisecond})
+
+	west, err := NewRegistrar(RegistrarConfig{Client: cli, TTL: 5 * time.Second, Heartbeat: 300 * time.Millisecond,
+		Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	west.Put(ks.Gateway("west", "gw-0"), testGateway("west", "gw-0"))
+	runRegistrar(t, west)
+	// East's record lives under a lease nobody lets expire, and nobody
+	// heartbeats it: east is dead but etcd does not know.
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	lease, err := cli.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eastValue := string(encode(t, testGateway("east", "gw-0")))
+	if _, err := cli.Put(ctx, ks.Gateway("east", "gw-0"), eastValue, clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "both gateways", func(s *Snapshot) bool { return s.ClusterAlive("west") && s.ClusterAlive("east") })
+	seen := time.Now()
+	s := waitFor(t, c, "east withdrawn", func(s *Snapshot) bool { return !s.ClusterAlive("east") })
+	t.Logf("east withdrawn %s after it was last seen (staleness %s)", time.Since(seen).Round(10*time.Millisecond), staleAfter)
+	if !s.ClusterAlive("west") {
+		t.Error("heartbeating west was withdrawn")
+	}
+	if v := counterValue(t, reg, "strait_federation_stale_gateways", nil); v != 1 {
+		t.Errorf("stale gateways = %v, want 1", v)
+	}
+	if _, ok := leaseOf(t, cli, ks.Gateway("east", "gw-0")); !ok {
+		t.Fatal("east's record is gone from etcd: the test proves nothing")
+	}
+
+	// One write, even of the same value, brings east back.
+	if _, err := cli.Put(ctx, ks.Gateway("east", "gw-0"), eastValue, clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "east back", func(s *Snapshot) bool { return s.ClusterAlive("east") })
+
+	// While etcd is unreachable nobody's heartbeat arrives, and nobody is
+	// withdrawn for it.
+	before := c.Snapshot()
+	proxy.Pause()
+	poll(t, "an outage longer than the staleness period", func() bool {
+		return c.Staleness() > 2*staleAfter
+	})
+	if after := c.Snapshot(); after != before || !after.ClusterAlive("west") {
+		t.Error("an etcd outage withdrew gateways")
+	}
 }
