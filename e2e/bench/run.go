@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,7 +22,8 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultThroughputDuration = 5 * time.Second
+	DefaultThroughputDuration = 3 * time.Second
+	DefaultThroughputRuns     = 3
 	DefaultLatencyDuration    = 10 * time.Second
 	DefaultQPS                = 1000
 	DefaultConns              = 8
@@ -44,8 +46,12 @@ type Config struct {
 	WorkDir string
 	Keep    bool
 	// ThroughputDuration is the measured length of one iperf3 run (one
-	// more second is run and omitted). Zero means 5s.
+	// more second is run and omitted). Zero means 3s.
 	ThroughputDuration time.Duration
+	// ThroughputRuns is the number of iperf3 runs per setup and stream
+	// count; the median is reported. The setups take turns, so that a
+	// change in the machine's load touches them all. Zero means 3.
+	ThroughputRuns int
 	// LatencyDuration is the length of one fortio run. Zero means 10s.
 	LatencyDuration time.Duration
 	// QPS, Conns and Payload shape the fortio load. Zero means 1000
@@ -90,6 +96,7 @@ func (c Config) withDefaults() Config {
 	def(&c.LatencyDuration, DefaultLatencyDuration)
 	def(&c.WANRTT, DefaultWANRTT)
 	def(&c.Timeout, DefaultTimeout)
+	defInt(&c.ThroughputRuns, DefaultThroughputRuns)
 	defInt(&c.QPS, DefaultQPS)
 	defInt(&c.Conns, DefaultConns)
 	defInt(&c.Payload, DefaultPayload)
@@ -319,26 +326,32 @@ func (e *env) throughput(ctx context.Context) error {
 		if streams > 1 {
 			m.Bench += "s"
 		}
-		for _, en := range entries {
-			var stopPerf func() error
-			if en.setup == SetupStrait && e.cfg.PerfDir != "" {
-				var err error
-				if stopPerf, err = e.startPerf(ctx, fmt.Sprintf("strait-%d", streams)); err != nil {
+		runs := map[string][]float64{}
+		for run := range e.cfg.ThroughputRuns {
+			for _, en := range entries {
+				var stopPerf func() error
+				if en.setup == SetupStrait && e.cfg.PerfDir != "" && run == 0 {
+					var err error
+					if stopPerf, err = e.startPerf(ctx, fmt.Sprintf("strait-%d", streams)); err != nil {
+						errs = append(errs, err)
+					}
+				}
+				v, err := Iperf3(ctx, e.bins.iperf3, en.addr, streams, e.cfg.ThroughputDuration)
+				if stopPerf != nil {
+					if perr := stopPerf(); perr != nil {
+						errs = append(errs, perr)
+					}
+				}
+				if err != nil {
 					errs = append(errs, err)
+					continue
 				}
+				e.log.Info("throughput", "setup", en.setup, "streams", streams, "run", run, "gbps", v)
+				runs[en.setup] = append(runs[en.setup], v)
 			}
-			v, err := Iperf3(ctx, e.bins.iperf3, en.addr, streams, e.cfg.ThroughputDuration)
-			if stopPerf != nil {
-				if perr := stopPerf(); perr != nil {
-					errs = append(errs, perr)
-				}
-			}
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			e.log.Info("throughput", "setup", en.setup, "streams", streams, "gbps", v)
-			m.Values[en.setup] = v
+		}
+		for setup, vs := range runs {
+			m.Values[setup] = median(vs)
 		}
 		e.add(m)
 	}
@@ -378,6 +391,18 @@ func (e *env) startPerf(ctx context.Context, name string) (func() error, error) 
 			return ctx.Err()
 		}
 	}, nil
+}
+
+// median returns the median of vs (the mean of the middle two for an even
+// count).
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 func retry(ctx context.Context, n int, wait time.Duration, f func() error) error {

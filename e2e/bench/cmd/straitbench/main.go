@@ -38,6 +38,7 @@ func run() int {
 	flag.StringVar(&cfg.WorkDir, "workdir", "", "directory for configs, logs and binaries (default: a temporary one)")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the temporary directory")
 	flag.DurationVar(&cfg.ThroughputDuration, "throughput-duration", bench.DefaultThroughputDuration, "measured length of one iperf3 run")
+	flag.IntVar(&cfg.ThroughputRuns, "throughput-runs", bench.DefaultThroughputRuns, "iperf3 runs per setup (the median is reported)")
 	flag.DurationVar(&cfg.LatencyDuration, "latency-duration", bench.DefaultLatencyDuration, "length of one fortio run")
 	flag.IntVar(&cfg.QPS, "qps", bench.DefaultQPS, "fortio request rate")
 	flag.IntVar(&cfg.TTFBConns, "ttfb-conns", bench.DefaultTTFBConns, "new connections per time-to-first-byte sample set")
