@@ -116,6 +116,16 @@ func TestFederationCLI(t *testing.T) {
 		t.Errorf("status table: %v\n%s", err, out)
 	}
 
+	// A running reader (as a gateway runs) sees config changes live.
+	cache, err := federation.NewCache(federation.CacheConfig{Sources: []federation.Source{{Client: cli}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cacheDone := make(chan error, 1)
+	go func() { cacheDone <- cache.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-cacheDone })
+	<-cache.Synced()
+
 	// Config set from YAML, then get, globally and per cluster.
 	dir := t.TempDir()
 	file := filepath.Join(dir, "config.yaml")
@@ -124,6 +134,18 @@ func TestFederationCLI(t *testing.T) {
 	}
 	if out, err := runCLI(t, newConfigCmd(), "set", etcd, "-f", file); err != nil {
 		t.Fatalf("config set: %v\n%s", err, out)
+	}
+	deadline := time.After(20 * time.Second)
+	for {
+		changed := cache.Changed()
+		if cache.Snapshot().Config("west").GetDrainTimeout().AsDuration() == 20*time.Second {
+			break
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatal("the running cache did not see the new config")
+		}
 	}
 	out, err = runCLI(t, newConfigCmd(), "get", etcd)
 	if err != nil || !strings.Contains(out, "drainTimeout: 20s") || !strings.Contains(out, "- us-east") {
