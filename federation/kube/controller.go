@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -33,6 +34,10 @@ type Controller struct {
 
 	// poke wakes the loop; it holds at most one pending wake-up.
 	poke chan struct{}
+
+	// runMu is held by run: a run started late by the leader elector
+	// waits for the previous one to end (it then sees its context done).
+	runMu sync.Mutex
 
 	// Listers, set by Run once the informers have synced.
 	services  corelisters.ServiceLister
@@ -81,6 +86,11 @@ func isCanceled(err error) bool {
 }
 
 func (c *Controller) run(ctx context.Context) error {
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if err := c.waitForMCSAPI(ctx); err != nil {
 		return err
 	}

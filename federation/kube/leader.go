@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/leaderelection"
@@ -17,7 +18,12 @@ func (c *Controller) runElected(ctx context.Context) error {
 		Client:     c.cfg.Kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: le.Identity},
 	}
-	var runErr error
+	// The elector calls OnStartedLeading in its own goroutine and may
+	// return before that goroutine ends (or even starts): the result of a
+	// run travels through done, and run itself never overlaps another (see
+	// Controller.runMu).
+	var mu sync.Mutex
+	var done chan error
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   le.LeaseDuration,
@@ -28,7 +34,11 @@ func (c *Controller) runElected(ctx context.Context) error {
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) {
 				c.log.Info("leading", logName, le.Name)
-				runErr = c.run(lctx)
+				ch := make(chan error, 1)
+				mu.Lock()
+				done = ch
+				mu.Unlock()
+				ch <- c.run(lctx)
 			},
 			OnStoppedLeading: func() { c.log.Info("not leading", logName, le.Name) },
 		},
@@ -37,10 +47,16 @@ func (c *Controller) runElected(ctx context.Context) error {
 		return err
 	}
 	for ctx.Err() == nil {
-		runErr = nil
 		elector.Run(ctx) // returns when the lease is lost or ctx ends
-		if runErr != nil && ctx.Err() == nil && !isCanceled(runErr) {
-			return runErr
+		mu.Lock()
+		ch := done
+		done = nil
+		mu.Unlock()
+		if ch == nil {
+			continue
+		}
+		if err := <-ch; err != nil && ctx.Err() == nil && !isCanceled(err) {
+			return err
 		}
 	}
 	return ctx.Err()
