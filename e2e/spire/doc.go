@@ -3,7 +3,7 @@
 // and the unix workload attestor, so that the test process itself is the
 // workload and gets SVIDs from the Workload API.
 //
-// The binaries come from the tools module e2e/tools (spire-server and
+// The binaries come from the tools module e2e/tools/spire (spire-server and
 // spire-agent v1.13.3), built into e2e/tools/bin by e2e/tools/build-spire.sh,
 // or from the directory named by STRAIT_SPIRE_BIN. Without them tests skip
 // with a message, except when CI=true, where they fail.
