@@ -47,7 +47,7 @@ func TestCacheCompactionWhileDisconnected(t *testing.T) {
 	putRaw(t, cli, ks.Export("west", "shop", "churn"), encode(t, testExport("west", "shop", "churn", time.Unix(1, 0))))
 	putRaw(t, cli, ks.Export("west", "shop", "doomed"), encode(t, testExport("west", "shop", "doomed", time.Unix(1, 0))))
 	reg := prometheus.NewRegistry()
-	c := startCache(t, CacheConfig{Sources: oneSource(cacheCli), Metrics: reg,
+	c := startCache(t, CacheConfig{Sources: oneSource(cacheCli), Metrics: reg, PageSize: 7, // several pages
 		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond})
 	before := c.Snapshot()
 	identity := map[string]*straitv1.Export{}
