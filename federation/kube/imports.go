@@ -376,7 +376,9 @@ func (c *Controller) egressAddrs(ctx context.Context, snap *federation.Snapshot)
 			continue
 		}
 		for _, ip := range ips {
-			if ip.IsUnspecified() || ip.IsLoopback() && false {
+			// The API server refuses these in an EndpointSlice.
+			if ip.IsUnspecified() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() {
+				c.log.Warn("gateway egress address cannot be an endpoint", logAddress, hp)
 				continue
 			}
 			out = append(out, egressAddr{ip: ip.Unmap(), port: int32(port)})

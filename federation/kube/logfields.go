@@ -6,7 +6,6 @@ const (
 	logName      = "name"
 	logError     = "error"
 	logRetryIn   = "retry_in"
-	logReason    = "reason"
 	logCluster   = "cluster"
 	logAddress   = "address"
 )
