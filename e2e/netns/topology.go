@@ -8,14 +8,17 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
 
+	"github.com/strait-mesh/strait/e2e/wait"
 	"github.com/strait-mesh/strait/e2e/wan"
 )
 
@@ -144,6 +147,9 @@ func Build(ctx context.Context, spec Spec) (*Topology, error) {
 	if err := t.build(ctx); err != nil {
 		return nil, errors.Join(err, t.Close())
 	}
+	if err := t.waitLinksUp(ctx); err != nil {
+		return nil, errors.Join(err, t.Close())
+	}
 	t.log.Info("topology built", "namespaces", len(t.nsNames), "took", time.Since(start).Round(time.Millisecond), "logs", logDir)
 	return t, nil
 }
@@ -242,6 +248,43 @@ func (t *Topology) buildCluster(ctx context.Context, i int, cs ClusterSpec) (*Cl
 		}
 	}
 	return c, nil
+}
+
+// waitLinksUp waits until every interface of every namespace is
+// operationally up. The kernel attaches a device's queueing discipline, and
+// sets it up, from its link watch, which runs up to a second after the
+// carrier comes on; until then the device drops what it is given, and the
+// first connection through it would pay a 1 s SYN retransmission.
+func (t *Topology) waitLinksUp(ctx context.Context) error {
+	t.mu.Lock()
+	names := append([]string(nil), t.nsNames...)
+	t.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, ns := range names {
+		var down []string
+		err := wait.Until(ctx, 20*time.Millisecond, func(ctx context.Context) (bool, error) {
+			out, err := exec.CommandContext(ctx, "ip", "-n", ns, "-o", "link", "show").Output()
+			if err != nil {
+				return false, fmt.Errorf("netns: ip -n %s link show: %w", ns, err)
+			}
+			down = down[:0]
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				f := strings.Fields(line)
+				if len(f) < 2 || strings.HasPrefix(f[1], "lo:") {
+					continue
+				}
+				if !strings.Contains(line, " state UP ") {
+					down = append(down, strings.TrimSuffix(f[1], ":"))
+				}
+			}
+			return len(down) == 0, nil
+		})
+		if err != nil {
+			return fmt.Errorf("netns: links of %s not up (%v): %w", ns, down, err)
+		}
+	}
+	return nil
 }
 
 // newNS creates a namespace named <prefix>-<suffix> with loopback up.
