@@ -8,23 +8,23 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/strait-mesh/strait/federation"
 	"github.com/strait-mesh/strait/proxy/proxyproto"
+	"github.com/strait-mesh/strait/trust"
 )
 
 // inboundTLS is the server side of the inner mTLS: the workload SVID,
-// callers verified against their own trust domain's bundle and authorized
-// by authorizeCaller. A refused caller gets a bad_certificate alert.
-func (p *Proxy) inboundTLS() *tls.Config {
-	cfg := tlsconfig.MTLSServerConfig(p.cfg.SVIDs, p.cfg.Bundles, p.authorizeCaller)
-	cfg.MinVersion = tlsMinVersion
-	// No resumption: every connection is verified against the current
-	// bundles and policy (cf. CVE-2022-21654).
-	cfg.SessionTicketsDisabled = true
-	return cfg
+// callers verified against their own trust domain's bundle (with trust's
+// leaf checks, on every connection, resumed or not) and authorized by
+// authorizeCaller. A refused caller gets a bad_certificate alert.
+func (p *Proxy) inboundTLS() (*tls.Config, error) {
+	cfg, err := trust.ServerTLSConfig(trust.TLSConfig{SVID: p.cfg.SVIDs, Bundles: p.cfg.Bundles, Authorizer: p.authorizeCaller})
+	if err != nil {
+		return nil, wrapf("inbound TLS: %w", err)
+	}
+	return cfg, nil
 }
 
 // serveInbound terminates the inner TLS of one connection, connects to the

@@ -11,6 +11,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+	"github.com/strait-mesh/strait/trust"
 )
 
 // serveOutbound connects one application connection to its upstream and
@@ -99,8 +100,11 @@ func (p *Proxy) attempt(ctx context.Context, c candidate) (*tls.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := tlsconfig.MTLSClientConfig(p.cfg.SVIDs, p.cfg.Bundles, tlsconfig.AdaptMatcher(c.allowed))
-	cfg.MinVersion = tlsMinVersion
+	cfg, err := trust.ClientTLSConfig(trust.TLSConfig{SVID: p.cfg.SVIDs, Bundles: p.cfg.Bundles, Authorizer: tlsconfig.AdaptMatcher(c.allowed)})
+	if err != nil {
+		_ = raw.Close()
+		return nil, wrapf("outbound TLS: %w", err)
+	}
 	cfg.ServerName = c.sni
 	conn := tls.Client(&refusalConn{Conn: raw}, cfg)
 	if err := p.handshake(ctx, conn); err != nil {

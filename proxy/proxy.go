@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -136,7 +135,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer stopConns()
 	g, gctx := errgroup.WithContext(ctx)
 	if p.inbound != nil {
-		inTLS := p.inboundTLS()
+		inTLS, err := p.inboundTLS()
+		if err != nil {
+			return err
+		}
 		g.Go(func() error {
 			return p.acceptLoop(gctx, p.inbound, func(c net.Conn) { p.serveInbound(connCtx, inTLS, c) })
 		})
@@ -265,6 +267,3 @@ func (p *Proxy) drain(stopConns context.CancelFunc) {
 	p.conns.wait()
 	p.log.Info("proxy stopped")
 }
-
-// tlsMinVersion is the only TLS version of the inner connection.
-const tlsMinVersion = tls.VersionTLS13
