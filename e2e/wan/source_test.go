@@ -134,3 +134,28 @@ func TestParseSourceFlag(t *testing.T) {
 		}
 	}
 }
+
+// A UDP flow whose backend answers with ICMP port unreachable is dropped, so
+// the client's next datagrams open a flow to the next backend.
+func TestUDPFlowMovesOffARefusingBackend(t *testing.T) {
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.LocalAddr().String()
+	dead.Close()
+	echo := newEchoServer(t)
+	l := startLink(t, LinkConfig{Backends: []string{deadAddr, echo.addr()}})
+	c := dialFrom(t, "udp", "127.0.0.1", l.Addr().String())
+	tries := 0
+	for {
+		tries++
+		if err := udpRoundTrip(c, 50*time.Millisecond); err == nil {
+			break
+		}
+		if tries == 20 {
+			t.Fatalf("no echo after %d datagrams: stats %+v", tries, l.Stats())
+		}
+	}
+	t.Logf("first echo after %d datagrams (the first flow went to the refusing backend)", tries)
+}
