@@ -49,7 +49,7 @@ type gatewayFile struct {
 }
 
 func newGatewayCmd() *cobra.Command {
-	var path string
+	var path, kubeconfig string
 	cmd := &cobra.Command{
 		Use:   "gateway --config gateway.yaml",
 		Short: "Run an east-west gateway of a cluster",
@@ -61,7 +61,12 @@ The gateway registers itself in etcd under a lease, watches the federation
 into a local snapshot (persisted to snapshotPath so that it can start and
 route while etcd is down), and applies the live configuration kept in etcd.
 SIGTERM drains it: it withdraws its record, refuses new streams with the
-draining code so that callers retry elsewhere, and lets open streams finish.`,
+draining code so that callers retry elsewhere, and lets open streams finish.
+
+With --kubeconfig (or inside a Kubernetes pod) the gateway also runs the
+Multi-Cluster Services controller of its cluster: ServiceExports become
+exports in etcd, and every global service gets a ServiceImport and derived
+Service and EndpointSlices pointing at the gateway's egress.`,
 		Example: `  strait gateway --config /etc/strait/gateway.yaml
 
   # gateway.yaml
@@ -80,15 +85,16 @@ draining code so that callers retry elsewhere, and lets open streams finish.`,
 			if err := readFileConfig(path, &f); err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
-			return runGateway(cmd, f)
+			return runGateway(cmd, f, kubeconfig)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "gateway config file (YAML or JSON)")
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "run the Kubernetes MCS controller (ServiceExport -> export, global services -> ServiceImport) with this kubeconfig; in a pod it runs with the in-cluster config")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
 
-func runGateway(cmd *cobra.Command, f gatewayFile) error {
+func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 	level, err := parseLevel(or(f.LogLevel, "info"))
 	if err != nil {
 		return err
@@ -125,6 +131,11 @@ func runGateway(cmd *cobra.Command, f gatewayFile) error {
 	g.Go(func() error { return id.run(ctx) })
 	g.Go(func() error { return n.Run(ctx) })
 	g.Go(func() error { return gw.Run(ctx) })
+	if kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		g.Go(func() error {
+			return startKubeController(ctx, kubeconfig, f.Cluster, n.Store, n.Cache, n.Registrar, log, reg)
+		})
+	}
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():
