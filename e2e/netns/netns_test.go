@@ -383,3 +383,47 @@ func TestClusterKill(t *testing.T) {
 		t.Errorf("Procs(east/gw1) = %d, want 1", got)
 	}
 }
+
+func TestClusterIsolateAndRejoin(t *testing.T) {
+	topo := BuildT(t, testSpec())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pod, gw, member, client := topo.Host("west", "pod1"), topo.Host("west", "gw1"), topo.Host("etcd", "m1"), topo.Host("east", "client")
+	for _, h := range []*Host{pod, member} {
+		if _, err := h.StartHelper("echo", "-listen", h.AddrPort(7000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link, err := topo.StartLink(ctx, wan.LinkConfig{Listen: ":7000", Backends: []string{pod.AddrPort(7000)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waitEcho(ctx, client, link.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitEcho(ctx, pod, member.AddrPort(7000)); err != nil {
+		t.Fatal(err)
+	}
+	west := topo.Cluster("west")
+	if err := west.Isolate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := echoOnce(ctx, client, link.Addr().String()); err == nil {
+		t.Error("east reached west through its link while west was isolated")
+	}
+	if err := echoOnce(ctx, pod, member.AddrPort(7000)); err == nil {
+		t.Error("isolated west reached the etcd region")
+	}
+	if err := echoOnce(ctx, gw, pod.AddrPort(7000)); err != nil {
+		t.Errorf("inside isolated west: %v", err)
+	}
+	if err := west.Rejoin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitEcho(ctx, client, link.Addr().String()); err != nil {
+		t.Errorf("after Rejoin, east to west: %v", err)
+	}
+	if err := waitEcho(ctx, pod, member.AddrPort(7000)); err != nil {
+		t.Errorf("after Rejoin, west to etcd: %v", err)
+	}
+}

@@ -93,6 +93,33 @@ func (c *Cluster) Kill() error {
 	return errs.ErrorOrNil()
 }
 
+// Isolate cuts the cluster off from everything outside it, in both
+// directions, with nftables drop rules on its router: the WAN (so the WAN
+// links in front of it, and its hosts' connections out through them) and
+// every other cluster's subnet. Packets vanish, so connections hang, as
+// when a region's network fails; traffic inside the cluster still flows.
+// Rejoin undoes it.
+func (c *Cluster) Isolate(ctx context.Context) error {
+	t := c.router.topo
+	peers := []netip.Prefix{t.plan.wanSubnet()}
+	for _, o := range t.clusters {
+		if o != c {
+			peers = append(peers, o.subnet)
+		}
+	}
+	for _, p := range peers {
+		if err := c.router.Partition(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Rejoin ends Isolate (and any other partition set on the router).
+func (c *Cluster) Rejoin(ctx context.Context) error {
+	return c.router.HealAll(ctx)
+}
+
 // Procs returns the processes the topology started on host, running or not.
 func (t *Topology) Procs(host *Host) []*Proc {
 	t.mu.Lock()
