@@ -33,6 +33,7 @@ type pool struct {
 // peer is a remote gateway and the state of the connection to it.
 type peer struct {
 	cluster, id string
+	seenRev     int64 // newest snapshot revision listing the peer; guarded by pool.mu
 
 	mu       sync.Mutex
 	rec      *straitv1.Gateway
@@ -45,9 +46,9 @@ type peer struct {
 
 func newPool(g *Gateway) *pool { return &pool{g: g, peers: map[string]*peer{}} }
 
-// peerFor returns the peer of a Gateway record, updating the record it
-// dials. A changed address or identity closes the old connection.
-func (p *pool) peerFor(rec *straitv1.Gateway) *peer {
+// peerFor returns the peer of a Gateway record found in the snapshot at
+// revision rev, updating the record it dials. A changed address or identity closes the old connection.
+func (p *pool) peerFor(rec *straitv1.Gateway, rev int64) *peer {
 	key := rec.GetCluster() + "/" + rec.GetId()
 	p.mu.Lock()
 	pr, ok := p.peers[key]
@@ -55,6 +56,7 @@ func (p *pool) peerFor(rec *straitv1.Gateway) *peer {
 		pr = &peer{cluster: rec.GetCluster(), id: rec.GetId(), rec: rec}
 		p.peers[key] = pr
 	}
+	pr.seenRev = max(pr.seenRev, rev)
 	p.mu.Unlock()
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
@@ -196,7 +198,9 @@ func (p *pool) noteStreamFailure(pr *peer, c *pconn) {
 	}
 }
 
-// prune closes the connections of gateways that left the snapshot.
+// prune closes the connections of gateways that left the snapshot. A peer
+// seen in a newer snapshot than snap is kept: the watch loop may prune with
+// a snapshot older than the one a connection was routed by.
 func (p *pool) prune(snap *federation.Snapshot) {
 	live := map[string]bool{}
 	for _, c := range snap.Clusters() {
@@ -207,7 +211,7 @@ func (p *pool) prune(snap *federation.Snapshot) {
 	p.mu.Lock()
 	var gone []*peer
 	for key, pr := range p.peers {
-		if !live[key] {
+		if !live[key] && pr.seenRev <= snap.Revision() {
 			gone = append(gone, pr)
 			delete(p.peers, key)
 		}

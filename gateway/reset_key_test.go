@@ -31,6 +31,9 @@ func TestStatelessResetAfterCrash(t *testing.T) {
 	a.pool.mu.Lock()
 	pr := a.pool.peers["b/b1"]
 	a.pool.mu.Unlock()
+	if pr == nil {
+		t.Fatal("no pooled peer b/b1")
+	}
 	pr.mu.Lock()
 	old := pr.conn
 	pr.mu.Unlock()

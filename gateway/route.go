@@ -117,7 +117,7 @@ func (g *Gateway) clusterCandidates(snap *federation.Snapshot, cluster string) [
 		if gw.GetDraining() {
 			continue
 		}
-		pr := g.pool.peerFor(gw)
+		pr := g.pool.peerFor(gw, snap.Revision())
 		out = append(out, candidate{cluster: cluster, rec: gw, peer: pr, rank: pr.rank(now)})
 	}
 	if len(out) < 2 {
