@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -101,8 +102,13 @@ func New(cfg Config) (*Node, error) {
 		Sources:      []federation.Source{{Name: "etcd", Client: cfg.Etcd}},
 		Keyspace:     cfg.Keyspace,
 		SnapshotPath: cfg.SnapshotPath,
-		Logger:       log,
-		Metrics:      cfg.Metrics,
+		// Gateways heartbeat their records every third of the TTL: one
+		// silent for two TTLs is dead even if etcd leader elections keep
+		// renewing its lease (etcd#9395). This assumes the federation's
+		// processes share one TTL.
+		GatewayStaleAfter: 2 * cmp.Or(cfg.LeaseTTL, federation.DefaultLeaseTTL),
+		Logger:            log,
+		Metrics:           cfg.Metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
