@@ -14,6 +14,7 @@ import (
 	"github.com/strait-mesh/strait/federation"
 	"github.com/strait-mesh/strait/gateway/tunnel"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+	"github.com/strait-mesh/strait/trust"
 )
 
 // gatewayPathPrefix starts the path of every gateway SPIFFE ID:
@@ -41,24 +42,28 @@ func authorizeAnyGateway() tlsconfig.Authorizer {
 	}
 }
 
-// serverTLS is the ingress's TLS configuration: TLS 1.3, mutual
-// authentication with gateway SVIDs, no session tickets (so no resumption
-// across bundle changes and no 0-RTT).
-func (g *Gateway) serverTLS() *tls.Config {
-	c := tlsconfig.MTLSServerConfig(g.cfg.SVIDs, g.cfg.Bundles, authorizeAnyGateway())
-	c.MinVersion = tls.VersionTLS13
+// serverTLS is the ingress's TLS configuration: mutual authentication with
+// gateway SVIDs verified by trust (each peer against its own trust domain's
+// bundle, typed leaf and key-usage checks, on every connection), TLS 1.3, no
+// session tickets (so no resumption across bundle changes and no 0-RTT).
+func (g *Gateway) serverTLS() (*tls.Config, error) {
+	c, err := trust.ServerTLSConfig(trust.TLSConfig{SVID: g.cfg.SVIDs, Bundles: g.cfg.Bundles, Authorizer: authorizeAnyGateway()})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: ingress TLS: %w", err)
+	}
 	c.NextProtos = []string{tunnel.ALPN}
-	c.SessionTicketsDisabled = true
-	return c
+	return c, nil
 }
 
 // clientTLS is the configuration to dial a remote gateway that must present
 // peer.
-func (g *Gateway) clientTLS(peer spiffeid.ID) *tls.Config {
-	c := tlsconfig.MTLSClientConfig(g.cfg.SVIDs, g.cfg.Bundles, tlsconfig.AuthorizeID(peer))
-	c.MinVersion = tls.VersionTLS13
+func (g *Gateway) clientTLS(peer spiffeid.ID) (*tls.Config, error) {
+	c, err := trust.ClientTLSConfig(trust.TLSConfig{SVID: g.cfg.SVIDs, Bundles: g.cfg.Bundles, Authorizer: tlsconfig.AuthorizeID(peer)})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: dial TLS: %w", err)
+	}
 	c.NextProtos = []string{tunnel.ALPN}
-	return c
+	return c, nil
 }
 
 // peerID returns the SPIFFE ID of the peer of an established connection.

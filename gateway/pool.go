@@ -166,10 +166,14 @@ func (p *pool) dialRecord(ctx context.Context, rec *straitv1.Gateway) (*quic.Con
 	if err != nil {
 		return nil, fmt.Errorf("gateway: remote gateway address %q: %w", rec.GetAddress(), err)
 	}
+	tlsConf, err := p.g.clientTLS(id)
+	if err != nil {
+		return nil, err
+	}
 	live := p.g.liveNow()
 	ctx, cancel := context.WithTimeout(ctx, live.dial)
 	defer cancel()
-	c, err := p.g.transport.Dial(ctx, addr, p.g.clientTLS(id), live.quicConfig(false, p.g.cfg.HandshakeTimeout))
+	c, err := p.g.transport.Dial(ctx, addr, tlsConf, live.quicConfig(false, p.g.cfg.HandshakeTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: dial %s at %s: %w", id, addr, err)
 	}

@@ -80,7 +80,11 @@ func (g *Gateway) bind() error {
 	if g.cfg.StatelessResetKey == nil {
 		g.log.Info("gateway: no stateless reset key configured; peers detect a restart by idle timeout")
 	}
-	g.listener, err = g.transport.Listen(g.serverTLS(), g.serverQUICConfig())
+	tlsConf, err := g.serverTLS()
+	if err != nil {
+		return err
+	}
+	g.listener, err = g.transport.Listen(tlsConf, g.serverQUICConfig())
 	if err != nil {
 		return fmt.Errorf("gateway: listen QUIC: %w", err)
 	}
