@@ -348,3 +348,28 @@ func (l *Link) releaseAt(dir Direction, udp bool, src netip.Addr) (time.Time, bo
 	}
 	return time.Now().Add(d), false
 }
+
+// Flap partitions the whole link for down, heals it for up, and repeats
+// until ctx ends; it then heals the link and returns ctx.Err(). It is the
+// flapping fault of reliability test T10 (for instance 5 s on, 5 s off).
+func (l *Link) Flap(ctx context.Context, down, up time.Duration) error {
+	defer l.Heal()
+	timer := time.NewTimer(down)
+	defer timer.Stop()
+	for {
+		l.Partition()
+		timer.Reset(down)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+		l.Heal()
+		timer.Reset(up)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/strait-mesh/strait/e2e/wait"
 )
 
 // dialFrom dials addr from a given loopback address.
@@ -158,4 +160,20 @@ func TestUDPFlowMovesOffARefusingBackend(t *testing.T) {
 		}
 	}
 	t.Logf("first echo after %d datagrams (the first flow went to the refusing backend)", tries)
+}
+
+func TestFlap(t *testing.T) {
+	echo := newEchoServer(t)
+	l := startLink(t, LinkConfig{Backends: []string{echo.addr()}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Flap(ctx, 20*time.Millisecond, 20*time.Millisecond) }()
+	wait.For(t, 5*time.Second, "3 partitions", func() bool { return l.Stats().Partitions >= 3 })
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Errorf("Flap = %v", err)
+	}
+	if l.Partitioned() {
+		t.Error("link still partitioned after Flap returned")
+	}
 }
