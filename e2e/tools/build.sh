@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # build.sh builds the tools pinned in e2e/tools/go.mod (the `tool` block) into
 # e2e/tools/bin (gitignored). A tool is rebuilt only when its binary is missing
-# or was built from another module version or Go version; the Go build cache
-# keeps rebuilds short.
+# or was built from another module version, go.sum (any dependency) or Go
+# version; the Go build cache keeps rebuilds short.
 #
 # Usage: e2e/tools/build.sh [-f] [name...]
 #   name  binary names to build (default: every tool of the module, as
@@ -42,6 +42,7 @@ wanted() {
 }
 
 goversion="$(go env GOVERSION)"
+sum="$(sha256sum "${here}/go.sum" | cut -c1-16)"
 mkdir -p "${bin}"
 # Test packages run in parallel and may build the same tool: one at a time.
 exec 9>"${bin}/.build.lock"
@@ -52,7 +53,7 @@ while read -r pkg version; do
 	wanted "${name}" || continue
 	found+=("${name}")
 	stamp="${bin}/.${name}.stamp"
-	want_stamp="${pkg}@${version} ${goversion}"
+	want_stamp="${pkg}@${version} ${sum} ${goversion}"
 	if [[ ${force} -eq 0 && -x "${bin}/${name}" && -f "${stamp}" \
 		&& "$(cat "${stamp}")" == "${want_stamp}" ]]; then
 		continue
