@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,9 @@ type loadRun struct {
 	gen    *load.Generator
 	cancel context.CancelFunc
 	done   chan error
+
+	once    sync.Once
+	history load.History
 }
 
 // startLoad opens rate new connections per second from h to listen until
@@ -51,9 +55,12 @@ func startLoad(t *testing.T, ctx context.Context, h *netns.Host, listen, cluster
 // stop ends the load, waits for the requests in flight, and returns the
 // whole history.
 func (lr *loadRun) stop() load.History {
-	lr.cancel()
-	<-lr.done
-	return lr.gen.History()
+	lr.once.Do(func() {
+		lr.cancel()
+		<-lr.done
+		lr.history = lr.gen.History()
+	})
+	return lr.history
 }
 
 // waitSettled waits until the requests started since from have been prompt
@@ -136,3 +143,26 @@ func failures(h load.History, t0 time.Time, n int) string {
 
 // ms formats a duration for notes.
 func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
+
+// timeline describes h from from to to in buckets relative to t0: per
+// bucket, the requests started, who served them, how many were slow and how
+// many failed.
+func timeline(h load.History, t0, from, to time.Time, bucket time.Duration) string {
+	var b strings.Builder
+	for at := from; at.Before(to); at = at.Add(bucket) {
+		w := h.Between(at, at.Add(bucket))
+		if len(w) == 0 {
+			continue
+		}
+		s := w.Summary()
+		slow := 0
+		for _, r := range w {
+			if r.OK() && r.Latency > promptLatency {
+				slow++
+			}
+		}
+		fmt.Fprintf(&b, "\n  %+7.2fs %3d sent %v slow %d failed %d max %s", at.Sub(t0).Seconds(), s.Sent,
+			s.ByCluster, slow, s.Failed, ms(s.Max))
+	}
+	return b.String()
+}

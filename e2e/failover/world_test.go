@@ -97,7 +97,7 @@ type world struct {
 	log  *slog.Logger
 
 	defs     map[string]clusterDef
-	links    map[string]*wan.Link  // the WAN link in front of each gateway, by "cluster/host"
+	links    map[string]*wan.Link   // the WAN link in front of each gateway, by "cluster/host"
 	gateways map[string]*netns.Proc // by "cluster/host"
 	apps     map[string]*netns.Proc // demo apps, by "cluster/host"
 	proxies  map[string]*netns.Proc // proxies, by "cluster/host"
@@ -489,4 +489,3 @@ func (w *world) heal(cluster string) {
 		}
 	}
 }
-
