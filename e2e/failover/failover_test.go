@@ -30,6 +30,7 @@ func TestFailover(t *testing.T) {
 		{"5-etcd-outage", scenarioEtcdOutage},
 		{"6-rolling-restart", scenarioRollingRestart},
 		{"7-local-endpoints-unhealthy", scenarioLocalUnhealthy},
+		{"8-live-region-order", scenarioRegionOrder},
 	} {
 		if !t.Run(sc.name, func(t *testing.T) { sc.run(t, ctx, w) }) && ctx.Err() != nil {
 			return
@@ -371,5 +372,53 @@ func scenarioLocalUnhealthy(t *testing.T, ctx context.Context, w *world) {
 	row := load.NewRow("failover 7: local endpoints unhealthy", h)
 	row.Reroute = reroute
 	row.Note = fmt.Sprintf("%d rps; app killed, health check every 100 ms; after the kill: %s", rate, window(h, killed, time.Now()))
+	load.Report(t, row)
+}
+
+// maxPolicyApply bounds how long a live failover policy change may take to
+// steer new connections.
+const maxPolicyApply = 10 * time.Second
+
+// scenarioRegionOrder (8): the failover policy is live configuration: east's
+// own configuration is set to prefer us-central over us-west (strait config
+// set --cluster east), and east's new connections must move to central
+// without a failed request; then the order is set back and they return to
+// west. West stays preferred in the other scenarios both by this order and
+// by being the oldest export, so this is the check that the order itself
+// is applied.
+func scenarioRegionOrder(t *testing.T, ctx context.Context, w *world) {
+	lr := startLoad(t, ctx, w.client(), upAny, "west")
+	set := func(order string) {
+		w.setClusterConfig(ctx, "east", "failover:\n  regionOrder: ["+order+"]\n")
+	}
+	t.Cleanup(func() { set("us-west, us-central") })
+	changed := time.Now()
+	set("us-central, us-west")
+	moved, ok := lr.settled(changed, "central", maxPolicyApply, time.Second)
+	restored := time.Now()
+	set("us-west, us-central")
+	back, backOK := lr.settled(restored, "west", maxPolicyApply, time.Second)
+	h := lr.stop()
+	t.Logf("regionOrder [us-central, us-west] at +0, back to [us-west, us-central] at +%s; timeline:%s",
+		ms(restored.Sub(changed)), timeline(h, changed, changed.Add(-time.Second), time.Now(), time.Second))
+	if !ok {
+		t.Errorf("east's new connections did not move to central within %s of regionOrder [us-central, us-west]: %s",
+			maxPolicyApply, window(h, changed, restored))
+	}
+	if !backOK {
+		t.Errorf("east's new connections did not return to west within %s of regionOrder [us-west, us-central]: %s",
+			maxPolicyApply, window(h, restored, time.Now()))
+	}
+	if n := len(h.Failures()); n > 0 {
+		t.Errorf("%d of %d requests failed (want none):%s", n, len(h), failures(h, changed, 20))
+	}
+	row := load.NewRow("failover 8: live regionOrder change", h)
+	if ok {
+		row.Reroute = moved
+	}
+	if backOK {
+		row.Return = back
+	}
+	row.Note = fmt.Sprintf("strait config set --cluster east; after [us-central, us-west]: %s", window(h, changed, restored))
 	load.Report(t, row)
 }

@@ -81,6 +81,23 @@ func (lr *loadRun) waitSettled(t *testing.T, from time.Time, cluster string, tim
 	return settled
 }
 
+// settled is waitSettled that reports a timeout instead of failing the
+// test: false when traffic did not settle on cluster within timeout.
+func (lr *loadRun) settled(from time.Time, cluster string, timeout, hold time.Duration) (time.Duration, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var settled time.Duration
+	err := wait.Until(ctx, 10*time.Millisecond, func(context.Context) (bool, error) {
+		d, ok := settleTime(lr.gen.History().Between(from, time.Now()), from, cluster)
+		if !ok || time.Since(from.Add(d)) < hold {
+			return false, nil
+		}
+		settled = d
+		return true, nil
+	})
+	return settled, err == nil
+}
+
 // prompt reports whether r succeeded from cluster without first waiting on
 // another candidate.
 func prompt(r load.Record, cluster string) bool {

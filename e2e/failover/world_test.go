@@ -430,6 +430,17 @@ func (w *world) setLiveConfig(ctx context.Context, yaml string) {
 	w.strait(ctx, "config", "set", "-f", path)
 }
 
+// setClusterConfig replaces cluster's own gateway configuration, which is
+// merged over the global one.
+func (w *world) setClusterConfig(ctx context.Context, cluster, yaml string) {
+	w.t.Helper()
+	path := filepath.Join(w.dir, "gateway-config-"+cluster+".yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	w.strait(ctx, "config", "set", "--cluster", cluster, "-f", path)
+}
+
 // waitServed polls with curl through from's upstream listener until the
 // answer comes from cluster.
 func (w *world) waitServed(ctx context.Context, from *netns.Host, listen, cluster string, timeout time.Duration) {
