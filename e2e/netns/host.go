@@ -25,6 +25,7 @@ type Host struct {
 	cluster string // "" for the WAN namespace
 	ns      string // namespace name
 	addr    netip.Addr
+	fd      int // open handle of the namespace, for setns; closed by Topology.Close
 }
 
 // Name returns the host's name in its cluster ("router" for a router, "wan"
@@ -95,8 +96,6 @@ func (h *Host) Do(fn func() error) error {
 			errc <- err
 			return
 		}
-		defer unix.Close(orig)
-		defer unix.Close(target)
 		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("netns: enter %s: %w", h.ns, err)
@@ -153,8 +152,6 @@ func (h *Host) DialContext(ctx context.Context, network, address string) (net.Co
 			res <- result{err: err}
 			return
 		}
-		defer unix.Close(orig)
-		defer unix.Close(target)
 		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
 			res <- result{err: fmt.Errorf("netns: enter %s: %w", h.ns, err)}
@@ -187,18 +184,13 @@ func (h *Host) DialContext(ctx context.Context, network, address string) (net.Co
 	return r.c, r.err
 }
 
-// openNS opens the calling thread's network namespace and the host's.
+// openNS returns handles of the process's own network namespace and the
+// host's, both kept open by the topology.
 func (h *Host) openNS() (orig, target int, err error) {
-	orig, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, -1, fmt.Errorf("netns: open own namespace: %w", err)
+	if h.topo.rootFD < 0 || h.fd < 0 {
+		return -1, -1, ErrClosed
 	}
-	target, err = unix.Open("/run/netns/"+h.ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		unix.Close(orig)
-		return -1, -1, fmt.Errorf("netns: open %s: %w", h.ns, err)
-	}
-	return orig, target, nil
+	return h.topo.rootFD, h.fd, nil
 }
 
 // HTTPClient returns an HTTP client whose connections start inside the

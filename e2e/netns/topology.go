@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sys/unix"
 
 	"github.com/strait-mesh/strait/e2e/wait"
 	"github.com/strait-mesh/strait/e2e/wan"
@@ -31,10 +32,12 @@ type Topology struct {
 
 	wan      *Host
 	clusters []*Cluster
+	rootFD   int // the process's own network namespace, where threads return
 
 	mu        sync.Mutex
 	closed    bool
 	nsNames   []string // every namespace created, in creation order
+	hosts     []*Host  // every namespace's Host, for closing their handles
 	procs     map[*Proc]struct{}
 	logSeq    int
 	linkAddrs int
@@ -166,8 +169,15 @@ func Build(ctx context.Context, spec Spec) (*Topology, error) {
 		log:    spec.Logger.With("topology", spec.Prefix),
 		logDir: logDir,
 		procs:  make(map[*Proc]struct{}),
+		rootFD: -1,
+	}
+	// Threads that enter a namespace come back to the one this thread is in
+	// (the process's own: only locked threads ever leave it).
+	if t.rootFD, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		return nil, fmt.Errorf("netns: open own namespace: %w", err)
 	}
 	if err := writeOwner(spec.Prefix); err != nil {
+		unix.Close(t.rootFD)
 		return nil, err
 	}
 	start := time.Now()
@@ -323,7 +333,14 @@ func (t *Topology) newNS(ctx context.Context, suffix, cluster, name string, addr
 	t.mu.Lock()
 	t.nsNames = append(t.nsNames, ns)
 	t.mu.Unlock()
-	h := &Host{topo: t, name: name, cluster: cluster, ns: ns, addr: addr}
+	fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("netns: open %s: %w", ns, err)
+	}
+	h := &Host{topo: t, name: name, cluster: cluster, ns: ns, addr: addr, fd: fd}
+	t.mu.Lock()
+	t.hosts = append(t.hosts, h)
+	t.mu.Unlock()
 	if err := h.ip(ctx, "link", "set", "lo", "up"); err != nil {
 		return nil, err
 	}
@@ -484,6 +501,7 @@ func (t *Topology) Close() error {
 		procs = append(procs, p)
 	}
 	names := t.nsNames
+	hosts := t.hosts
 	t.mu.Unlock()
 
 	var errs *multierror.Error
@@ -496,6 +514,11 @@ func (t *Topology) Close() error {
 			errs = multierror.Append(errs, err)
 		}
 	}
+	// An open handle would keep a deleted namespace (and its veths) alive.
+	for _, h := range hosts {
+		unix.Close(h.fd)
+	}
+	unix.Close(t.rootFD)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := len(names) - 1; i >= 0; i-- {
