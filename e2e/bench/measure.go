@@ -25,10 +25,29 @@ type iperfResult struct {
 	Error string `json:"error"`
 }
 
+// iperfBusyRetries bounds the retries of a run that iperf3's server refused
+// because it was still closing the previous test (its connections take a
+// moment to close through a proxy chain).
+const iperfBusyRetries = 10
+
 // Iperf3 runs an iperf3 client against addr with streams parallel streams
 // for d (after one omitted warm-up second) and returns the received
 // throughput in Gbit/s.
 func Iperf3(ctx context.Context, bin, addr string, streams int, d time.Duration) (float64, error) {
+	for i := 0; ; i++ {
+		v, err := iperf3Once(ctx, bin, addr, streams, d)
+		if err == nil || !strings.Contains(err.Error(), "server is busy") || i == iperfBusyRetries {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func iperf3Once(ctx context.Context, bin, addr string, streams int, d time.Duration) (float64, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return 0, err
