@@ -170,9 +170,17 @@ func (g *Generator) Run(ctx context.Context) error {
 	defer timer.Stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	deadline, hasDeadline := ctx.Deadline()
 	for n := int64(0); ; n++ {
 		// Request n is due at start + n*interval; late ones go out at once.
-		if d := time.Until(start.Add(time.Duration(n) * interval)); d > 0 {
+		// None is due at or after ctx's deadline, even when the context's
+		// own timer has not fired yet (on a loaded machine it can lag).
+		due := start.Add(time.Duration(n) * interval)
+		if hasDeadline && !due.Before(deadline) {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		if d := time.Until(due); d > 0 {
 			timer.Reset(d)
 			select {
 			case <-ctx.Done():
