@@ -22,9 +22,10 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultThroughputDuration = 3 * time.Second
-	DefaultThroughputRuns     = 3
-	DefaultLatencyDuration    = 10 * time.Second
+	DefaultThroughputDuration = 2 * time.Second
+	DefaultThroughputRuns     = 5
+	DefaultLatencyDuration    = 12 * time.Second
+	DefaultLatencyRuns        = 3
 	DefaultQPS                = 1000
 	DefaultConns              = 8
 	DefaultPayload            = 1024
@@ -46,14 +47,18 @@ type Config struct {
 	WorkDir string
 	Keep    bool
 	// ThroughputDuration is the measured length of one iperf3 run (one
-	// more second is run and omitted). Zero means 3s.
+	// more second is run and omitted). Zero means 2s.
 	ThroughputDuration time.Duration
 	// ThroughputRuns is the number of iperf3 runs per setup and stream
 	// count; the median is reported. The setups take turns, so that a
-	// change in the machine's load touches them all. Zero means 3.
+	// change in the machine's load touches them all. Zero means 5.
 	ThroughputRuns int
-	// LatencyDuration is the length of one fortio run. Zero means 10s.
+	// LatencyDuration is the fortio time per setup, split into LatencyRuns
+	// runs. Zero means 12s.
 	LatencyDuration time.Duration
+	// LatencyRuns is the number of fortio runs per setup; the setups take
+	// turns and each percentile is the median over the runs. Zero means 3.
+	LatencyRuns int
 	// QPS, Conns and Payload shape the fortio load. Zero means 1000
 	// requests per second over 8 connections, 1 KiB each way.
 	QPS, Conns, Payload int
@@ -97,6 +102,7 @@ func (c Config) withDefaults() Config {
 	def(&c.WANRTT, DefaultWANRTT)
 	def(&c.Timeout, DefaultTimeout)
 	defInt(&c.ThroughputRuns, DefaultThroughputRuns)
+	defInt(&c.LatencyRuns, DefaultLatencyRuns)
 	defInt(&c.QPS, DefaultQPS)
 	defInt(&c.Conns, DefaultConns)
 	defInt(&c.Payload, DefaultPayload)
@@ -472,40 +478,77 @@ func (e *env) latency(ctx context.Context) error {
 	}
 	total := &Metric{Bench: "cpu_per_1k_req_total", Unit: "cpu_s", Values: map[string]float64{}}
 	var errs []error
+	// Warm up every setup: connections, pools, caches.
+	ok := map[string]bool{}
 	for _, t := range targets {
 		url := "http://" + t.addr + "/echo"
-		// Warm up: connections, pools, caches.
 		if _, err := Fortio(ctx, e.bins.fortio, e.dir, t.setup+"-warmup", url, e.cfg.QPS, e.cfg.Conns, e.cfg.Payload, 2*time.Second); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		before, err := t.procs.read()
-		if err != nil {
-			errs = append(errs, err)
+		ok[t.setup] = true
+	}
+	// The setups take turns, LatencyRuns times; each percentile is the
+	// median over the runs, CPU is summed over them.
+	type acc struct {
+		p50, p90, p99 []float64
+		cpu           map[string]time.Duration
+		requests      int64
+		last          map[string]Usage
+	}
+	accs := map[string]*acc{}
+	runDur := e.cfg.LatencyDuration / time.Duration(e.cfg.LatencyRuns)
+	for run := range e.cfg.LatencyRuns {
+		for _, t := range targets {
+			if !ok[t.setup] {
+				continue
+			}
+			a := accs[t.setup]
+			if a == nil {
+				a = &acc{cpu: map[string]time.Duration{}}
+				accs[t.setup] = a
+			}
+			before, err := t.procs.read()
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			l, err := Fortio(ctx, e.bins.fortio, e.dir, fmt.Sprintf("%s-%d", t.setup, run), "http://"+t.addr+"/echo",
+				e.cfg.QPS, e.cfg.Conns, e.cfg.Payload, runDur)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			after, err := t.procs.read()
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			e.log.Info("latency", "setup", t.setup, "run", run, "p50", l.P50, "p90", l.P90, "p99", l.P99, "qps", l.QPS, "requests", l.Requests)
+			a.p50, a.p90, a.p99 = append(a.p50, ms(l.P50)), append(a.p90, ms(l.P90)), append(a.p99, ms(l.P99))
+			a.requests += l.Requests
+			for role, u := range after {
+				a.cpu[role] += u.CPU - before[role].CPU
+			}
+			a.last = after
+		}
+	}
+	for _, t := range targets {
+		a := accs[t.setup]
+		if a == nil || a.requests == 0 {
 			continue
 		}
-		l, err := Fortio(ctx, e.bins.fortio, e.dir, t.setup, url, e.cfg.QPS, e.cfg.Conns, e.cfg.Payload, e.cfg.LatencyDuration)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		after, err := t.procs.read()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		e.log.Info("latency", "setup", t.setup, "p50", l.P50, "p90", l.P90, "p99", l.P99, "qps", l.QPS, "requests", l.Requests)
-		pct["p50"].Values[t.setup] = ms(l.P50)
-		pct["p90"].Values[t.setup] = ms(l.P90)
-		pct["p99"].Values[t.setup] = ms(l.P99)
+		pct["p50"].Values[t.setup] = median(a.p50)
+		pct["p90"].Values[t.setup] = median(a.p90)
+		pct["p99"].Values[t.setup] = median(a.p99)
 		var sum float64
-		for role, a := range after {
-			per1k := (a.CPU - before[role].CPU).Seconds() / float64(l.Requests) * 1000
+		for role, u := range a.last {
+			per1k := a.cpu[role].Seconds() / float64(a.requests) * 1000
 			cpu[role].Values[t.setup] = per1k
-			rss[role].Values[t.setup] = float64(a.RSS) / (1 << 20)
+			rss[role].Values[t.setup] = float64(u.RSS) / (1 << 20)
 			sum += per1k
-			e.log.Info("usage", "setup", t.setup, "role", role, "cpu_s_per_1k", per1k, "rss_mb", float64(a.RSS)/(1<<20),
-				"rss_anon_mb", float64(a.Anon)/(1<<20), "hwm_mb", float64(a.HWM)/(1<<20))
+			e.log.Info("usage", "setup", t.setup, "role", role, "cpu_s_per_1k", per1k, "requests", a.requests,
+				"rss_mb", float64(u.RSS)/(1<<20), "rss_anon_mb", float64(u.Anon)/(1<<20), "hwm_mb", float64(u.HWM)/(1<<20))
 		}
 		// The gateways' rows compare with the peer's process on the same
 		// side: each relays every connection once, as a gateway does.
@@ -517,7 +560,7 @@ func (e *env) latency(ctx context.Context) error {
 				}
 			}
 		}
-		if len(after) > 0 {
+		if len(a.last) > 0 {
 			total.Values[t.setup] = sum
 		}
 	}
