@@ -28,6 +28,8 @@ const clockTicks = 100
 // usable; use NewProcs.
 type Procs struct {
 	dir string
+	// env holds extra environment variables per binary path.
+	env map[string][]string
 
 	mu    sync.Mutex
 	procs []*Proc
@@ -43,7 +45,14 @@ type Proc struct {
 }
 
 // NewProcs returns a group whose logs go to dir.
-func NewProcs(dir string) *Procs { return &Procs{dir: dir} }
+func NewProcs(dir string) *Procs { return &Procs{dir: dir, env: map[string][]string{}} }
+
+// SetEnv adds environment variables (KEY=value) to every later start of bin.
+func (ps *Procs) SetEnv(bin string, env []string) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.env[bin] = append(ps.env[bin], env...)
+}
 
 // Start starts bin with args. The child is killed if the harness dies
 // (Pdeathsig) and runs in its own process group so that Stop reaches
@@ -56,6 +65,11 @@ func (ps *Procs) Start(name, bin string, args ...string) (*Proc, error) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	ps.mu.Lock()
+	if env := ps.env[bin]; len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	ps.mu.Unlock()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()

@@ -76,6 +76,9 @@ type Config struct {
 	// RawQUICConns is the number of QUIC connections the rawquic client
 	// spreads its streams over. Zero means 1, as Strait's gateway uses.
 	RawQUICConns int
+	// StraitEnv are extra environment variables (KEY=value) of Strait's
+	// gateways and proxies, e.g. GOMAXPROCS=1 for an experiment.
+	StraitEnv []string
 	// PerfDir, when set, records a perf profile (perf record -g) of Strait's
 	// gateways and proxies during each of Strait's iperf3 runs into
 	// PerfDir/strait-<streams>.perf.data. perf must be installed.
@@ -212,6 +215,7 @@ func (e *env) setup(ctx context.Context) error {
 	if err := e.findBins(ctx); err != nil {
 		return err
 	}
+	e.ps.SetEnv(e.bins.strait, e.cfg.StraitEnv)
 	var err error
 	if e.cert, err = NewCert(e.dir); err != nil {
 		return err

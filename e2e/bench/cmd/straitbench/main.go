@@ -30,6 +30,7 @@ func run() int {
 	var (
 		cfg      bench.Config
 		only     string
+		env      string
 		jsonPath string
 		mdPath   string
 		quiet    bool
@@ -48,6 +49,7 @@ func run() int {
 	flag.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "bound on the whole run")
 	flag.IntVar(&cfg.RawQUICConns, "rawquic-conns", 1, "QUIC connections the rawquic relay spreads streams over (1 is what Strait's gateway uses)")
 	flag.StringVar(&cfg.PerfDir, "perf", "", "record perf profiles of Strait's processes during its iperf3 runs into this directory")
+	flag.StringVar(&env, "strait-env", "", "comma-separated KEY=value environment of Strait's processes, e.g. GOMAXPROCS=1 (an experiment)")
 	flag.StringVar(&only, "only", "", "comma-separated phases to run: throughput,latency,ttfb,propagation (default: all)")
 	flag.StringVar(&jsonPath, "json", "", "also write the JSON lines to this file")
 	flag.StringVar(&mdPath, "markdown", "", "also write the table as Markdown to this file")
@@ -55,6 +57,9 @@ func run() int {
 	flag.Parse()
 	if only != "" {
 		cfg.Only = strings.Split(only, ",")
+	}
+	if env != "" {
+		cfg.StraitEnv = strings.Split(env, ",")
 	}
 	level := slog.LevelInfo
 	if quiet {
