@@ -20,7 +20,9 @@ const (
 )
 
 // columns is the order of the table's columns.
-var columns = []string{SetupStrait, SetupDirect, SetupStunnel, SetupHAProxy, SetupRawQUIC, SetupEtcdWatch}
+func columns() []string {
+	return []string{SetupStrait, SetupDirect, SetupStunnel, SetupHAProxy, SetupRawQUIC, SetupEtcdWatch}
+}
 
 // Metric is one row of results: a value per setup.
 type Metric struct {
@@ -51,7 +53,7 @@ func Lines(ms []Metric) []Line {
 		if !ok {
 			continue
 		}
-		for _, peer := range columns[1:] {
+		for _, peer := range columns()[1:] {
 			v, ok := m.Values[peer]
 			if !ok {
 				continue
@@ -87,10 +89,10 @@ func WriteJSON(w io.Writer, ms []Metric) error {
 // WriteTable writes the human table: a row per bench, a column per setup.
 func WriteTable(w io.Writer, ms []Metric) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "bench\tunit\t%s\t\n", strings.Join(columns, "\t"))
+	fmt.Fprintf(tw, "bench\tunit\t%s\t\n", strings.Join(columns(), "\t"))
 	for _, m := range ms {
 		fmt.Fprintf(tw, "%s\t%s\t", m.Bench, m.Unit)
-		for _, c := range columns {
+		for _, c := range columns() {
 			if v, ok := m.Values[c]; ok {
 				fmt.Fprintf(tw, "%s\t", format(v))
 			} else {
@@ -107,10 +109,10 @@ func WriteTable(w io.Writer, ms []Metric) error {
 
 // WriteMarkdown writes the table as Markdown, for docs/benchmarks.md.
 func WriteMarkdown(w io.Writer, ms []Metric) {
-	fmt.Fprintf(w, "| bench | unit | %s |\n|---|---|%s\n", strings.Join(columns, " | "), strings.Repeat("---:|", len(columns)))
+	fmt.Fprintf(w, "| bench | unit | %s |\n|---|---|%s\n", strings.Join(columns(), " | "), strings.Repeat("---:|", len(columns())))
 	for _, m := range ms {
 		fmt.Fprintf(w, "| %s | %s |", m.Bench, m.Unit)
-		for _, c := range columns {
+		for _, c := range columns() {
 			if v, ok := m.Values[c]; ok {
 				fmt.Fprintf(w, " %s |", format(v))
 			} else {

@@ -1,17 +1,3 @@
-// Command rawquic is the transport's ceiling in Strait's benchmarks: a
-// TCP-in / QUIC / TCP-out relay pair that moves each TCP connection over one
-// bidirectional quic-go stream of one long-lived QUIC connection, with no
-// Strait logic (no header, no routing, no SNI peek, no inner TLS). It uses
-// TLS 1.3 with a self-signed certificate and the quic.Config flow-control
-// settings Strait's gateway uses (quic-go's defaults: the gateway sets none
-// of the window fields), and sizes its UDP socket buffers to 7 MiB as the
-// gateway does. Copies use 32 KiB buffers, the size of gateway/relay's.
-//
-//	rawquic server -listen 127.0.0.1:4433 -to 127.0.0.1:5201
-//	rawquic client -listen 127.0.0.1:15201 -to 127.0.0.1:4433
-//	iperf3 -c 127.0.0.1 -p 15201
-//
-// Both sides run until SIGINT or SIGTERM.
 package main
 
 import (
@@ -144,6 +130,7 @@ func runServer(ctx context.Context, listen, target string, log *slog.Logger) err
 		return fmt.Errorf("rawquic: listen: %w", err)
 	}
 	log.Info("rawquic server ready", "addr", udp.LocalAddr().String(), "to", target)
+	rl := newRelay()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -168,7 +155,7 @@ func runServer(ctx context.Context, listen, target string, log *slog.Logger) err
 						s.CancelWrite(resetCode)
 						return
 					}
-					pipe(c.(*net.TCPConn), s)
+					rl.pipe(c.(*net.TCPConn), s)
 				}()
 			}
 		}()
@@ -204,6 +191,7 @@ func runClient(ctx context.Context, listen, server string, n int, log *slog.Logg
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
 	log.Info("rawquic client ready", "addr", ln.Addr().String(), "to", server, "conns", n)
+	rl := newRelay()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for next := 0; ; next++ {
@@ -223,22 +211,30 @@ func runClient(ctx context.Context, listen, server string, n int, log *slog.Logg
 				_ = c.Close()
 				return
 			}
-			pipe(c.(*net.TCPConn), s)
+			rl.pipe(c.(*net.TCPConn), s)
 		}()
 	}
 }
 
-var buffers = sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}
+// relay copies between TCP connections and QUIC streams with pooled
+// buffers.
+type relay struct{ buffers sync.Pool }
+
+func newRelay() *relay {
+	r := &relay{}
+	r.buffers.New = func() any { b := make([]byte, bufferSize); return &b }
+	return r
+}
 
 // pipe copies both ways between c and s; a FIN on one side is passed on as a
 // half-close, an error aborts both.
-func pipe(c *net.TCPConn, s *quic.Stream) {
+func (r *relay) pipe(c *net.TCPConn, s *quic.Stream) {
 	defer c.Close()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // TCP -> stream
 		defer wg.Done()
-		if err := copyBuf(s, c); err != nil {
+		if err := r.copyBuf(s, c); err != nil {
 			s.CancelWrite(resetCode)
 			return
 		}
@@ -246,7 +242,7 @@ func pipe(c *net.TCPConn, s *quic.Stream) {
 	}()
 	go func() { // stream -> TCP
 		defer wg.Done()
-		if err := copyBuf(c, s); err != nil {
+		if err := r.copyBuf(c, s); err != nil {
 			s.CancelRead(resetCode)
 			_ = c.SetLinger(0)
 			_ = c.Close()
@@ -257,9 +253,9 @@ func pipe(c *net.TCPConn, s *quic.Stream) {
 	wg.Wait()
 }
 
-func copyBuf(dst io.Writer, src io.Reader) error {
-	bp := buffers.Get().(*[]byte)
-	defer buffers.Put(bp)
+func (r *relay) copyBuf(dst io.Writer, src io.Reader) error {
+	bp := r.buffers.Get().(*[]byte)
+	defer r.buffers.Put(bp)
 	// Hide ReaderFrom/WriterTo so that the pooled buffer is used.
 	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
 	return err
