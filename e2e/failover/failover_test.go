@@ -346,7 +346,7 @@ func scenarioRollingRestart(t *testing.T, ctx context.Context, w *world) {
 // over to west without a failed request.
 func scenarioLocalUnhealthy(t *testing.T, ctx context.Context, w *world) {
 	pod := w.topo.Host("east", "pod1")
-	w.startPod(ctx, "east", "pod1")
+	w.startPod(ctx, "east", "pod1", localHealthInterval)
 	t.Cleanup(func() {
 		if p := w.proxies[pod.String()]; p != nil {
 			_ = p.Stop(10 * time.Second)

@@ -161,7 +161,7 @@ func newWorld(t *testing.T, ctx context.Context) *world {
 	// that rank the same.
 	for _, c := range []string{"west", "central"} {
 		for _, pod := range w.defs[c].pods {
-			w.startPod(ctx, c, pod)
+			w.startPod(ctx, c, pod, serverHealthInterval)
 		}
 		w.export(ctx, c)
 	}
@@ -319,9 +319,20 @@ func (w *world) restartGateway(ctx context.Context, p *netns.Proc) *netns.Proc {
 	return np
 }
 
+// Health-check intervals of the pods' proxies (a check times out after the
+// interval, and one failed check withdraws readiness).
+const (
+	// serverHealthInterval is for the pods of the serving clusters: a
+	// 100 ms check flaps readiness when the host is starved of CPU.
+	serverHealthInterval = "500ms"
+	// localHealthInterval is for east's own endpoint, whose crash scenario
+	// 7 measures: the faster the check, the shorter the window.
+	localHealthInterval = "100ms"
+)
+
 // startPod starts the demo app and its proxy (an endpoint of hello.default,
-// health-checked every 100 ms) on cluster/host.
-func (w *world) startPod(ctx context.Context, cluster, host string) {
+// health-checked every interval) on cluster/host.
+func (w *world) startPod(ctx context.Context, cluster, host, interval string) {
 	w.t.Helper()
 	h := w.topo.Host(cluster, host)
 	app, err := h.StartProc(netns.ProcConfig{Path: w.bin, Label: "app",
@@ -348,7 +359,7 @@ func (w *world) startPod(ctx context.Context, cluster, host string) {
 		"app":         "127.0.0.1:" + strconv.Itoa(appPort),
 		"ports":       []map[string]any{{"name": "http", "port": svcPort}},
 		"upstreams":   ups,
-		"healthCheck": map[string]string{"interval": "100ms"},
+		"healthCheck": map[string]string{"interval": interval},
 	})
 }
 
