@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/strait-mesh/strait/federation"
+	"github.com/strait-mesh/strait/trust"
 )
 
 // Defaults of Config. The live configuration (federation.Snapshot.Config)
@@ -84,6 +85,10 @@ type Config struct {
 	// Gatherer is what /metrics serves. Nil means Metrics when it is a
 	// prometheus.Gatherer, else the private registry.
 	Gatherer prometheus.Gatherer
+	// TrustMetrics counts the peer certificates refused in the gateway's
+	// handshakes (strait_trust_handshake_failures_total by reason). Nil
+	// means they are not counted.
+	TrustMetrics *trust.Metrics
 
 	// DrainTimeout, IdleTimeout, KeepAlivePeriod, HeaderTimeout,
 	// DialTimeout and MaxIncomingStreams apply when the live configuration

@@ -47,7 +47,7 @@ func authorizeAnyGateway() tlsconfig.Authorizer {
 // bundle, typed leaf and key-usage checks, on every connection), TLS 1.3, no
 // session tickets (so no resumption across bundle changes and no 0-RTT).
 func (g *Gateway) serverTLS() (*tls.Config, error) {
-	c, err := trust.ServerTLSConfig(trust.TLSConfig{SVID: g.cfg.SVIDs, Bundles: g.cfg.Bundles, Authorizer: authorizeAnyGateway()})
+	c, err := trust.ServerTLSConfig(trust.TLSConfig{SVID: g.cfg.SVIDs, Bundles: g.cfg.Bundles, Authorizer: authorizeAnyGateway(), Metrics: g.cfg.TrustMetrics})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: ingress TLS: %w", err)
 	}
@@ -58,7 +58,7 @@ func (g *Gateway) serverTLS() (*tls.Config, error) {
 // clientTLS is the configuration to dial a remote gateway that must present
 // peer.
 func (g *Gateway) clientTLS(peer spiffeid.ID) (*tls.Config, error) {
-	c, err := trust.ClientTLSConfig(trust.TLSConfig{SVID: g.cfg.SVIDs, Bundles: g.cfg.Bundles, Authorizer: tlsconfig.AuthorizeID(peer)})
+	c, err := trust.ClientTLSConfig(trust.TLSConfig{SVID: g.cfg.SVIDs, Bundles: g.cfg.Bundles, Authorizer: tlsconfig.AuthorizeID(peer), Metrics: g.cfg.TrustMetrics})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: dial TLS: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/strait-mesh/strait/federation"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/proxy/capture"
+	"github.com/strait-mesh/strait/trust"
 )
 
 // Defaults of Config and HealthCheck.
@@ -109,6 +110,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics registers the proxy's metrics. Nil means a private registry.
 	Metrics prometheus.Registerer
+	// TrustMetrics counts the peer certificates refused in the inner mTLS
+	// handshakes (strait_trust_handshake_failures_total by reason). Nil
+	// means they are not counted.
+	TrustMetrics *trust.Metrics
 }
 
 // Transparent configures the listener for captured connections. A

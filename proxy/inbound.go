@@ -20,7 +20,7 @@ import (
 // leaf checks, on every connection, resumed or not) and authorized by
 // authorizeCaller. A refused caller gets a bad_certificate alert.
 func (p *Proxy) inboundTLS() (*tls.Config, error) {
-	cfg, err := trust.ServerTLSConfig(trust.TLSConfig{SVID: p.cfg.SVIDs, Bundles: p.cfg.Bundles, Authorizer: p.authorizeCaller})
+	cfg, err := trust.ServerTLSConfig(trust.TLSConfig{SVID: p.cfg.SVIDs, Bundles: p.cfg.Bundles, Authorizer: p.authorizeCaller, Metrics: p.cfg.TrustMetrics})
 	if err != nil {
 		return nil, wrapf("inbound TLS: %w", err)
 	}

@@ -100,7 +100,7 @@ func (p *Proxy) attempt(ctx context.Context, c candidate) (*tls.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := trust.ClientTLSConfig(trust.TLSConfig{SVID: p.cfg.SVIDs, Bundles: p.cfg.Bundles, Authorizer: tlsconfig.AdaptMatcher(c.allowed)})
+	cfg, err := trust.ClientTLSConfig(trust.TLSConfig{SVID: p.cfg.SVIDs, Bundles: p.cfg.Bundles, Authorizer: tlsconfig.AdaptMatcher(c.allowed), Metrics: p.cfg.TrustMetrics})
 	if err != nil {
 		_ = raw.Close()
 		return nil, wrapf("outbound TLS: %w", err)

@@ -102,7 +102,12 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("gateway_id", f.ID)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	id, err := newIdentity(f.Identity, func(td spiffeid.TrustDomain) (spiffeid.ID, error) { return trust.GatewayID(td, f.Cluster) }, log, reg)
+	gatewayID := func(td spiffeid.TrustDomain) (spiffeid.ID, error) { return trust.GatewayID(td, f.Cluster) }
+	id, err := newIdentity(f.Identity, gatewayID, log, reg)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	want, err := gatewayID(id.td)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
@@ -121,7 +126,7 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 		EgressListenAddr: f.Egress.Listen, EgressAdvertiseAddr: f.Egress.Advertise,
 		AdminListenAddr: f.Admin.Listen,
 		SVIDs:           id.svids, Bundles: n.Bundles, Snapshots: n.Cache, Registry: n.Registrar,
-		Keyspace: keyspaceOf(f.Etcd), Logger: log, Metrics: reg, Gatherer: reg,
+		Keyspace: keyspaceOf(f.Etcd), Logger: log, Metrics: reg, Gatherer: reg, TrustMetrics: id.metrics,
 		StatelessResetKey: resetKey, DrainTimeout: time.Duration(f.DrainTimeout), Version: version,
 	})
 	if err != nil {
@@ -130,7 +135,7 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 	g, ctx := errgroup.WithContext(cmd.Context())
 	g.Go(func() error { return id.run(ctx) })
 	g.Go(func() error { return n.Run(ctx) })
-	g.Go(func() error { return gw.Run(ctx) })
+	g.Go(func() error { return id.runWhenReady(ctx, want, log, gw.Run) })
 	if kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 		g.Go(func() error {
 			return startKubeController(ctx, kubeconfig, f.Cluster, n.Store, n.Cache, n.Registrar, log, reg)

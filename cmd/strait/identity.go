@@ -22,6 +22,9 @@ type identity struct {
 	local x509bundle.Source
 	ca    *trust.CA
 	run   func(context.Context) error
+	// ready waits until svids holds an SVID. A SPIRE agent delivers the
+	// first one some time after run starts; the CA issues it at once.
+	ready func(context.Context) error
 	// metrics are the trust metrics registered for the process.
 	metrics *trust.Metrics
 }
@@ -42,7 +45,7 @@ func newIdentity(f identityFile, id func(spiffeid.TrustDomain) (spiffeid.ID, err
 	}
 	if f.SPIREAgentSocket != "" {
 		ws := trust.NewWorkloadSource(trust.WorkloadSourceConfig{Addr: f.SPIREAgentSocket, Logger: log, Metrics: metrics})
-		return &identity{td: td, svids: ws, local: ws, run: ws.Run, metrics: metrics}, nil
+		return &identity{td: td, svids: ws, local: ws, run: ws.Run, ready: ws.WaitReady, metrics: metrics}, nil
 	}
 	ca, err := trust.NewCA(trust.CAConfig{TrustDomain: td, Dir: f.CADir})
 	if err != nil {
@@ -56,7 +59,27 @@ func newIdentity(f identityFile, id func(spiffeid.TrustDomain) (spiffeid.ID, err
 	if err != nil {
 		return nil, err
 	}
-	return &identity{td: td, svids: src, local: ca, ca: ca, run: src.Run, metrics: metrics}, nil
+	ready := func(context.Context) error { return nil }
+	return &identity{td: td, svids: src, local: ca, ca: ca, run: src.Run, ready: ready, metrics: metrics}, nil
+}
+
+// runWhenReady runs component once the identity holds an SVID: a gateway or
+// proxy started before its first SVID from the SPIRE agent would fail to
+// register (a proxy's endpoint record names its SPIFFE ID) and refuse every
+// handshake. It logs the SVID and warns when it is not want, the ID the
+// process' peers expect.
+func (id *identity) runWhenReady(ctx context.Context, want spiffeid.ID, log *slog.Logger, component func(context.Context) error) error {
+	if err := id.ready(ctx); err != nil {
+		return err
+	}
+	if svid, err := id.svids.GetX509SVID(); err == nil {
+		if svid.ID != want {
+			log.Warn("SVID is not the expected SPIFFE ID: peers will refuse this process", "spiffe_id", svid.ID.String(), "want", want.String())
+		} else {
+			log.Info("SVID ready", "spiffe_id", svid.ID.String())
+		}
+	}
+	return component(ctx)
 }
 
 // federates parses the trust domains of identity.federates.

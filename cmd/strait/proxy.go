@@ -155,9 +155,14 @@ func runProxy(ctx context.Context, f proxyFile) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ns, sa := or(f.Namespace, proxy.DefaultNamespace), or(f.ServiceAccount, f.Service)
-	id, err := newIdentity(f.Identity, func(td spiffeid.TrustDomain) (spiffeid.ID, error) {
+	workloadID := func(td spiffeid.TrustDomain) (spiffeid.ID, error) {
 		return trust.WorkloadID(td, ns, or(sa, "default"))
-	}, log, reg)
+	}
+	id, err := newIdentity(f.Identity, workloadID, log, reg)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	want, err := workloadID(id.td)
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
@@ -167,7 +172,7 @@ func runProxy(ctx context.Context, f proxyFile) error {
 	}
 	defer closeEtcd()
 	cfg.SVIDs, cfg.Bundles, cfg.Snapshots, cfg.Registry = id.svids, n.Bundles, n.Cache, n.Registrar
-	cfg.Logger, cfg.Metrics = log, reg
+	cfg.Logger, cfg.Metrics, cfg.TrustMetrics = log, reg, id.metrics
 	var resolver *dns.Server
 	if t := f.Transparent; t != nil {
 		resolver, err = dns.New(dns.Config{Addr: t.DNS, Services: n.Cache, Mark: capture.DefaultMark, Logger: log, Metrics: reg})
@@ -187,7 +192,7 @@ func runProxy(ctx context.Context, f proxyFile) error {
 	}
 	g.Go(func() error { return id.run(ctx) })
 	g.Go(func() error { return n.Run(ctx) })
-	g.Go(func() error { return p.Run(ctx) })
+	g.Go(func() error { return id.runWhenReady(ctx, want, log, p.Run) })
 	if f.Admin.Listen != "" {
 		g.Go(func() error { return serveAdmin(ctx, f.Admin.Listen, reg, log) })
 	}
