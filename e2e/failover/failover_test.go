@@ -14,8 +14,10 @@ import (
 const suiteTimeout = 8 * time.Minute
 
 // TestFailover builds one federation and runs the scenarios of issue 7 on
-// it, in order; each starts from and returns to the steady state (every
-// gateway but west/gw2 up, no partition, etcd up, east served by west).
+// it, in order; each starts from and returns to the steady state (gateways
+// up, no partition, etcd up, east served by west). West's second gateway
+// joins in scenario 6 and stays; scenario 2 runs before it, while west has
+// a single gateway.
 func TestFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), suiteTimeout)
 	defer cancel()
