@@ -13,4 +13,12 @@
 //	agent := srv.StartAgent(t)
 //	entryID := srv.CreateWorkloadEntry(t, agent, "spiffe://a.test/ns/web/sa/front")
 //	// agent.SocketAddr() is the Workload API address for go-spiffe.
+//
+// Processes other than the test process get SVIDs of their own by running
+// under their own uid: CreateUIDEntry registers an entry for the selector
+// uid:<uid>, and ShareSocket lets every uid reach the agent's socket (the
+// agent still attests each caller by the uid of its process).
+// TestDataPathFederation runs this way: Strait gateways and proxies built
+// from ./cmd/strait (or $STRAIT_E2E_STRAIT_BIN) under uids 61001-61004, so it
+// also needs root; without it, it skips, or fails when CI=true.
 package spire

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/strait-mesh/strait/e2e/wait"
 )
 
 // EnvBinDir names a directory holding spire-server and spire-agent.
@@ -135,6 +137,30 @@ func (a *Agent) SocketPath() string { return filepath.Join(a.dir, "agent.sock") 
 // SocketAddr is the Workload API address in the form go-spiffe takes.
 func (a *Agent) SocketAddr() string { return "unix://" + a.SocketPath() }
 
+// ShareSocket lets processes of every uid reach the agent's Workload API
+// socket: the agent's directory becomes traversable (0711: not listable, its
+// files keep their own modes) and the socket writable by all, as SPIRE
+// agents serve it in production. The agent still attests each caller by its
+// uid. It waits until the agent has created the socket.
+func (a *Agent) ShareSocket(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	err := wait.Until(ctx, 20*time.Millisecond, func(context.Context) (bool, error) {
+		fi, err := os.Stat(a.SocketPath())
+		return err == nil && fi.Mode()&os.ModeSocket != 0, nil
+	})
+	if err != nil {
+		t.Fatalf("agent socket %s: %v", a.SocketPath(), err)
+	}
+	if err := os.Chmod(a.dir, 0o711); err != nil {
+		t.Fatalf("share agent socket: %v", err)
+	}
+	if err := os.Chmod(a.SocketPath(), 0o777); err != nil {
+		t.Fatalf("share agent socket: %v", err)
+	}
+}
+
 // StartAgent creates a join token and starts an agent that attests with
 // it. It is stopped when the test ends. The agent syncs with the server
 // every second.
@@ -185,6 +211,15 @@ plugins {
 // entry ID.
 func (s *Server) CreateWorkloadEntry(t testing.TB, a *Agent, spiffeID string, federatesWith ...string) string {
 	t.Helper()
+	return s.CreateUIDEntry(t, a, os.Getuid(), spiffeID, federatesWith...)
+}
+
+// CreateUIDEntry registers spiffeID for the workloads that run as uid
+// (unix workload attestor selector uid:<uid>) under the agent, federating
+// with the given trust domains, and returns the entry ID. Processes of other
+// uids reach the agent's socket only after ShareSocket.
+func (s *Server) CreateUIDEntry(t testing.TB, a *Agent, uid int, spiffeID string, federatesWith ...string) string {
+	t.Helper()
 	id, err := splitID(spiffeID)
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +230,7 @@ func (s *Server) CreateWorkloadEntry(t testing.TB, a *Agent, spiffeID string, fe
 		Entries: []*types.Entry{{
 			ParentId:      a.ID,
 			SpiffeId:      id,
-			Selectors:     []*types.Selector{{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid())}},
+			Selectors:     []*types.Selector{{Type: "unix", Value: "uid:" + strconv.Itoa(uid)}},
 			FederatesWith: federatesWith,
 		}},
 	})
