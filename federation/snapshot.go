@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/proto"
 
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
@@ -34,6 +35,10 @@ type Snapshot struct {
 	bundles       map[string]*straitv1.TrustBundle    // by trust domain
 	globalConfig  *straitv1.GatewayConfig
 	clusterConfig map[string]*straitv1.GatewayConfig
+	// trustDomains by cluster: from its gateways' records, else from its
+	// endpoints' SPIFFE IDs (so that a moment without a gateway record does
+	// not make the cluster's identity unknown).
+	trustDomains map[string]string
 	// resolved memoizes Service: ServiceKey → GlobalService. The snapshot
 	// is immutable, so a resolution never goes stale.
 	resolved sync.Map
@@ -71,6 +76,7 @@ func NewSnapshot(revision int64, records []Record) *Snapshot {
 			}
 		}
 	}
+	s.trustDomains = clusterTrustDomains(s.gateways, s.endpoints)
 	for _, gws := range s.gateways {
 		slices.SortFunc(gws, func(a, b *straitv1.Gateway) int { return cmp.Compare(a.GetId(), b.GetId()) })
 	}
@@ -132,16 +138,10 @@ func (s *Snapshot) ClusterAlive(cluster string) bool {
 	return false
 }
 
-// TrustDomain returns the trust domain a cluster's gateways announce, or ""
-// when the cluster has no live gateway.
-func (s *Snapshot) TrustDomain(cluster string) string {
-	for _, g := range s.gateways[cluster] {
-		if td := g.GetTrustDomain(); td != "" {
-			return td
-		}
-	}
-	return ""
-}
+// TrustDomain returns the trust domain a cluster's gateways announce or,
+// while it has no gateway record, the one its endpoints' SPIFFE IDs name; ""
+// when neither is known.
+func (s *Snapshot) TrustDomain(cluster string) string { return s.trustDomains[cluster] }
 
 // Exports returns every export of a service, oldest first.
 func (s *Snapshot) Exports(key ServiceKey) []*straitv1.Export { return s.exports[key] }
@@ -304,4 +304,30 @@ func portConflict(want, got []*straitv1.ServicePort) string {
 		return "the oldest export defines a different set of ports"
 	}
 	return ""
+}
+
+// clusterTrustDomains maps each cluster to its trust domain: the first one
+// its gateway records announce, else the trust domain of an endpoint's
+// SPIFFE ID.
+func clusterTrustDomains(gateways map[string][]*straitv1.Gateway, endpoints map[ServiceKey][]*straitv1.Endpoint) map[string]string {
+	out := map[string]string{}
+	for cluster, gws := range gateways {
+		for _, g := range gws {
+			if td := g.GetTrustDomain(); td != "" {
+				out[cluster] = td
+				break
+			}
+		}
+	}
+	for _, eps := range endpoints {
+		for _, ep := range eps {
+			if _, ok := out[ep.GetCluster()]; ok {
+				continue
+			}
+			if id, err := spiffeid.FromString(ep.GetSpiffeId()); err == nil {
+				out[ep.GetCluster()] = id.TrustDomain().Name()
+			}
+		}
+	}
+	return out
 }

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -102,13 +101,11 @@ func New(cfg Config) (*Node, error) {
 		Sources:      []federation.Source{{Name: "etcd", Client: cfg.Etcd}},
 		Keyspace:     cfg.Keyspace,
 		SnapshotPath: cfg.SnapshotPath,
-		// Gateways heartbeat their records every third of the TTL: one
-		// silent for two TTLs is dead even if etcd leader elections keep
-		// renewing its lease (etcd#9395). This assumes the federation's
-		// processes share one TTL.
-		GatewayStaleAfter: 2 * cmp.Or(cfg.LeaseTTL, federation.DefaultLeaseTTL),
-		Logger:            log,
-		Metrics:           cfg.Metrics,
+		// GatewayStaleAfter stays off: the heartbeat check withdrew every
+		// gateway during a full etcd outage in the failover suite (scenario
+		// 5), which static stability forbids. Lease expiry is the signal.
+		Logger:  log,
+		Metrics: cfg.Metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
