@@ -29,15 +29,45 @@ func (p *Proxy) inboundTLS() (*tls.Config, error) {
 
 // serveInbound terminates the inner TLS of one connection, connects to the
 // application, tells it who the caller is with a PROXY v2 header, and relays.
-func (p *Proxy) serveInbound(ctx context.Context, cfg *tls.Config, raw net.Conn) {
+//
+// The application is dialed once the ClientHello has arrived and before the
+// ServerHello is sent: when it is down, the handshake fails with an
+// internal_error alert, which the source proxy (or the ingress gateway,
+// which has seen no byte from here) retries on the next candidate, instead
+// of failing a request it has already relayed. The price is that callers
+// who turn out to be unauthorized also cost the application a connection,
+// closed before any byte (TLS 1.3 sends the client certificate after the
+// ServerHello, so the caller cannot be known earlier).
+func (p *Proxy) serveInbound(ctx context.Context, base *tls.Config, raw net.Conn) {
 	m := p.metrics
 	m.active.WithLabelValues(dirInbound).Inc()
 	defer m.active.WithLabelValues(dirInbound).Dec()
 	log := p.log.With(logDirection, dirInbound, logRemote, raw.RemoteAddr().String())
 
+	var app net.Conn
+	defer func() {
+		if app != nil {
+			_ = app.Close()
+		}
+	}()
+	cfg := base.Clone()
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		c, err := p.dialer.DialContext(hello.Context(), "tcp", p.cfg.AppAddr)
+		if err != nil {
+			return nil, &appError{err: err}
+		}
+		app = c
+		return nil, nil
+	}
 	conn := tls.Server(raw, cfg)
 	defer conn.Close()
 	if err := p.handshake(ctx, conn); err != nil {
+		var ae *appError
+		if errors.As(err, &ae) {
+			m.connections.WithLabelValues(dirInbound, resultAppError).Inc()
+			log.Warn("application unreachable; handshake refused so the caller retries elsewhere", logAddr, p.cfg.AppAddr, logErr, ae.err)
+			return
+		}
 		if errors.Is(err, ErrUnauthorized) {
 			m.connections.WithLabelValues(dirInbound, resultUnauthorized).Inc()
 			log.Warn("caller refused", logErr, err)
@@ -59,23 +89,26 @@ func (p *Proxy) serveInbound(ctx context.Context, cfg *tls.Config, raw net.Conn)
 		log.Warn("misrouted connection", logErr, err)
 		return
 	}
-	app, err := p.dialer.DialContext(ctx, "tcp", p.cfg.AppAddr)
-	if err == nil && !p.cfg.NoProxyHeader {
+	if !p.cfg.NoProxyHeader {
 		err = p.writeProxyHeader(app, raw, peer.String(), state.ServerName)
 	}
 	if err != nil {
-		if app != nil {
-			_ = app.Close()
-		}
 		abort(conn)
 		m.connections.WithLabelValues(dirInbound, resultAppError).Inc()
-		log.Warn("application unreachable", logAddr, p.cfg.AppAddr, logErr, err)
+		log.Warn("application connection failed", logAddr, p.cfg.AppAddr, logErr, err)
 		return
 	}
 	start := time.Now()
 	res := p.relay(conn, app)
+	app = nil // the relay closed it
 	p.finish(log, dirInbound, res, start, nil)
 }
+
+// appError is a failed dial of the application during the handshake.
+type appError struct{ err error }
+
+func (e *appError) Error() string { return "proxy: dial application: " + e.err.Error() }
+func (e *appError) Unwrap() error { return e.err }
 
 // handshake runs the TLS handshake within the handshake timeout.
 func (p *Proxy) handshake(ctx context.Context, conn *tls.Conn) error {

@@ -47,6 +47,7 @@ Start with 'strait dev': a whole two-cluster federation in one process.`,
 		newStatusCmd(),
 		newConfigCmd(),
 		newDemoCmd(),
+		newSPIRESyncCmd(),
 	)
 	return root
 }
