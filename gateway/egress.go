@@ -49,18 +49,97 @@ func (g *Gateway) handleEgress(ctx context.Context, c *net.TCPConn) {
 		return
 	}
 	cands, code := g.candidates(g.cfg.Snapshots.Snapshot(), sn)
-	for i, cand := range cands {
-		st, acode, err := g.attempt(ctx, cand, sn, name, hello, dialWait(live, i == len(cands)-1))
-		g.m.streams.WithLabelValues(dirEgress, cand.cluster, resultLabel(acode, err)).Inc()
-		if err == nil && acode == straitv1.StreamCode_STREAM_CODE_ACCEPTED {
+	if len(cands) > 0 {
+		var st *stream
+		if st, code = g.hedgedAttempts(ctx, cands, sn, name, hello, live); st != nil {
 			g.m.setup.WithLabelValues(dirEgress).Observe(time.Since(start).Seconds())
 			g.relayEgress(c, st)
 			return
 		}
-		code = acode
-		g.log.Debug("gateway: egress attempt failed", logServerName, name, logPeerCluster, cand.cluster, logPeer, cand.rec.GetId(), logAttempt, i, logCode, tunnel.CodeName(acode), logErr, err)
 	}
 	g.refuse(c, code, name, nil)
+}
+
+// attemptResult is the outcome of one attempt of hedgedAttempts.
+type attemptResult struct {
+	st   *stream
+	code straitv1.StreamCode
+	err  error
+}
+
+// hedgedAttempts tries the candidates in order and returns the first stream
+// accepted, or the code of the last failure. An attempt that has not
+// finished after hedgeDelay (a silent, partitioned peer whose connection
+// still looks alive) does not hold the connection up: the next candidate
+// starts beside it. Nothing but a ClientHello has been sent, so racing two
+// destinations duplicates no request; a losing attempt runs to its own end
+// in the background (so that a dead peer is still marked failed) and its
+// stream, if accepted late, is abandoned.
+func (g *Gateway) hedgedAttempts(ctx context.Context, cands []candidate, sn federation.ServiceName, name string, hello []byte, live *liveConfig) (*stream, straitv1.StreamCode) {
+	results := make(chan attemptResult, len(cands))
+	started, pending := 0, 0
+	startNext := func() {
+		i := started
+		cand := cands[i]
+		started++
+		pending++
+		g.wg.Go(func() {
+			st, code, err := g.attempt(ctx, cand, sn, name, hello, dialWait(live, i == len(cands)-1))
+			g.m.streams.WithLabelValues(dirEgress, cand.cluster, resultLabel(code, err)).Inc()
+			if err != nil || code != straitv1.StreamCode_STREAM_CODE_ACCEPTED {
+				g.log.Debug("gateway: egress attempt failed", logServerName, name, logPeerCluster, cand.cluster, logPeer, cand.rec.GetId(), logAttempt, i, logCode, tunnel.CodeName(code), logErr, err)
+			}
+			results <- attemptResult{st: st, code: code, err: err}
+		})
+	}
+	hedge := time.NewTimer(hedgeDelay(live))
+	defer hedge.Stop()
+	code := straitv1.StreamCode_STREAM_CODE_INTERNAL
+	startNext()
+	for pending > 0 {
+		select {
+		case r := <-results:
+			pending--
+			if r.err == nil && r.code == straitv1.StreamCode_STREAM_CODE_ACCEPTED {
+				g.abandonLosers(results, pending)
+				return r.st, r.code
+			}
+			code = r.code
+			if pending == 0 && started < len(cands) {
+				startNext()
+				hedge.Reset(hedgeDelay(live))
+			}
+		case <-hedge.C:
+			if started < len(cands) {
+				startNext()
+				hedge.Reset(hedgeDelay(live))
+			}
+		}
+	}
+	return nil, code
+}
+
+// abandonLosers waits in the background for the n attempts still running
+// and abandons any stream they get accepted.
+func (g *Gateway) abandonLosers(results <-chan attemptResult, n int) {
+	if n == 0 {
+		return
+	}
+	g.wg.Go(func() {
+		for range n {
+			if r := <-results; r.st != nil {
+				r.st.CancelWrite(StreamErrAbandoned)
+				r.st.CancelRead(StreamErrAbandoned)
+				r.st.pc.release()
+			}
+		}
+	})
+}
+
+// hedgeDelay is how long an attempt runs alone before the next candidate
+// starts beside it: a quarter of the dial timeout, at least 50ms.
+func hedgeDelay(live *liveConfig) time.Duration {
+	return max(live.dial/4, 50*time.Millisecond)
 }
 
 func resultLabel(code straitv1.StreamCode, err error) string {

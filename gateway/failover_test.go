@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"time"
+
 	"net"
 	"testing"
 
@@ -112,5 +114,45 @@ func TestLocality(t *testing.T) {
 	}
 	if acceptedIngress(b, "a") != 1 {
 		t.Fatalf("pinned: b accepted %v, want 1", acceptedIngress(b, "a"))
+	}
+}
+
+// TestRegionOrder: the failover policy's region order ranks the clusters of
+// other regions (the live global configuration, overridden per export).
+func TestRegionOrder(t *testing.T) {
+	w := newWorld(t, "a", "b", "c")
+	w.export("b", "echo", 9000, "spiffe://a.test") // oldest, region r1
+	w.reg.add(&straitv1.Export{Cluster: "c", Namespace: "default", Service: "echo", Consumers: []string{"spiffe://a.test"},
+		Ports: []*straitv1.ServicePort{{Name: "tcp", Port: 9000}}, CreatedAt: timestamppb.Now()})
+	w.endpoint("b", "echo", "e1", echoServer(t))
+	w.endpoint("c", "echo", "e1", echoServer(t))
+	b := w.start(w.config("b", "b1", "r1"))
+	c := w.start(w.config("c", "c1", "r2"))
+	a := w.start(w.config("a", "a1", "home"))
+	hello := clientHello(t, "9000.echo.default.any.strait")
+	send := func(i int) {
+		t.Helper()
+		if err := finishStreamCtx(a, hello, payloadFor(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No order: the oldest export (b) serves.
+	send(0)
+	if acceptedIngress(b, "a") != 1 || acceptedIngress(c, "a") != 0 {
+		t.Fatalf("no order: b accepted %v, c %v; want 1 and 0", acceptedIngress(b, "a"), acceptedIngress(c, "a"))
+	}
+	// The global order prefers r2 (c).
+	w.reg.add(&straitv1.GatewayConfig{Failover: &straitv1.FailoverPolicy{RegionOrder: []string{"r2", "r1"}}})
+	send(1)
+	if acceptedIngress(c, "a") != 1 {
+		t.Fatalf("order [r2 r1]: c accepted %v, want 1", acceptedIngress(c, "a"))
+	}
+	// b's export overrides it with its own order, preferring r1 again.
+	w.reg.add(&straitv1.Export{Cluster: "b", Namespace: "default", Service: "echo", Consumers: []string{"spiffe://a.test"},
+		Ports: []*straitv1.ServicePort{{Name: "tcp", Port: 9000}}, CreatedAt: timestamppb.New(time.Unix(1, 0)),
+		Failover: &straitv1.FailoverPolicy{RegionOrder: []string{"r1"}}})
+	send(2)
+	if acceptedIngress(b, "a") != 2 {
+		t.Fatalf("export order [r1]: b accepted %v, want 2", acceptedIngress(b, "a"))
 	}
 }

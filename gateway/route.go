@@ -31,7 +31,7 @@ func (r rank) compare(o rank) int {
 // clusters that export the service with the port and are alive (other than
 // the gateway's own). Clusters with a proven gateway come before those
 // whose gateways are all failing, dialing or draining; then same region
-// first; then oldest export first. Within a cluster its gateways serve
+// first, then the failover policy's region order; then oldest export first. Within a cluster its gateways serve
 // active/active, least busy first. When the list is empty, code says why.
 func (g *Gateway) candidates(snap *federation.Snapshot, name federation.ServiceName) ([]candidate, straitv1.StreamCode) {
 	clusters, exported := g.exportingClusters(snap, name)
@@ -43,9 +43,10 @@ func (g *Gateway) candidates(snap *federation.Snapshot, name federation.ServiceN
 		region int
 	}
 	groups := make([]group, 0, len(clusters))
+	order := g.regionOrder(snap, name.Service)
 	for _, c := range clusters {
 		if cands := g.clusterCandidates(snap, c); len(cands) > 0 {
-			groups = append(groups, group{cands, g.regionRank(snap, c)})
+			groups = append(groups, group{cands, g.regionRank(snap, c, order)})
 		}
 	}
 	// Stable: export age order is kept among equals.
@@ -98,14 +99,35 @@ func exportHasPort(e *straitv1.Export, port uint16) bool {
 	return false
 }
 
-// regionRank is 0 for a cluster in the gateway's region, 1 otherwise.
-func (g *Gateway) regionRank(snap *federation.Snapshot, cluster string) int {
+// regionOrder is the failover region order for a service: the oldest of
+// its exports that sets one (a per-export override), else the live
+// configuration's (config/global merged with config/clusters/<own>).
+func (g *Gateway) regionOrder(snap *federation.Snapshot, key federation.ServiceKey) []string {
+	for _, e := range snap.Exports(key) {
+		if order := e.GetFailover().GetRegionOrder(); len(order) > 0 {
+			return order
+		}
+	}
+	return snap.Config(g.cfg.Cluster).GetFailover().GetRegionOrder()
+}
+
+// regionRank orders clusters by locality: 0 for one in the gateway's own
+// region, 1+i for one in the i-th region of order, and after those the
+// clusters of regions order does not name.
+func (g *Gateway) regionRank(snap *federation.Snapshot, cluster string, order []string) int {
+	region := ""
 	for _, gw := range snap.Gateways(cluster) {
 		if g.cfg.Region != "" && gw.GetRegion() == g.cfg.Region {
 			return 0
 		}
+		if region == "" {
+			region = gw.GetRegion()
+		}
 	}
-	return 1
+	if i := slices.Index(order, region); i >= 0 && region != "" {
+		return 1 + i
+	}
+	return 1 + len(order)
 }
 
 // clusterCandidates orders a cluster's gateways that are not draining by
