@@ -62,10 +62,17 @@ func run() int {
 	defer stop()
 	start := time.Now()
 	load, _ := os.ReadFile("/proc/loadavg")
+	sampler := &loadSampler{}
+	sctx, stopSampler := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() { sampler.run(sctx); close(sampled) }()
 	metrics, runErr := bench.Run(ctx, cfg)
+	stopSampler()
+	<-sampled
 	loadEnd, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("straitbench: %s; load average at start %s, at end %s\n\n", time.Since(start).Round(time.Second),
-		strings.Join(strings.Fields(string(load))[:3], " "), strings.Join(strings.Fields(string(loadEnd))[:3], " "))
+	fmt.Printf("straitbench: %s, started %s; load average at start %s, at end %s\n%s\n\n", time.Since(start).Round(time.Second),
+		start.UTC().Format("2006-01-02 15:04:05 UTC"),
+		strings.Join(strings.Fields(string(load))[:3], " "), strings.Join(strings.Fields(string(loadEnd))[:3], " "), sampler)
 	if err := bench.Report(os.Stdout, metrics); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
