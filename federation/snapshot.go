@@ -7,6 +7,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
@@ -204,17 +205,32 @@ func (s *Snapshot) Bundles() []*straitv1.TrustBundle {
 }
 
 // Config returns the gateway configuration of a cluster: the global
-// configuration with the cluster's own fields merged over it. It never
-// returns nil; zero fields mean "the default".
+// configuration with the cluster's own fields set over it (a list the
+// cluster sets, such as failover.region_order, replaces the global one
+// rather than extending it). It never returns nil; zero fields mean "the
+// default".
 func (s *Snapshot) Config(cluster string) *straitv1.GatewayConfig {
 	out := &straitv1.GatewayConfig{}
 	if s.globalConfig != nil {
 		proto.Merge(out, s.globalConfig)
 	}
 	if c := s.clusterConfig[cluster]; c != nil {
-		proto.Merge(out, c)
+		overlay(out.ProtoReflect(), c.ProtoReflect())
 	}
 	return out
+}
+
+// overlay sets every field src sets onto dst: messages field by field,
+// lists and scalars replaced whole.
+func overlay(dst, src protoreflect.Message) {
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() != nil && !fd.IsList() && !fd.IsMap() && dst.Has(fd) {
+			overlay(dst.Mutable(fd).Message(), v.Message())
+			return true
+		}
+		dst.Set(fd, v)
+		return true
+	})
 }
 
 // Conflict reports an export whose port definitions disagree with those of

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -135,7 +136,9 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 	g, ctx := errgroup.WithContext(cmd.Context())
 	g.Go(func() error { return id.run(ctx) })
 	g.Go(func() error { return n.Run(ctx) })
-	g.Go(func() error { return id.runWhenReady(ctx, want, log, gw.Run) })
+	g.Go(func() error {
+		return afterSync(ctx, n, log, func(ctx context.Context) error { return id.runWhenReady(ctx, want, log, gw.Run) })
+	})
 	if kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 		g.Go(func() error {
 			return startKubeController(ctx, kubeconfig, f.Cluster, n.Store, n.Cache, n.Registrar, log, reg)

@@ -192,7 +192,9 @@ func runProxy(ctx context.Context, f proxyFile) error {
 	}
 	g.Go(func() error { return id.run(ctx) })
 	g.Go(func() error { return n.Run(ctx) })
-	g.Go(func() error { return id.runWhenReady(ctx, want, log, p.Run) })
+	g.Go(func() error {
+		return afterSync(ctx, n, log, func(ctx context.Context) error { return id.runWhenReady(ctx, want, log, p.Run) })
+	})
 	if f.Admin.Listen != "" {
 		g.Go(func() error { return serveAdmin(ctx, f.Admin.Listen, reg, log) })
 	}

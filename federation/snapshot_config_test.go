@@ -1,0 +1,53 @@
+package federation
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+// TestConfigClusterOverlay: a cluster's configuration overrides the global
+// one field by field, and a list it sets replaces the global list.
+func TestConfigClusterOverlay(t *testing.T) {
+	global := &straitv1.GatewayConfig{
+		DialTimeout: durationpb.New(time.Second),
+		IdleTimeout: durationpb.New(5 * time.Second),
+		Failover:    &straitv1.FailoverPolicy{RegionOrder: []string{"us-west", "us-central"}, ConsecutiveFailures: 5},
+	}
+	east := &straitv1.GatewayConfig{
+		IdleTimeout: durationpb.New(2 * time.Second),
+		Failover:    &straitv1.FailoverPolicy{RegionOrder: []string{"us-central", "us-west"}},
+	}
+	snap := NewSnapshot(1, []Record{
+		{Info: KeyInfo{Kind: KindConfig}, Message: global},
+		{Info: KeyInfo{Kind: KindConfig, Cluster: "east"}, Message: east},
+	})
+	tests := []struct {
+		cluster     string
+		order       []string
+		idle, dial  time.Duration
+		consecutive uint32
+	}{
+		{"east", []string{"us-central", "us-west"}, 2 * time.Second, time.Second, 5},
+		{"west", []string{"us-west", "us-central"}, 5 * time.Second, time.Second, 5},
+	}
+	for _, tc := range tests {
+		got := snap.Config(tc.cluster)
+		if !slices.Equal(got.GetFailover().GetRegionOrder(), tc.order) {
+			t.Errorf("%s: region order %v, want %v", tc.cluster, got.GetFailover().GetRegionOrder(), tc.order)
+		}
+		if got.GetIdleTimeout().AsDuration() != tc.idle || got.GetDialTimeout().AsDuration() != tc.dial {
+			t.Errorf("%s: idle %s dial %s, want %s %s", tc.cluster, got.GetIdleTimeout().AsDuration(), got.GetDialTimeout().AsDuration(), tc.idle, tc.dial)
+		}
+		if got.GetFailover().GetConsecutiveFailures() != tc.consecutive {
+			t.Errorf("%s: consecutive failures %d, want %d", tc.cluster, got.GetFailover().GetConsecutiveFailures(), tc.consecutive)
+		}
+	}
+	if len(global.GetFailover().GetRegionOrder()) != 2 || east.GetIdleTimeout().AsDuration() != 2*time.Second {
+		t.Error("Config modified the stored records")
+	}
+}
