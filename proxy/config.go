@@ -27,9 +27,11 @@ const (
 	DefaultInboundListenAddr = "0.0.0.0:15006"
 	DefaultHealthInterval    = 5 * time.Second
 	DefaultHealthTimeout     = time.Second
-	DefaultDialTimeout       = 3 * time.Second
-	DefaultHandshakeTimeout  = 5 * time.Second
-	DefaultDrainTimeout      = 30 * time.Second
+	// DefaultHealthFailureThreshold is HealthCheck.FailureThreshold's default.
+	DefaultHealthFailureThreshold = 3
+	DefaultDialTimeout            = 3 * time.Second
+	DefaultHandshakeTimeout       = 5 * time.Second
+	DefaultDrainTimeout           = 30 * time.Second
 )
 
 // Config configures a Proxy. Every zero value means the documented default.
@@ -145,6 +147,12 @@ type HealthCheck struct {
 	// answer 2xx; otherwise a check is a TCP connect. Either way the
 	// connection starts with a PROXY v2 header with the LOCAL command.
 	HTTPPath string
+	// FailureThreshold is how many checks in a row must fail (time out or
+	// answer badly) before the endpoint is withdrawn, so that one slow
+	// check on a busy host does not flap it. A refused connection (nothing
+	// listens: the app is gone) withdraws it at once. Zero means
+	// DefaultHealthFailureThreshold.
+	FailureThreshold int
 }
 
 // withDefaults returns cfg with every zero value replaced by its default.
@@ -191,6 +199,9 @@ func (cfg Config) withDefaults() Config {
 func (h HealthCheck) withDefaults() HealthCheck {
 	h.Interval = orDefault(h.Interval, DefaultHealthInterval)
 	h.Timeout = orDefault(h.Timeout, min(DefaultHealthTimeout, h.Interval))
+	if h.FailureThreshold == 0 {
+		h.FailureThreshold = DefaultHealthFailureThreshold
+	}
 	return h
 }
 

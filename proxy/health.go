@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/strait-mesh/strait/proxy/proxyproto"
@@ -18,6 +20,7 @@ func (p *Proxy) healthLoop(ctx context.Context) error {
 	client := p.healthClient()
 	defer client.CloseIdleConnections()
 	first := true
+	fails := 0
 	ticker := time.NewTicker(hc.Interval)
 	defer ticker.Stop()
 	for {
@@ -25,7 +28,19 @@ func (p *Proxy) healthLoop(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		p.recordHealth(err, first)
+		if err == nil {
+			fails = 0
+		} else {
+			fails++
+		}
+		// The first check decides at once; later a refused connection does
+		// too, while other failures must repeat FailureThreshold times.
+		if err == nil || first || fails >= hc.FailureThreshold || errors.Is(err, syscall.ECONNREFUSED) {
+			p.recordHealth(err, first)
+		} else {
+			p.metrics.healthChecks.WithLabelValues("fail").Inc()
+			p.log.Debug("application health check failed", logAddr, p.cfg.AppAddr, logErr, err, "consecutive", fails)
+		}
 		first = false
 		select {
 		case <-ctx.Done():

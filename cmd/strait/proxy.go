@@ -59,11 +59,14 @@ type proxyFile struct {
 	// Upstreams are outbound listeners in the CLI form
 	// "payments.default:9000=127.0.0.1:19000".
 	Upstreams []string `json:"upstreams,omitempty"`
-	// HealthCheck of the app: interval (zero means 5s) and an optional
-	// HTTP path (a TCP connect otherwise).
+	// HealthCheck of the app: interval (zero means 5s), an optional HTTP
+	// path (a TCP connect otherwise), and how many failed checks in a row
+	// withdraw the endpoint (zero means 3; a refused connection withdraws
+	// it at once).
 	HealthCheck struct {
-		Interval duration `json:"interval,omitempty"`
-		HTTPPath string   `json:"httpPath,omitempty"`
+		Interval         duration `json:"interval,omitempty"`
+		HTTPPath         string   `json:"httpPath,omitempty"`
+		FailureThreshold int      `json:"failureThreshold,omitempty"`
 	} `json:"healthCheck,omitempty"`
 	// Admin serves /metrics and /healthz. Zero disables it.
 	Admin listenFile `json:"admin,omitempty"`
@@ -125,7 +128,10 @@ func (f proxyFile) proxyConfig() (proxy.Config, error) {
 		Cluster: f.Cluster, Namespace: f.Namespace, Service: f.Service, ServiceAccount: f.ServiceAccount,
 		ID: f.ID, Region: f.Region, Zone: f.Zone,
 		InboundListenAddr: f.Inbound.Listen, InboundAdvertiseAddr: f.Inbound.Advertise, AppAddr: f.App,
-		HealthCheck:  proxy.HealthCheck{Interval: time.Duration(f.HealthCheck.Interval), HTTPPath: f.HealthCheck.HTTPPath},
+		HealthCheck: proxy.HealthCheck{
+			Interval: time.Duration(f.HealthCheck.Interval), HTTPPath: f.HealthCheck.HTTPPath,
+			FailureThreshold: f.HealthCheck.FailureThreshold,
+		},
 		DrainTimeout: time.Duration(f.DrainTimeout), Keyspace: keyspaceOf(f.Etcd),
 		NoProxyHeader: f.NoProxyHeader,
 	}
