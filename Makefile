@@ -7,7 +7,7 @@ RACE_PKGS ?= ./federation/... ./trust/... ./gateway/... ./proxy/... ./internal/.
 # The failover scenarios print their table from this file.
 E2E_REPORT ?= $(CURDIR)/.cache/e2e-report.jsonl
 
-.PHONY: all build test unit race vet fmt-check proto proto-check lint-proto tools e2e bench fuzz clean
+.PHONY: all build test unit race vet fmt-check proto proto-check lint-proto tools e2e bench bench-micro bench-peers fuzz clean
 
 all: build
 
@@ -48,6 +48,22 @@ e2e: tools
 	@mkdir -p $(dir $(E2E_REPORT)) && rm -f $(E2E_REPORT)
 	STRAIT_E2E_REPORT=$(E2E_REPORT) $(GO) test -count=1 -timeout 20m -v ./e2e/failover/... ./e2e/smoke/... | grep -E '^(=== RUN|--- |PASS|FAIL|ok)'; \
 	status=$${PIPESTATUS[0]}; $(GO) run ./e2e/load/cmd/e2e-table $(E2E_REPORT); exit $$status
+
+## bench: Go micro-benchmarks (header codec, SNI parse, relay, snapshot
+## reads, the 1 MiB full-path transfer) with benchstat, then the side-by-side
+## harness against direct TCP, stunnel4, haproxy and a raw quic-go relay.
+## Results: .cache/bench-micro.txt and .cache/bench.jsonl (one JSON per row).
+bench: bench-micro bench-peers
+
+bench-micro:
+	@mkdir -p .cache
+	$(GO) test -run '^$$' -bench 'Header|Reply|ClientHello|Relay|SnapshotRead|Transfer1MiB|Encode|Decode' -benchtime 1s -count 3 \
+		./gateway/... ./federation/ ./proxy/... ./internal/devcluster/ | tee .cache/bench-micro.txt
+	$(GO) tool -modfile=tools/go.mod benchstat .cache/bench-micro.txt
+
+bench-peers: tools
+	@mkdir -p .cache
+	$(GO) run ./e2e/bench/cmd/straitbench -json .cache/bench.jsonl
 
 ## proto: regenerate the Go code from proto/ with pinned tools.
 proto: lint-proto
