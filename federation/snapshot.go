@@ -347,3 +347,36 @@ func clusterTrustDomains(gateways map[string][]*straitv1.Gateway, endpoints map[
 	}
 	return out
 }
+
+// FailoverPolicy is the failover policy of a service as a cluster applies
+// it: the policy of the oldest export that sets one (a per-export
+// override), else the cluster's live configuration's. It may be nil.
+func (s *Snapshot) FailoverPolicy(cluster string, key ServiceKey) *straitv1.FailoverPolicy {
+	for _, e := range s.exports[key] {
+		if f := e.GetFailover(); f != nil {
+			return f
+		}
+	}
+	return s.Config(cluster).GetFailover()
+}
+
+// BelowHealthy reports whether fewer than minPercent percent of a
+// cluster's endpoints of a service are ready: the point at which a
+// failover policy spills traffic to the next locality. A zero minPercent,
+// or a cluster with no endpoint records at all, is never below.
+func (s *Snapshot) BelowHealthy(cluster string, key ServiceKey, minPercent uint32) bool {
+	if minPercent == 0 {
+		return false
+	}
+	total, ready := 0, 0
+	for _, ep := range s.endpoints[key] {
+		if ep.GetCluster() != cluster {
+			continue
+		}
+		total++
+		if ep.GetReady() {
+			ready++
+		}
+	}
+	return total > 0 && uint32(ready*100) < minPercent*uint32(total)
+}

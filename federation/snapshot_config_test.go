@@ -51,3 +51,26 @@ func TestConfigClusterOverlay(t *testing.T) {
 		t.Error("Config modified the stored records")
 	}
 }
+
+func TestBelowHealthy(t *testing.T) {
+	ep := func(id string, ready bool) Record {
+		return Record{Message: &straitv1.Endpoint{Cluster: "b", Namespace: "ns", Service: "s", Id: id, Ready: ready}}
+	}
+	snap := NewSnapshot(1, []Record{ep("1", true), ep("2", false), ep("3", false), ep("4", true)})
+	key := ServiceKey{Namespace: "ns", Name: "s"}
+	tests := []struct {
+		cluster string
+		min     uint32
+		want    bool
+	}{
+		{"b", 0, false},
+		{"b", 50, false}, // 2 of 4 is exactly 50%
+		{"b", 51, true},
+		{"c", 100, false}, // no endpoint records: nothing to judge
+	}
+	for _, tc := range tests {
+		if got := snap.BelowHealthy(tc.cluster, key, tc.min); got != tc.want {
+			t.Errorf("BelowHealthy(%s, %d) = %v, want %v", tc.cluster, tc.min, got, tc.want)
+		}
+	}
+}

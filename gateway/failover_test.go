@@ -156,3 +156,35 @@ func TestRegionOrder(t *testing.T) {
 		t.Fatalf("export order [r1]: b accepted %v, want 2", acceptedIngress(b, "a"))
 	}
 }
+
+// TestMinHealthyPercent: a cluster with fewer ready endpoints than the
+// policy's minimum spills its traffic to the next cluster, even when it is
+// preferred otherwise; without the policy it keeps serving.
+func TestMinHealthyPercent(t *testing.T) {
+	w := newWorld(t, "a", "b", "c")
+	w.export("b", "echo", 9000, "spiffe://a.test") // oldest
+	w.reg.add(&straitv1.Export{Cluster: "c", Namespace: "default", Service: "echo", Consumers: []string{"spiffe://a.test"},
+		Ports: []*straitv1.ServicePort{{Name: "tcp", Port: 9000}}, CreatedAt: timestamppb.Now()})
+	w.endpoint("b", "echo", "e1", echoServer(t))
+	for _, id := range []string{"e2", "e3", "e4"} { // 1 of 4 ready in b
+		w.reg.add(&straitv1.Endpoint{Cluster: "b", Namespace: "default", Service: "echo", Id: id, Address: "127.0.0.1:9", Ready: false})
+	}
+	w.endpoint("c", "echo", "e1", echoServer(t))
+	b := w.start(w.config("b", "b1", "r"))
+	c := w.start(w.config("c", "c1", "r"))
+	a := w.start(w.config("a", "a1", "r"))
+	hello := clientHello(t, "9000.echo.default.any.strait")
+	if err := finishStreamCtx(a, hello, payloadFor(0)); err != nil {
+		t.Fatal(err)
+	}
+	if acceptedIngress(b, "a") != 1 {
+		t.Fatalf("no policy: b accepted %v, want 1", acceptedIngress(b, "a"))
+	}
+	w.reg.add(&straitv1.GatewayConfig{Failover: &straitv1.FailoverPolicy{MinHealthyPercent: 50}})
+	if err := finishStreamCtx(a, hello, payloadFor(1)); err != nil {
+		t.Fatal(err)
+	}
+	if acceptedIngress(c, "a") != 1 || acceptedIngress(b, "a") != 1 {
+		t.Fatalf("min 50%%: b accepted %v, c %v; want 1 and 1 (b is 25%% healthy)", acceptedIngress(b, "a"), acceptedIngress(c, "a"))
+	}
+}

@@ -31,7 +31,9 @@ func (r rank) compare(o rank) int {
 // clusters that export the service with the port and are alive (other than
 // the gateway's own). Clusters with a proven gateway come before those
 // whose gateways are all failing, dialing or draining; then same region
-// first, then the failover policy's region order; then oldest export first. Within a cluster its gateways serve
+// first (unless fewer of a cluster's endpoints are ready than the policy's
+// min_healthy_percent: it spills to the next), then the failover policy's
+// region order; then oldest export first. Within a cluster its gateways serve
 // active/active, least busy first. When the list is empty, code says why.
 func (g *Gateway) candidates(snap *federation.Snapshot, name federation.ServiceName) ([]candidate, straitv1.StreamCode) {
 	clusters, exported := g.exportingClusters(snap, name)
@@ -40,18 +42,21 @@ func (g *Gateway) candidates(snap *federation.Snapshot, name federation.ServiceN
 	}
 	type group struct {
 		cands  []candidate
+		spill  bool // fewer endpoints healthy than the policy's minimum
 		region int
 	}
 	groups := make([]group, 0, len(clusters))
-	order := g.regionOrder(snap, name.Service)
+	policy := snap.FailoverPolicy(g.cfg.Cluster, name.Service)
+	order := policy.GetRegionOrder()
 	for _, c := range clusters {
 		if cands := g.clusterCandidates(snap, c); len(cands) > 0 {
-			groups = append(groups, group{cands, g.regionRank(snap, c, order)})
+			spill := snap.BelowHealthy(c, name.Service, policy.GetMinHealthyPercent())
+			groups = append(groups, group{cands, spill, g.regionRank(snap, c, order)})
 		}
 	}
 	// Stable: export age order is kept among equals.
 	slices.SortStableFunc(groups, func(a, b group) int {
-		return cmp.Or(cmp.Compare(a.cands[0].rank.penalty, b.cands[0].rank.penalty), cmp.Compare(a.region, b.region))
+		return cmp.Or(cmp.Compare(a.cands[0].rank.penalty, b.cands[0].rank.penalty), compareBool(a.spill, b.spill), cmp.Compare(a.region, b.region))
 	})
 	var out []candidate
 	for _, gr := range groups {
@@ -99,16 +104,21 @@ func exportHasPort(e *straitv1.Export, port uint16) bool {
 	return false
 }
 
-// regionOrder is the failover region order for a service: the oldest of
-// its exports that sets one (a per-export override), else the live
-// configuration's (config/global merged with config/clusters/<own>).
+// regionOrder is the failover region order for a service (see
+// federation.Snapshot.FailoverPolicy).
 func (g *Gateway) regionOrder(snap *federation.Snapshot, key federation.ServiceKey) []string {
-	for _, e := range snap.Exports(key) {
-		if order := e.GetFailover().GetRegionOrder(); len(order) > 0 {
-			return order
-		}
+	return snap.FailoverPolicy(g.cfg.Cluster, key).GetRegionOrder()
+}
+
+// compareBool orders false before true.
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
 	}
-	return snap.Config(g.cfg.Cluster).GetFailover().GetRegionOrder()
+	return -1
 }
 
 // regionRank orders clusters by locality: 0 for one in the gateway's own

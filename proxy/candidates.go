@@ -33,9 +33,16 @@ func (p *Proxy) candidates(snap *federation.Snapshot, up Upstream, own spiffeid.
 	if pinned == federation.AnyCluster {
 		pinned = ""
 	}
-	var out []candidate
+	var local, out []candidate
 	if pinned == "" || pinned == p.cfg.Cluster {
-		out = p.localCandidates(snap, up, own)
+		local = p.localCandidates(snap, up, own)
+	}
+	// Local endpoints come first, unless fewer of them are ready than the
+	// failover policy's min_healthy_percent: then traffic spills to the
+	// gateway first and the local endpoints stay as the last resort.
+	spill := snap.BelowHealthy(p.cfg.Cluster, up.Service, snap.FailoverPolicy(p.cfg.Cluster, up.Service).GetMinHealthyPercent())
+	if !spill {
+		out = local
 	}
 	remote := federation.ServiceName{Port: up.Port, Service: up.Service, Cluster: cmp.Or(pinned, federation.AnyCluster)}.String()
 	allowed := exporterDomains(snap, up.Service, pinned, own)
@@ -50,6 +57,9 @@ func (p *Proxy) candidates(snap *federation.Snapshot, up Upstream, own spiffeid.
 			continue
 		}
 		out = append(out, candidate{addr: gw.GetEgressAddress(), sni: remote, path: pathGateway, allowed: allowed})
+	}
+	if spill {
+		out = append(out, local...)
 	}
 	return out
 }
