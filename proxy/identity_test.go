@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -127,5 +128,46 @@ func TestLoadTrackerForgets(t *testing.T) {
 	r2()
 	if l.outstanding("a") != 0 || l.size() != 0 {
 		t.Errorf("after release: outstanding %d, %d addresses tracked", l.outstanding("a"), l.size())
+	}
+}
+
+// TestMinHealthySpill: with fewer ready local endpoints than the failover
+// policy's min_healthy_percent, the gateway comes first and the remaining
+// local endpoints last; without the policy local endpoints come first.
+func TestMinHealthySpill(t *testing.T) {
+	p := &Proxy{cfg: Config{Cluster: west}}
+	p.load.init()
+	base := []proto.Message{gateway(west, "gw1", "10.0.9.1:15444"),
+		&straitv1.Endpoint{Cluster: west, Namespace: "default", Service: "echo", Id: "a", Address: "10.0.0.1:1", Ready: true},
+		&straitv1.Endpoint{Cluster: west, Namespace: "default", Service: "echo", Id: "b", Address: "10.0.0.2:1", Ready: false},
+		&straitv1.Endpoint{Cluster: west, Namespace: "default", Service: "echo", Id: "c", Address: "10.0.0.3:1", Ready: false},
+	}
+	own := spiffeid.RequireTrustDomainFromString(westTD)
+	up := Upstream{Service: echoKey, Port: 9000}
+	tests := []struct {
+		name   string
+		policy *straitv1.GatewayConfig
+		want   []string
+	}{
+		{"no policy", nil, []string{"10.0.0.1:1", "10.0.9.1:15444"}},
+		{"1 of 3 ready, min 50%", &straitv1.GatewayConfig{Failover: &straitv1.FailoverPolicy{MinHealthyPercent: 50}}, []string{"10.0.9.1:15444", "10.0.0.1:1"}},
+		{"1 of 3 ready, min 30%", &straitv1.GatewayConfig{Failover: &straitv1.FailoverPolicy{MinHealthyPercent: 30}}, []string{"10.0.0.1:1", "10.0.9.1:15444"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := newTestRegistry()
+			msgs := slices.Clone(base)
+			if tc.policy != nil {
+				msgs = append(msgs, tc.policy)
+			}
+			reg.setBase(msgs...)
+			var got []string
+			for _, c := range p.candidates(reg.src.Snapshot(), up, own) {
+				got = append(got, c.addr)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("candidates = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
