@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,14 +50,11 @@ func newConfigGetCmd() *cobra.Command {
 		if output != "yaml" && output != "json" {
 			return fmt.Errorf("config get: unknown output format %q (want yaml or json)", output)
 		}
-		ctx, cancel := ef.withTimeout(cmd.Context())
-		defer cancel()
-		cli, err := ef.client(ctx)
-		if err != nil {
+		var cfg *straitv1.GatewayConfig
+		err := ef.withStore(cmd.Context(), func(ctx context.Context, st *federation.Store) (err error) {
+			cfg, err = st.GetConfig(ctx, cluster)
 			return err
-		}
-		defer cli.Close()
-		cfg, err := federation.NewStore(cli, ef.keyspace()).GetConfig(ctx, cluster)
+		})
 		if errors.Is(err, federation.ErrNotFound) {
 			cfg, err = &straitv1.GatewayConfig{}, nil
 		}
@@ -103,14 +101,10 @@ func newConfigSetCmd() *cobra.Command {
 		if err != nil {
 			return fmt.Errorf("config set: %w", err)
 		}
-		ctx, cancel := ef.withTimeout(cmd.Context())
-		defer cancel()
-		cli, err := ef.client(ctx)
+		err = ef.withStore(cmd.Context(), func(ctx context.Context, st *federation.Store) error {
+			return st.PutConfig(ctx, cluster, cfg)
+		})
 		if err != nil {
-			return err
-		}
-		defer cli.Close()
-		if err := federation.NewStore(cli, ef.keyspace()).PutConfig(ctx, cluster, cfg); err != nil {
 			return fmt.Errorf("config set: %w", err)
 		}
 		target := "global configuration"

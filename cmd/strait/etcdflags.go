@@ -68,3 +68,23 @@ func (f *etcdFlags) withTimeout(ctx context.Context) (context.Context, context.C
 	}
 	return context.WithTimeout(ctx, f.timeout)
 }
+
+// do runs one command's etcd work under --etcd-timeout, with a client that
+// is closed afterwards.
+func (f *etcdFlags) do(ctx context.Context, work func(ctx context.Context, cli *clientv3.Client) error) error {
+	ctx, cancel := f.withTimeout(ctx)
+	defer cancel()
+	cli, err := f.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	return work(ctx, cli)
+}
+
+// withStore is do with the federation store of the flags' keyspace.
+func (f *etcdFlags) withStore(ctx context.Context, work func(ctx context.Context, st *federation.Store) error) error {
+	return f.do(ctx, func(ctx context.Context, cli *clientv3.Client) error {
+		return work(ctx, federation.NewStore(cli, f.keyspace()))
+	})
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -46,14 +47,11 @@ Exporting again updates the export and keeps its creation time.`,
 			}
 			exp.Ports = append(exp.Ports, sp)
 		}
-		ctx, cancel := ef.withTimeout(cmd.Context())
-		defer cancel()
-		cli, err := ef.client(ctx)
-		if err != nil {
+		var stored *straitv1.Export
+		err := ef.withStore(cmd.Context(), func(ctx context.Context, st *federation.Store) (err error) {
+			stored, err = st.PutExport(ctx, exp)
 			return err
-		}
-		defer cli.Close()
-		stored, err := federation.NewStore(cli, ef.keyspace()).PutExport(ctx, exp)
+		})
 		if err != nil {
 			return fmt.Errorf("export: %w", err)
 		}

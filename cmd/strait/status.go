@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/strait-mesh/strait/federation"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
@@ -71,14 +73,14 @@ conflicts between exports of the same service (the oldest export wins).`,
 		if output != "table" && output != "json" {
 			return fmt.Errorf("status: unknown output format %q (want table or json)", output)
 		}
-		ctx, cancel := ef.withTimeout(cmd.Context())
-		defer cancel()
-		cli, err := ef.client(ctx)
-		if err != nil {
+		var (
+			snap    *federation.Snapshot
+			invalid []error
+		)
+		err := ef.do(cmd.Context(), func(ctx context.Context, cli *clientv3.Client) (err error) {
+			snap, invalid, err = federation.ListSnapshot(ctx, cli, ef.keyspace())
 			return err
-		}
-		defer cli.Close()
-		snap, invalid, err := federation.ListSnapshot(ctx, cli, ef.keyspace())
+		})
 		if err != nil {
 			return fmt.Errorf("status: %w", err)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -21,14 +22,10 @@ func newUnexportCmd() *cobra.Command {
 	cmd.Flags().StringVar(&cluster, "cluster", "", "cluster that exports the service (required)")
 	_ = cmd.MarkFlagRequired("cluster")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		ctx, cancel := ef.withTimeout(cmd.Context())
-		defer cancel()
-		cli, err := ef.client(ctx)
+		err := ef.withStore(cmd.Context(), func(ctx context.Context, st *federation.Store) error {
+			return st.DeleteExport(ctx, cluster, namespace, args[0])
+		})
 		if err != nil {
-			return err
-		}
-		defer cli.Close()
-		if err := federation.NewStore(cli, ef.keyspace()).DeleteExport(ctx, cluster, namespace, args[0]); err != nil {
 			return fmt.Errorf("unexport: %w", err)
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "unexported %s.%s from cluster %s\n", args[0], namespace, cluster)
