@@ -24,8 +24,7 @@
 //	results, err := bench.Run(ctx, bench.Config{Repo: ".", Out: os.Stdout})
 //
 // The apps behind Strait's destination proxy receive a PROXY protocol v2
-// header first (the proxy has no option to turn it off), so the harness puts
-// a small PROXY-v2-stripping forwarder in front of iperf3's server on
-// Strait's path, and its HTTP echo server reads the header on the listener
+// header first, except iperf3's server, whose west proxy runs with
+// noProxyHeader: true; the HTTP echo server reads the header on the listener
 // Strait's proxy dials.
 package bench

@@ -147,7 +147,6 @@ type env struct {
 	bins  bins
 	cert  *Cert
 	echo  *EchoServer
-	strip *Stripper
 	iperf string // iperf3 server address
 	etcd  string // etcd client URL
 
@@ -184,7 +183,6 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 		return nil, err
 	}
 	defer e.echo.Close()
-	defer e.strip.Close()
 	var errs []error
 	for _, ph := range []struct {
 		name string
@@ -234,9 +232,6 @@ func (e *env) setup(ctx context.Context) error {
 	if e.echo, err = StartEchoServer(e.log); err != nil {
 		return err
 	}
-	if e.strip, err = StartStripper(e.iperf); err != nil {
-		return err
-	}
 	routes := func() []*Route {
 		return []*Route{{Name: "iperf", Target: e.iperf}, {Name: "http", Target: e.echo.Plain.String()}}
 	}
@@ -253,7 +248,7 @@ func (e *env) setup(ctx context.Context) error {
 		return err
 	}
 	e.straitSvcs = map[string]*StraitService{
-		"iperf": {Name: "iperf", Port: 5201, App: e.strip.Addr().String()},
+		"iperf": {Name: "iperf", Port: 5201, App: e.iperf, NoProxyHeader: true},
 		"http":  {Name: "web", Port: 80, App: e.echo.Proxied.String()},
 	}
 	if e.strait, err = e.startStrait(ctx, "a", "/bench-a/", nil, e.straitSvcs["iperf"], e.straitSvcs["http"]); err != nil {

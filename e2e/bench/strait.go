@@ -28,8 +28,11 @@ type StraitService struct {
 	Name string
 	Port uint32
 	// App is the address of the app behind the west proxy; it receives a
-	// PROXY v2 header first.
+	// PROXY v2 header first unless NoProxyHeader is set.
 	App string
+	// NoProxyHeader makes the west proxy connect to an app that does not
+	// read the PROXY v2 header (iperf3's server) without one.
+	NoProxyHeader bool
 	// Entry is the east proxy's upstream listener, filled in by StartStrait.
 	Entry string
 }
@@ -162,8 +165,9 @@ func (c StraitConfig) startWestProxy(ps *Procs, svc *StraitService) (*Proc, erro
 		"cluster": westCluster, "service": svc.Name, "id": svc.Name + "-1",
 		"etcd": c.etcd(), "identity": c.identity(westTD),
 		"inbound": listen{Listen: "127.0.0.1:0"}, "app": svc.App,
-		"ports":        []map[string]any{{"name": "tcp", "port": svc.Port}},
-		"drainTimeout": "1s",
+		"ports":         []map[string]any{{"name": "tcp", "port": svc.Port}},
+		"drainTimeout":  "1s",
+		"noProxyHeader": svc.NoProxyHeader,
 	})
 	if err != nil {
 		return nil, err
