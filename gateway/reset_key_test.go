@@ -60,6 +60,13 @@ func TestStatelessResetAfterCrash(t *testing.T) {
 	if took > time.Second {
 		t.Fatalf("dead connection detected after %v, want ≤ 1s", took)
 	}
+	// The stream can see its reset a moment before the connection's
+	// context is cancelled: wait for the connection itself.
+	select {
+	case <-old.Context().Done():
+	case <-time.After(time.Second):
+		t.Fatal("old connection still open 1s after its stream was reset")
+	}
 	var sr *quic.StatelessResetError
 	if cause := context.Cause(old.Context()); !errors.As(cause, &sr) {
 		t.Fatalf("old connection closed by %v, want a stateless reset", cause)
