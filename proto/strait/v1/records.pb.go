@@ -602,11 +602,12 @@ type FailoverPolicy struct {
 	// RegionOrder lists regions by preference after the caller's own zone and
 	// region. Regions not listed come last.
 	RegionOrder []string `protobuf:"bytes,1,rep,name=region_order,json=regionOrder,proto3" json:"region_order,omitempty"`
-	// ConsecutiveFailures ejects a cluster or endpoint after this many failed
-	// attempts in a row. Zero means 3.
+	// ConsecutiveFailures is reserved for ejecting a cluster or endpoint after
+	// this many failed attempts in a row; it is not applied yet: a gateway
+	// demotes a remote gateway (tries it last) from its first transport
+	// failure, for an exponentially growing backoff.
 	ConsecutiveFailures uint32 `protobuf:"varint,2,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
-	// BaseEjection is the first ejection interval; it doubles on each repeat.
-	// Zero means 1s.
+	// BaseEjection is reserved with ConsecutiveFailures; it is not applied yet.
 	BaseEjection *durationpb.Duration `protobuf:"bytes,3,opt,name=base_ejection,json=baseEjection,proto3" json:"base_ejection,omitempty"`
 	// MinHealthyPercent spills traffic to the next locality when fewer than this
 	// percentage of a locality's endpoints are healthy. Zero disables spilling.
