@@ -677,7 +677,9 @@ func TestCachePersistDebounces(t *testing.T) {
 	published := counterValue(t, reg, "strait_federation_snapshots_published_total", nil)
 	persisted := counterValue(t, reg, "strait_federation_snapshot_persists_total", nil)
 	t.Logf("%v snapshots published, %v persisted", published, persisted)
-	if persisted > published/4 || persisted > 10 {
+	// The cache may itself coalesce the burst into a few snapshots; the file
+	// must be written at most once per four of them (and once at least).
+	if persisted > max(1, published/4) || persisted > 10 {
 		t.Errorf("%v snapshots persisted for %v published: not debounced", persisted, published)
 	}
 	entries, err := os.ReadDir(dir)
