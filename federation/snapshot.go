@@ -43,6 +43,9 @@ type Snapshot struct {
 	// resolved memoizes Service: ServiceKey → GlobalService. The snapshot
 	// is immutable, so a resolution never goes stale.
 	resolved sync.Map
+	// configs memoizes Config: cluster → *GatewayConfig. Gateways and
+	// proxies read the failover policy on every new connection.
+	configs sync.Map
 }
 
 // NewSnapshot builds a snapshot at revision from records. Records of an
@@ -208,8 +211,17 @@ func (s *Snapshot) Bundles() []*straitv1.TrustBundle {
 // configuration with the cluster's own fields set over it (a list the
 // cluster sets, such as failover.region_order, replaces the global one
 // rather than extending it). It never returns nil; zero fields mean "the
-// default".
+// default". It is computed once per snapshot and must not be modified.
 func (s *Snapshot) Config(cluster string) *straitv1.GatewayConfig {
+	if v, hit := s.configs.Load(cluster); hit {
+		return v.(*straitv1.GatewayConfig)
+	}
+	v, _ := s.configs.LoadOrStore(cluster, s.mergeConfig(cluster))
+	return v.(*straitv1.GatewayConfig)
+}
+
+// mergeConfig computes Config.
+func (s *Snapshot) mergeConfig(cluster string) *straitv1.GatewayConfig {
 	out := &straitv1.GatewayConfig{}
 	if s.globalConfig != nil {
 		proto.Merge(out, s.globalConfig)

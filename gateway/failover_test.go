@@ -92,8 +92,7 @@ func TestFailover(t *testing.T) {
 func TestLocality(t *testing.T) {
 	w := newWorld(t, "a", "b", "c")
 	w.export("b", "echo", 9000, "spiffe://a.test") // oldest, other region
-	w.reg.add(&straitv1.Export{Cluster: "c", Namespace: "default", Service: "echo", Consumers: []string{"spiffe://a.test"},
-		Ports: []*straitv1.ServicePort{{Name: "tcp", Port: 9000}}, CreatedAt: timestamppb.Now()})
+	w.reg.add(echoExport("c", time.Now(), nil))
 	w.endpoint("b", "echo", "e1", echoServer(t))
 	w.endpoint("c", "echo", "e1", echoServer(t))
 	b := w.start(w.config("b", "b1", "far"))
@@ -122,8 +121,7 @@ func TestLocality(t *testing.T) {
 func TestRegionOrder(t *testing.T) {
 	w := newWorld(t, "a", "b", "c")
 	w.export("b", "echo", 9000, "spiffe://a.test") // oldest, region r1
-	w.reg.add(&straitv1.Export{Cluster: "c", Namespace: "default", Service: "echo", Consumers: []string{"spiffe://a.test"},
-		Ports: []*straitv1.ServicePort{{Name: "tcp", Port: 9000}}, CreatedAt: timestamppb.Now()})
+	w.reg.add(echoExport("c", time.Now(), nil))
 	w.endpoint("b", "echo", "e1", echoServer(t))
 	w.endpoint("c", "echo", "e1", echoServer(t))
 	b := w.start(w.config("b", "b1", "r1"))
@@ -148,9 +146,7 @@ func TestRegionOrder(t *testing.T) {
 		t.Fatalf("order [r2 r1]: c accepted %v, want 1", acceptedIngress(c, "a"))
 	}
 	// b's export overrides it with its own order, preferring r1 again.
-	w.reg.add(&straitv1.Export{Cluster: "b", Namespace: "default", Service: "echo", Consumers: []string{"spiffe://a.test"},
-		Ports: []*straitv1.ServicePort{{Name: "tcp", Port: 9000}}, CreatedAt: timestamppb.New(time.Unix(1, 0)),
-		Failover: &straitv1.FailoverPolicy{RegionOrder: []string{"r1"}}})
+	w.reg.add(echoExport("b", time.Unix(1, 0), &straitv1.FailoverPolicy{RegionOrder: []string{"r1"}}))
 	send(2)
 	if acceptedIngress(b, "a") != 2 {
 		t.Fatalf("export order [r1]: b accepted %v, want 2", acceptedIngress(b, "a"))
@@ -163,8 +159,7 @@ func TestRegionOrder(t *testing.T) {
 func TestMinHealthyPercent(t *testing.T) {
 	w := newWorld(t, "a", "b", "c")
 	w.export("b", "echo", 9000, "spiffe://a.test") // oldest
-	w.reg.add(&straitv1.Export{Cluster: "c", Namespace: "default", Service: "echo", Consumers: []string{"spiffe://a.test"},
-		Ports: []*straitv1.ServicePort{{Name: "tcp", Port: 9000}}, CreatedAt: timestamppb.Now()})
+	w.reg.add(echoExport("c", time.Now(), nil))
 	w.endpoint("b", "echo", "e1", echoServer(t))
 	for _, id := range []string{"e2", "e3", "e4"} { // 1 of 4 ready in b
 		w.reg.add(&straitv1.Endpoint{Cluster: "b", Namespace: "default", Service: "echo", Id: id, Address: "127.0.0.1:9", Ready: false})
@@ -187,4 +182,11 @@ func TestMinHealthyPercent(t *testing.T) {
 	if acceptedIngress(c, "a") != 1 || acceptedIngress(b, "a") != 1 {
 		t.Fatalf("min 50%%: b accepted %v, c %v; want 1 and 1 (b is 25%% healthy)", acceptedIngress(b, "a"), acceptedIngress(c, "a"))
 	}
+}
+
+// echoExport is cluster's export of echo.default port 9000 to a.test,
+// created at created, with an optional failover policy.
+func echoExport(cluster string, created time.Time, failover *straitv1.FailoverPolicy) *straitv1.Export {
+	return &straitv1.Export{Cluster: cluster, Namespace: "default", Service: "echo", Consumers: []string{"spiffe://a.test"},
+		Ports: []*straitv1.ServicePort{{Name: "tcp", Port: 9000}}, CreatedAt: timestamppb.New(created), Failover: failover}
 }

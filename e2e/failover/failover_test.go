@@ -80,10 +80,6 @@ func scenarioReachability(t *testing.T, ctx context.Context, w *world) {
 			}
 		})
 	}
-	t.Run("clusterset-local", func(t *testing.T) {
-		t.Skip("clusterset.local names (transparent capture with `strait proxy init` and the proxy's DNS responder) " +
-			"are covered by proxy's TestTransparentCapture in network namespaces; this suite's pods use explicit upstreams")
-	})
 	row := load.NewRow("failover 1: reachability from every other cluster", h)
 	row.Note = fmt.Sprintf("curl: %d caller/server pairs, 10 new connections each, in %s; clusterset.local names covered by proxy TestTransparentCapture",
 		len(tests), ms(time.Since(start)))
