@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,21 +105,14 @@ func TestDemoHelloNamesClusterAndCaller(t *testing.T) {
 func TestUnexportedServiceIsRefusedWithCode(t *testing.T) {
 	f := startFederation(t, testConfig(t))
 	conn, err := net.Dial("tcp", f.UpstreamAddr("east", "secret"))
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.ECONNRESET):
+		// The proxy's refusal (a reset) can beat the end of connect on a
+		// loaded host; the counted code below is the assertion that matters.
+	case err != nil:
 		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = conn.Write([]byte("hello?"))
-	n, err := conn.Read(make([]byte, 16))
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatal("connection to an unexported service hung instead of being refused")
-	}
-	if n != 0 {
-		t.Fatalf("read %d bytes from an unexported service", n)
+	default:
+		assertRefusedWithoutBytes(t, conn)
 	}
 	// The refusal carries its reason: the east gateway answered the east
 	// proxy with NOT_EXPORTED, and the proxy counted it.
@@ -183,4 +177,23 @@ func roundTrip(addr string, data []byte) ([]byte, error) {
 		return got, werr
 	}
 	return got, err
+}
+
+// assertRefusedWithoutBytes checks that conn ends, without a byte and
+// without hanging, after the client writes.
+func assertRefusedWithoutBytes(t *testing.T, conn net.Conn) {
+	t.Helper()
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = conn.Write([]byte("hello?"))
+	n, err := conn.Read(make([]byte, 16))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("connection to an unexported service hung instead of being refused")
+	}
+	if n != 0 {
+		t.Fatalf("read %d bytes from an unexported service", n)
+	}
 }
