@@ -301,7 +301,15 @@ type Export struct {
 	// oldest export wins (Kubernetes MCS semantics).
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// Failover overrides the global failover policy for this service.
-	Failover      *FailoverPolicy `protobuf:"bytes,7,opt,name=failover,proto3" json:"failover,omitempty"`
+	Failover *FailoverPolicy `protobuf:"bytes,7,opt,name=failover,proto3" json:"failover,omitempty"`
+	// Servers narrows who may serve the export. Each entry is a service account
+	// name of the export's namespace in the exporting cluster's trust domain
+	// (spiffe://<exporter td>/ns/<namespace>/sa/<name>). Empty means any service
+	// account of the export's namespace in that trust domain
+	// (spiffe://<exporter td>/ns/<namespace>/sa/*). An Endpoint whose SPIFFE ID
+	// the export does not allow is invalid, and a caller's proxy refuses a
+	// destination certificate outside this set.
+	Servers       []string `protobuf:"bytes,8,rep,name=servers,proto3" json:"servers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -381,6 +389,13 @@ func (x *Export) GetCreatedAt() *timestamppb.Timestamp {
 func (x *Export) GetFailover() *FailoverPolicy {
 	if x != nil {
 		return x.Failover
+	}
+	return nil
+}
+
+func (x *Export) GetServers() []string {
+	if x != nil {
+		return x.Servers
 	}
 	return nil
 }
@@ -696,7 +711,24 @@ type GatewayConfig struct {
 	Failover *FailoverPolicy `protobuf:"bytes,6,opt,name=failover,proto3" json:"failover,omitempty"`
 	// DialTimeout bounds a connection attempt to a remote gateway or a local
 	// endpoint. Zero means 3s.
-	DialTimeout   *durationpb.Duration `protobuf:"bytes,7,opt,name=dial_timeout,json=dialTimeout,proto3" json:"dial_timeout,omitempty"`
+	DialTimeout *durationpb.Duration `protobuf:"bytes,7,opt,name=dial_timeout,json=dialTimeout,proto3" json:"dial_timeout,omitempty"`
+	// EndpointCIDRs lists the address ranges (CIDR notation) that the ingress
+	// may dial for the cluster's endpoints, checked on the resolved address at
+	// dial time. Empty means any address except loopback, link-local,
+	// multicast and unspecified addresses, the gateway's own listeners and the
+	// etcd endpoints it uses. A listed range admits its addresses even when
+	// they are loopback (dev mode and tests opt in this way). A cluster's list
+	// replaces the global one.
+	EndpointCidrs []string `protobuf:"bytes,8,rep,name=endpoint_cidrs,json=endpointCidrs,proto3" json:"endpoint_cidrs,omitempty"`
+	// MaxConnectionAge closes a QUIC connection between gateways, or an inbound
+	// connection of a proxy, this long after it was established (open streams
+	// get ExpiryGrace to finish). Zero means no limit beyond the peer
+	// certificate's expiry, which always applies.
+	MaxConnectionAge *durationpb.Duration `protobuf:"bytes,9,opt,name=max_connection_age,json=maxConnectionAge,proto3" json:"max_connection_age,omitempty"`
+	// ExpiryGrace is how long open streams may run once their connection's
+	// peer certificate has expired or its MaxConnectionAge has passed; no new
+	// stream is accepted meanwhile. Zero means 10s.
+	ExpiryGrace   *durationpb.Duration `protobuf:"bytes,10,opt,name=expiry_grace,json=expiryGrace,proto3" json:"expiry_grace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -780,6 +812,27 @@ func (x *GatewayConfig) GetDialTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *GatewayConfig) GetEndpointCidrs() []string {
+	if x != nil {
+		return x.EndpointCidrs
+	}
+	return nil
+}
+
+func (x *GatewayConfig) GetMaxConnectionAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxConnectionAge
+	}
+	return nil
+}
+
+func (x *GatewayConfig) GetExpiryGrace() *durationpb.Duration {
+	if x != nil {
+		return x.ExpiryGrace
+	}
+	return nil
+}
+
 var File_strait_v1_records_proto protoreflect.FileDescriptor
 
 const file_strait_v1_records_proto_rawDesc = "" +
@@ -803,7 +856,7 @@ const file_strait_v1_records_proto_rawDesc = "" +
 	"\vServicePort\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12/\n" +
-	"\bprotocol\x18\x03 \x01(\x0e2\x13.strait.v1.ProtocolR\bprotocol\"\x98\x02\n" +
+	"\bprotocol\x18\x03 \x01(\x0e2\x13.strait.v1.ProtocolR\bprotocol\"\xb2\x02\n" +
 	"\x06Export\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
@@ -812,7 +865,8 @@ const file_strait_v1_records_proto_rawDesc = "" +
 	"\tconsumers\x18\x05 \x03(\tR\tconsumers\x129\n" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x125\n" +
-	"\bfailover\x18\a \x01(\v2\x19.strait.v1.FailoverPolicyR\bfailover\"\xce\x02\n" +
+	"\bfailover\x18\a \x01(\v2\x19.strait.v1.FailoverPolicyR\bfailover\x12\x18\n" +
+	"\aservers\x18\b \x03(\tR\aservers\"\xce\x02\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x18\n" +
@@ -838,7 +892,7 @@ const file_strait_v1_records_proto_rawDesc = "" +
 	"\fregion_order\x18\x01 \x03(\tR\vregionOrder\x121\n" +
 	"\x14consecutive_failures\x18\x02 \x01(\rR\x13consecutiveFailures\x12>\n" +
 	"\rbase_ejection\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fbaseEjection\x12.\n" +
-	"\x13min_healthy_percent\x18\x04 \x01(\rR\x11minHealthyPercent\"\xbd\x03\n" +
+	"\x13min_healthy_percent\x18\x04 \x01(\rR\x11minHealthyPercent\"\xeb\x04\n" +
 	"\rGatewayConfig\x12>\n" +
 	"\rdrain_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\fdrainTimeout\x12<\n" +
 	"\fidle_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12E\n" +
@@ -846,7 +900,11 @@ const file_strait_v1_records_proto_rawDesc = "" +
 	"\x0eheader_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\rheaderTimeout\x120\n" +
 	"\x14max_incoming_streams\x18\x05 \x01(\rR\x12maxIncomingStreams\x125\n" +
 	"\bfailover\x18\x06 \x01(\v2\x19.strait.v1.FailoverPolicyR\bfailover\x12<\n" +
-	"\fdial_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\vdialTimeout*H\n" +
+	"\fdial_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\vdialTimeout\x12%\n" +
+	"\x0eendpoint_cidrs\x18\b \x03(\tR\rendpointCidrs\x12G\n" +
+	"\x12max_connection_age\x18\t \x01(\v2\x19.google.protobuf.DurationR\x10maxConnectionAge\x12<\n" +
+	"\fexpiry_grace\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\vexpiryGrace*H\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x10\n" +
@@ -895,11 +953,13 @@ var file_strait_v1_records_proto_depIdxs = []int32{
 	9,  // 13: strait.v1.GatewayConfig.header_timeout:type_name -> google.protobuf.Duration
 	6,  // 14: strait.v1.GatewayConfig.failover:type_name -> strait.v1.FailoverPolicy
 	9,  // 15: strait.v1.GatewayConfig.dial_timeout:type_name -> google.protobuf.Duration
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	9,  // 16: strait.v1.GatewayConfig.max_connection_age:type_name -> google.protobuf.Duration
+	9,  // 17: strait.v1.GatewayConfig.expiry_grace:type_name -> google.protobuf.Duration
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_strait_v1_records_proto_init() }
