@@ -140,10 +140,13 @@ func TestCacheCompactionWhileDisconnected(t *testing.T) {
 	}
 }
 
-// TestCacheSurvivesLeaderKill kills the leader of a 3-member cluster while
-// a writer churns exports (T01 in small): the watch keeps going, every
-// acknowledged export arrives, and what the cache publishes never goes
-// backwards (revisions and a counter written in order only increase).
+// TestCacheSurvivesLeaderKill stops the leader of a 3-member cluster
+// without a hand-over (embedded.StopMember: a crash as raft sees it, so
+// the survivors hold an election) while a writer churns exports (T01 in
+// small): the watch keeps going, every acknowledged export arrives, and
+// what the cache publishes never goes backwards (revisions and a counter
+// written in order only increase). The SIGKILL of a real etcd process is
+// e2e/etcdcluster's TestLeaderSIGKILLUnderExportWrites.
 func TestCacheSurvivesLeaderKill(t *testing.T) {
 	srv, cli := etcdtest.Start(t, 3)
 	ks := Keyspace{}

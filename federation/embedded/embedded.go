@@ -170,8 +170,15 @@ func (s *Server) Endpoints() []string { return append([]string(nil), s.endpoints
 // called twice, and Close closes every member StopMember did not.
 func (s *Server) Member(i int) *embed.Etcd { return s.etcds[i] }
 
-// StopMember stops the i-th member, as a crash of that member would (for
-// tests that kill a leader). It is safe to call more than once.
+// StopMember stops the i-th member without coordination with the others,
+// as a crash of that member would look to them: its raft node stops first
+// (EtcdServer.HardStop), so a stopped leader hands nothing over and the
+// survivors must notice its silence and elect a new leader after their
+// election timeout. (embed.Etcd.Close alone stops gracefully: etcd moves
+// leadership to a follower before stopping, and no election happens.) It is
+// not a SIGKILL: the process lives on and the member's WAL is closed
+// cleanly; e2e/etcdcluster kills real etcd processes. It is safe to call
+// more than once.
 func (s *Server) StopMember(i int) error {
 	s.mu.Lock()
 	if s.stopped == nil {
@@ -186,7 +193,13 @@ func (s *Server) StopMember(i int) error {
 	return closeMember(s.etcds[i])
 }
 
+// closeMember stops e's raft node without a leadership transfer, then closes
+// the rest (Close's own graceful stop finds the node stopped: its transfer
+// attempt fails at once and is only logged).
 func closeMember(e *embed.Etcd) error {
+	if e.Server != nil {
+		e.Server.HardStop()
+	}
 	e.Close()
 	select {
 	case err, ok := <-e.Err():
