@@ -117,3 +117,24 @@ func (e *BadCertificateError) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *BadCertificateError) Unwrap() error { return e.Err }
+
+// PeerRefusedError is the error of a handshake whose peer this side
+// refused: the configurations of this package return it from their
+// verification, so that whoever owns the connection can count and log the
+// refusal (reason, claimed identity) without reading message text. Its
+// message is that of Err, which it unwraps to.
+type PeerRefusedError struct {
+	// ID is the SPIFFE ID the peer's certificate claims, verified or not
+	// (it may be the reason for the refusal). Zero when the certificate
+	// names none.
+	ID spiffeid.ID
+	// Reason says why, judged with the clock the peer was verified with.
+	Reason HandshakeFailureReason
+	// Err is what refused the peer.
+	Err error
+}
+
+func (e *PeerRefusedError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the refusal's cause.
+func (e *PeerRefusedError) Unwrap() error { return e.Err }

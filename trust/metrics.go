@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 
@@ -13,6 +14,21 @@ const (
 	labelReason      = "reason"
 	labelTrustDomain = "trust_domain"
 	labelResult      = "result"
+	labelLayer       = "layer"
+	labelGroup       = "group"
+	labelCipher      = "cipher"
+)
+
+// TLSLayer names the layer of a handshake in strait_tls_handshakes_total.
+type TLSLayer string
+
+// The layers of Strait's data path.
+const (
+	// LayerTunnel is the QUIC connection between two gateways.
+	LayerTunnel TLSLayer = "tunnel"
+	// LayerInner is the mTLS session between two proxies, end to end
+	// through the gateways.
+	LayerInner TLSLayer = "inner"
 )
 
 // Metrics are the trust package's Prometheus metrics. Create one per
@@ -24,6 +40,7 @@ type Metrics struct {
 	handshakeFailures *prometheus.CounterVec
 	bundleUpdates     *prometheus.CounterVec
 	bundleSequence    *prometheus.GaugeVec
+	tlsHandshakes     *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg:
@@ -33,6 +50,7 @@ type Metrics struct {
 //	strait_trust_handshake_failures_total{reason}          refused handshakes by HandshakeFailureReason
 //	strait_trust_bundle_updates_total{trust_domain,result} bundle records applied or rejected
 //	strait_trust_bundle_sequence{trust_domain}             sequence of the bundle in use
+//	strait_tls_handshakes_total{layer,group,cipher}        completed handshakes by key exchange and cipher suite
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		svidExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -55,11 +73,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "strait_trust_bundle_sequence",
 			Help: "Sequence number of the trust bundle in use, per trust domain.",
 		}, []string{labelTrustDomain}),
+		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strait_tls_handshakes_total",
+			Help: "Completed TLS handshakes, by layer (tunnel: gateway to gateway over QUIC; inner: proxy to proxy), key exchange group (e.g. X25519MLKEM768) and cipher suite.",
+		}, []string{labelLayer, labelGroup, labelCipher}),
 	}
 	if reg == nil {
 		return nil, errors.New("trust: metrics need a registerer")
 	}
-	for _, c := range []prometheus.Collector{m.svidExpiry, m.svidRotations, m.handshakeFailures, m.bundleUpdates, m.bundleSequence} {
+	for _, c := range []prometheus.Collector{m.svidExpiry, m.svidRotations, m.handshakeFailures, m.bundleUpdates, m.bundleSequence, m.tlsHandshakes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("trust: register metrics: %w", err)
 		}
@@ -100,4 +122,23 @@ func (m *Metrics) observeBundle(td, result string, seq uint64, applied bool) {
 // configs of this package calls it; the configs count their own refusals.
 func (m *Metrics) ObserveHandshakeFailure(err error) {
 	m.observeHandshakeFailure(ClassifyHandshakeError(err))
+}
+
+// ObserveTLSHandshake counts a completed handshake of layer under the key
+// exchange group and cipher suite it negotiated. The side that accepts the
+// connection calls it, so that each connection is counted once.
+func (m *Metrics) ObserveTLSHandshake(layer TLSLayer, state tls.ConnectionState) {
+	if m == nil {
+		return
+	}
+	m.tlsHandshakes.WithLabelValues(string(layer), KeyExchangeName(state.CurveID), tls.CipherSuiteName(state.CipherSuite)).Inc()
+}
+
+// KeyExchangeName names a key exchange group as crypto/tls does
+// ("X25519MLKEM768"), or "none" for a handshake without one.
+func KeyExchangeName(id tls.CurveID) string {
+	if id == 0 {
+		return "none"
+	}
+	return id.String()
 }

@@ -99,7 +99,7 @@ func harden(conf *tls.Config, cfg TLSConfig, peerUsage x509.ExtKeyUsage) {
 // (x509svid.Verify against the peer's trust domain's bundle, then the
 // authorizer), with the configured clock, after checks of its own that give
 // typed errors for certificates that cannot be SVIDs. Every refusal is
-// counted by reason.
+// counted by reason and returned as a *PeerRefusedError.
 func peerVerifier(cfg TLSConfig, usage x509.ExtKeyUsage) func(tls.ConnectionState) error {
 	now := cfg.Now
 	if now == nil {
@@ -108,11 +108,13 @@ func peerVerifier(cfg TLSConfig, usage x509.ExtKeyUsage) func(tls.ConnectionStat
 	return func(state tls.ConnectionState) error {
 		// crypto/tls has parsed the chain; a chain it cannot parse never
 		// gets here.
-		err := verifyPeer(state.PeerCertificates, usage, cfg.Bundles, cfg.Authorizer, now())
-		if err != nil {
-			cfg.Metrics.observeHandshakeFailure(ClassifyHandshakeError(err))
+		at := now()
+		if err := verifyPeer(state.PeerCertificates, usage, cfg.Bundles, cfg.Authorizer, at); err != nil {
+			refused := refusal(state.PeerCertificates, err, at)
+			cfg.Metrics.observeHandshakeFailure(refused.Reason)
+			return refused
 		}
-		return err
+		return nil
 	}
 }
 
