@@ -288,19 +288,70 @@ func TestCloseRemovesEverythingAndSweep(t *testing.T) {
 	}
 }
 
+// TestForwardingSysctls checks IPv4 forwarding in every namespace of a
+// topology, on every interface and in the default new interfaces get:
+// routers forward, hosts do not, and the WAN namespace forwards only when a
+// cluster is Routed. New namespaces copy the host's IPv4 settings
+// (net.core.devconf_inherit_init_net=0), so on a host that forwards (a
+// Docker or Kubernetes node) this fails unless the harness writes the value
+// in each namespace it creates.
 func TestForwardingSysctls(t *testing.T) {
-	topo := BuildT(t, testSpec())
-	ctx := context.Background()
-	for h, want := range map[*Host]string{
-		topo.WAN(): "1", topo.Cluster("east").Router(): "1", topo.Host("east", "gw1"): "0",
-	} {
-		out, err := h.Output(ctx, "cat", "/proc/sys/net/ipv4/ip_forward")
-		if err != nil || strings.TrimSpace(string(out)) != want {
-			t.Errorf("%s ip_forward = %q (%v), want %s", h, out, err, want)
-		}
+	routed := testSpec()
+	plain := testSpec()
+	plain.Clusters = plain.Clusters[:2]
+	host, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if err != nil {
+		t.Fatalf("cannot read the host's ip_forward: %v", err)
 	}
-	if out, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); len(out) == 0 {
-		t.Error("cannot read the test process's own ip_forward")
+	t.Logf("the host's net.ipv4.ip_forward is %s", strings.TrimSpace(string(host)))
+	for _, tc := range []struct {
+		name string
+		spec Spec
+		wan  string
+	}{
+		{"routed cluster", routed, "1"},
+		{"no routed cluster", plain, "0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			topo := BuildT(t, tc.spec)
+			ctx := context.Background()
+			hosts := topo.hosts
+			want := 1 // the WAN namespace, then a router and the hosts per cluster
+			for _, c := range tc.spec.Clusters {
+				want += 1 + len(c.Hosts)
+			}
+			if len(hosts) != want {
+				t.Fatalf("topology has %d namespaces, want %d", len(hosts), want)
+			}
+			for _, h := range hosts {
+				want := "0"
+				switch {
+				case h == topo.WAN():
+					want = tc.wan
+				case h.Router() == h:
+					want = "1"
+				}
+				// ip_forward, then every interface's and the default's
+				// forwarding, one "path:value" per line.
+				out, err := h.Output(ctx, "sh", "-c", "cat /proc/sys/net/ipv4/ip_forward; grep . /proc/sys/net/ipv4/conf/*/forwarding")
+				if err != nil {
+					t.Errorf("%s: %v", h, err)
+					continue
+				}
+				lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+				if lines[0] != want {
+					t.Errorf("%s: net.ipv4.ip_forward = %s, want %s", h, lines[0], want)
+				}
+				if len(lines) < 4 { // all, default, lo and at least one link
+					t.Errorf("%s: forwarding of %d interfaces listed, want at least 4: %q", h, len(lines)-1, out)
+				}
+				for _, l := range lines[1:] {
+					if path, v, _ := strings.Cut(l, ":"); v != want {
+						t.Errorf("%s: %s = %s, want %s", h, path, v, want)
+					}
+				}
+			}
+		})
 	}
 }
 

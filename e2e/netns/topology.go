@@ -197,19 +197,16 @@ func (t *Topology) build(ctx context.Context) error {
 	for _, c := range t.spec.Clusters {
 		anyRouted = anyRouted || c.Routed
 	}
-	var err error
-	t.wan, err = t.newNS(ctx, "wan", "", "wan", p.wanAddr())
-	if err != nil {
-		return err
-	}
-	if err := t.bridge(ctx, t.wan, netip.PrefixFrom(p.wanAddr(), 24)); err != nil {
-		return err
-	}
 	fwd := 0
 	if anyRouted {
 		fwd = 1 // the WAN namespace routes to and from Routed clusters
 	}
-	if err := t.wan.sysctl(ctx, "net.ipv4.ip_forward", fwd); err != nil {
+	var err error
+	t.wan, err = t.newNS(ctx, "wan", "", "wan", p.wanAddr(), fwd)
+	if err != nil {
+		return err
+	}
+	if err := t.bridge(ctx, t.wan, netip.PrefixFrom(p.wanAddr(), 24)); err != nil {
 		return err
 	}
 	for i, cs := range t.spec.Clusters {
@@ -245,15 +242,12 @@ func (t *Topology) build(ctx context.Context) error {
 func (t *Topology) buildCluster(ctx context.Context, i int, cs ClusterSpec) (*Cluster, error) {
 	p := t.plan
 	c := &Cluster{name: cs.Name, subnet: p.cluster(i), routed: cs.Routed}
-	r, err := t.newNS(ctx, cs.Name, cs.Name, "router", p.router(i))
+	r, err := t.newNS(ctx, cs.Name, cs.Name, "router", p.router(i), 1)
 	if err != nil {
 		return nil, err
 	}
 	c.router = r
 	if err := t.bridge(ctx, r, netip.PrefixFrom(p.router(i), 24)); err != nil {
-		return nil, err
-	}
-	if err := r.sysctl(ctx, "net.ipv4.ip_forward", 1); err != nil {
 		return nil, err
 	}
 	// Uplink: "wan" in the router, "c<i>" on the WAN bridge.
@@ -265,7 +259,7 @@ func (t *Topology) buildCluster(ctx context.Context, i int, cs ClusterSpec) (*Cl
 		{"-n", t.wan.ns, "link", "set", peer, "master", "br0", "up"},
 	}
 	for j, name := range cs.Hosts {
-		h, err := t.newNS(ctx, cs.Name+"-"+name, cs.Name, name, p.host(i, j))
+		h, err := t.newNS(ctx, cs.Name+"-"+name, cs.Name, name, p.host(i, j), 0)
 		if err != nil {
 			return nil, err
 		}
@@ -324,8 +318,17 @@ func (t *Topology) waitLinksUp(ctx context.Context) error {
 	return nil
 }
 
-// newNS creates a namespace named <prefix>-<suffix> with loopback up.
-func (t *Topology) newNS(ctx context.Context, suffix, cluster, name string, addr netip.Addr) (*Host, error) {
+// newNS creates a namespace named <prefix>-<suffix> with loopback up and
+// IPv4 forwarding set to forward (1 for a router, 0 for a host).
+//
+// A new namespace does not start from the kernel's defaults: with
+// net.core.devconf_inherit_init_net=0 (the default) its IPv4 settings are
+// copied from the host's (init_net), so on a host with forwarding on (any
+// Docker or Kubernetes node) every namespace would forward. Every sysctl the
+// topology depends on is therefore written here, in every namespace, before
+// its links are added: forwarding is the only one (a host must not route, a
+// router must).
+func (t *Topology) newNS(ctx context.Context, suffix, cluster, name string, addr netip.Addr, forward int) (*Host, error) {
 	ns := t.spec.Prefix + "-" + suffix
 	if err := runIP(ctx, "netns", "add", ns); err != nil {
 		return nil, err
@@ -342,6 +345,9 @@ func (t *Topology) newNS(ctx context.Context, suffix, cluster, name string, addr
 	t.hosts = append(t.hosts, h)
 	t.mu.Unlock()
 	if err := h.ip(ctx, "link", "set", "lo", "up"); err != nil {
+		return nil, err
+	}
+	if err := h.sysctl(ctx, "net.ipv4.ip_forward", forward); err != nil {
 		return nil, err
 	}
 	return h, nil
