@@ -176,6 +176,9 @@ type published struct {
 	changed chan struct{}
 	entries []*entry
 	stale   []string // gateway keys left out as stale, sorted
+	// rejected maps the keys of the endpoints the snapshot rejected to
+	// their mod revision (counted once each).
+	rejected map[string]int64
 }
 
 var _ SnapshotSource = (*Cache)(nil)

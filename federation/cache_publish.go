@@ -125,8 +125,10 @@ func (c *Cache) publish() {
 		records = append(records, e.rec)
 	}
 	snap := NewSnapshot(revision, records)
-	next := &published{snap: snap, changed: make(chan struct{}), entries: entries, stale: stale}
-	if prev := c.state.Load(); !slices.Equal(prev.stale, stale) {
+	prev := c.state.Load()
+	next := &published{snap: snap, changed: make(chan struct{}), entries: entries, stale: stale,
+		rejected: c.countRejected(prev.rejected, snap)}
+	if !slices.Equal(prev.stale, stale) {
 		c.cfg.Logger.Warn("federation: the set of gateways withdrawn for a missed heartbeat changed",
 			logStale, stale, logRevision, revision)
 	}
@@ -158,4 +160,25 @@ func countConflicts(s *Snapshot) int {
 		}
 	}
 	return n
+}
+
+// countRejected counts and logs the endpoint records a snapshot left out
+// because their SPIFFE ID may not serve their service, once per key
+// revision (prev holds those already counted), and returns the new map.
+func (c *Cache) countRejected(prev map[string]int64, snap *Snapshot) map[string]int64 {
+	rejected := snap.RejectedEndpoints()
+	if len(rejected) == 0 {
+		return nil
+	}
+	out := make(map[string]int64, len(rejected))
+	for _, r := range rejected {
+		out[r.Record.Key] = r.Record.ModRevision
+		if rev, ok := prev[r.Record.Key]; ok && rev == r.Record.ModRevision {
+			continue
+		}
+		c.metrics.invalid.WithLabelValues(string(KindEndpoint), ReasonServerIdentity).Inc()
+		c.cfg.Logger.Warn("federation: skipping endpoint whose identity may not serve the service", logKey, r.Record.Key,
+			logKind, KindEndpoint, logReason, ReasonServerIdentity, logRevision, r.Record.ModRevision, logError, r.Err)
+	}
+	return out
 }

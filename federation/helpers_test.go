@@ -169,7 +169,8 @@ func testEndpoint(cluster, ns, svc, id string) *straitv1.Endpoint {
 
 func testEndpointAddr(cluster, ns, svc, id, addr string) *straitv1.Endpoint {
 	return &straitv1.Endpoint{Cluster: cluster, Namespace: ns, Service: svc, Id: id, Address: addr,
-		Ports: []*straitv1.ServicePort{tcpPort("http", 8080)}, Ready: true}
+		Ports: []*straitv1.ServicePort{tcpPort("http", 8080)}, Ready: true,
+		SpiffeId: "spiffe://" + cluster + ".example/ns/" + ns + "/sa/" + svc}
 }
 
 // dialTest returns a client made by Dial (capped reconnect backoff, quick

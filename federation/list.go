@@ -8,7 +8,8 @@ import (
 
 // ListSnapshot reads the whole keyspace once, at one revision, into a
 // snapshot: for tools such as `strait status` that do not watch. Records
-// that fail to decode or validate are skipped and returned as invalid.
+// that fail to decode or validate, and endpoints whose SPIFFE ID may not
+// serve their service, are skipped and returned as invalid.
 func ListSnapshot(ctx context.Context, client *clientv3.Client, ks Keyspace) (snap *Snapshot, invalid []error, err error) {
 	kvs, rev, err := listAll(ctx, client, ks, 1000)
 	if err != nil {
@@ -24,5 +25,9 @@ func ListSnapshot(ctx context.Context, client *clientv3.Client, ks Keyspace) (sn
 		rec.ModRevision = kv.ModRevision
 		records = append(records, rec)
 	}
-	return NewSnapshot(rev, records), invalid, nil
+	snap = NewSnapshot(rev, records)
+	for _, r := range snap.RejectedEndpoints() {
+		invalid = append(invalid, &InvalidRecordError{Key: r.Record.Key, Kind: KindEndpoint, Reason: ReasonServerIdentity, Err: r.Err})
+	}
+	return snap, invalid, nil
 }

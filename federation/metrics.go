@@ -50,7 +50,7 @@ func newCacheMetrics(staleness, lastSync func() float64) *cacheMetrics {
 		}),
 		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_federation_invalid_records_total",
-			Help: "Records skipped because they failed to decode or validate, once per key revision, by kind and reason (key, size, decode, validate).",
+			Help: "Records skipped because they failed to decode or validate, once per key revision, by kind and reason (key, size, decode, validate, server_identity: an endpoint whose SPIFFE ID may not serve its service).",
 		}, []string{"kind", "reason"}),
 		persistErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strait_federation_snapshot_persist_errors_total",

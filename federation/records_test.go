@@ -14,6 +14,15 @@ import (
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 
+// paymentsID serves payments.shop in west.
+const paymentsID = "spiffe://west.example/ns/shop/sa/payments"
+
+func withServers(e *straitv1.Export, servers ...string) *straitv1.Export {
+	e = proto.Clone(e).(*straitv1.Export)
+	e.Servers = servers
+	return e
+}
+
 func encode(t testing.TB, m proto.Message) []byte {
 	t.Helper()
 	b, err := EncodeRecord(m)
@@ -53,8 +62,10 @@ func TestDecodeRecordValid(t *testing.T) {
 			&straitv1.GatewayConfig{IdleTimeout: durationpb.New(45 * time.Second)}},
 		{"empty config", ks.GlobalConfig(), nil, &straitv1.GatewayConfig{}},
 		{"ipv6 endpoint", ks.Endpoint("west", "shop", "payments", "p"), encode(t, &straitv1.Endpoint{
-			Cluster: "west", Namespace: "shop", Service: "payments", Id: "p", Address: "[fd00::7]:15006"}),
-			&straitv1.Endpoint{Cluster: "west", Namespace: "shop", Service: "payments", Id: "p", Address: "[fd00::7]:15006"}},
+			Cluster: "west", Namespace: "shop", Service: "payments", Id: "p", Address: "[fd00::7]:15006", SpiffeId: paymentsID}),
+			&straitv1.Endpoint{Cluster: "west", Namespace: "shop", Service: "payments", Id: "p", Address: "[fd00::7]:15006", SpiffeId: paymentsID}},
+		{"export with servers", ks.Export("west", "shop", "payments"), encode(t, withServers(exp, "payments", "payments-v2.canary")),
+			withServers(exp, "payments", "payments-v2.canary")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,7 +99,10 @@ func TestDecodeRecordInvalid(t *testing.T) {
 		return encode(t, g)
 	}
 	ep := func(addr string) []byte {
-		return encode(t, &straitv1.Endpoint{Cluster: "west", Namespace: "shop", Service: "payments", Id: "p1", Address: addr})
+		return encode(t, &straitv1.Endpoint{Cluster: "west", Namespace: "shop", Service: "payments", Id: "p1", Address: addr, SpiffeId: paymentsID})
+	}
+	epID := func(id string) []byte {
+		return encode(t, &straitv1.Endpoint{Cluster: "west", Namespace: "shop", Service: "payments", Id: "p1", Address: "10.0.0.1:15006", SpiffeId: id})
 	}
 	leaf := func() []byte {
 		der := testCA(t, "x")
@@ -116,6 +130,17 @@ func TestDecodeRecordInvalid(t *testing.T) {
 		{"bad label", ks.Export("West", "shop", "payments"), mutExport(func(e *straitv1.Export) { e.Cluster = "West" }),
 			"validate", []string{"lower-case"}},
 		{"unknown protocol", exportKey, mutExport(func(e *straitv1.Export) { e.Ports[0].Protocol = 9 }), "validate", []string{"protocol 9"}},
+		{"udp port", exportKey, mutExport(func(e *straitv1.Export) {
+			e.Ports = append(e.Ports, &straitv1.ServicePort{Name: "dns", Port: 53, Protocol: straitv1.Protocol_PROTOCOL_UDP})
+		}), "validate", []string{"ports[1] dns:53/UDP", "Strait carries TCP only"}},
+		{"bad servers", exportKey, mutExport(func(e *straitv1.Export) { e.Servers = []string{"api", "Bad_SA", "", "api"} }), "validate",
+			[]string{`servers[1]: service account "Bad_SA"`, "servers[2]", `servers[3] "api" is listed twice`}},
+		{"endpoint without spiffe id", epKey, epID(""), "validate", []string{"spiffe_id is required"}},
+		{"endpoint spiffe id of another namespace", epKey, epID("spiffe://west.example/ns/other/sa/payments"), "validate",
+			[]string{"namespace other is not the service's shop"}},
+		{"endpoint spiffe id not a workload", epKey, epID("spiffe://west.example/strait/gateway/west"), "validate",
+			[]string{"not a workload ID"}},
+		{"endpoint malformed spiffe id", epKey, epID("spiffe://West/ns/shop/sa/payments"), "validate", []string{"spiffe_id"}},
 		{"metadata address", epKey, ep("169.254.169.254:80"), "validate", []string{"link-local"}},
 		{"metadata name", epKey, ep("metadata.google.internal:80"), "validate", []string{"metadata service"}},
 		{"unspecified address", epKey, ep("0.0.0.0:15006"), "validate", []string{"unspecified"}},

@@ -2,6 +2,8 @@ package federation
 
 import (
 	"cmp"
+	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -40,6 +42,9 @@ type Snapshot struct {
 	// endpoints' SPIFFE IDs (so that a moment without a gateway record does
 	// not make the cluster's identity unknown).
 	trustDomains map[string]string
+	// rejected are the endpoint records left out because their SPIFFE ID
+	// may not serve their service, sorted by key.
+	rejected []RejectedEndpoint
 	// resolved memoizes Service: ServiceKey → GlobalService. The snapshot
 	// is immutable, so a resolution never goes stale.
 	resolved sync.Map
@@ -60,6 +65,7 @@ func NewSnapshot(revision int64, records []Record) *Snapshot {
 		bundles:       map[string]*straitv1.TrustBundle{},
 		clusterConfig: map[string]*straitv1.GatewayConfig{},
 	}
+	var endpoints []Record
 	for _, r := range records {
 		switch m := r.Message.(type) {
 		case *straitv1.Gateway:
@@ -68,8 +74,7 @@ func NewSnapshot(revision int64, records []Record) *Snapshot {
 			k := ServiceKey{Namespace: m.GetNamespace(), Name: m.GetService()}
 			s.exports[k] = append(s.exports[k], m)
 		case *straitv1.Endpoint:
-			k := ServiceKey{Namespace: m.GetNamespace(), Name: m.GetService()}
-			s.endpoints[k] = append(s.endpoints[k], m)
+			endpoints = append(endpoints, r)
 		case *straitv1.TrustBundle:
 			s.bundles[m.GetTrustDomain()] = m
 		case *straitv1.GatewayConfig:
@@ -80,7 +85,9 @@ func NewSnapshot(revision int64, records []Record) *Snapshot {
 			}
 		}
 	}
-	s.trustDomains = clusterTrustDomains(s.gateways, s.endpoints)
+	announced := gatewayTrustDomains(s.gateways)
+	s.addEndpoints(endpoints, announced)
+	s.trustDomains = clusterTrustDomains(announced, s.endpoints)
 	for _, gws := range s.gateways {
 		slices.SortFunc(gws, func(a, b *straitv1.Gateway) int { return cmp.Compare(a.GetId(), b.GetId()) })
 	}
@@ -334,10 +341,9 @@ func portConflict(want, got []*straitv1.ServicePort) string {
 	return ""
 }
 
-// clusterTrustDomains maps each cluster to its trust domain: the first one
-// its gateway records announce, else the trust domain of an endpoint's
-// SPIFFE ID.
-func clusterTrustDomains(gateways map[string][]*straitv1.Gateway, endpoints map[ServiceKey][]*straitv1.Endpoint) map[string]string {
+// gatewayTrustDomains maps each cluster to the first trust domain its
+// gateway records announce.
+func gatewayTrustDomains(gateways map[string][]*straitv1.Gateway) map[string]string {
 	out := map[string]string{}
 	for cluster, gws := range gateways {
 		for _, g := range gws {
@@ -347,6 +353,14 @@ func clusterTrustDomains(gateways map[string][]*straitv1.Gateway, endpoints map[
 			}
 		}
 	}
+	return out
+}
+
+// clusterTrustDomains maps each cluster to its trust domain: the one its
+// gateway records announce, else the trust domain of an admitted
+// endpoint's SPIFFE ID.
+func clusterTrustDomains(announced map[string]string, endpoints map[ServiceKey][]*straitv1.Endpoint) map[string]string {
+	out := maps.Clone(announced)
 	for _, eps := range endpoints {
 		for _, ep := range eps {
 			if _, ok := out[ep.GetCluster()]; ok {
@@ -358,6 +372,59 @@ func clusterTrustDomains(gateways map[string][]*straitv1.Gateway, endpoints map[
 		}
 	}
 	return out
+}
+
+// RejectedEndpoint is an endpoint record the snapshot left out because the
+// SPIFFE ID it names may not serve its service.
+type RejectedEndpoint struct {
+	Record Record
+	// Err says why; it matches ErrServerNotAllowed.
+	Err error
+}
+
+// RejectedEndpoints lists, sorted by key, the endpoint records left out
+// because the SPIFFE ID they name may not serve their service: it is not a
+// workload of the service's namespace in the cluster's trust domain (as the
+// cluster's gateways announce it), or not among the service accounts the
+// cluster's export lists in servers. No method of the snapshot returns
+// them. The slice must not be modified.
+func (s *Snapshot) RejectedEndpoints() []RejectedEndpoint { return s.rejected }
+
+// ServerPolicy returns who may serve a cluster's endpoints of a service:
+// the cluster's export of it (or the default, when it exports none) in the
+// trust domain the cluster's gateways announce (zero when none does).
+func (s *Snapshot) ServerPolicy(cluster string, key ServiceKey) ServerPolicy {
+	return s.serverPolicy(cluster, key, s.trustDomains[cluster])
+}
+
+func (s *Snapshot) serverPolicy(cluster string, key ServiceKey, td string) ServerPolicy {
+	// A malformed trust domain leaves the zero value, which callers that
+	// know their own replace; the gateway record was validated.
+	d, _ := spiffeid.TrustDomainFromString(td)
+	return ExportServers(d, key.Namespace, s.Export(cluster, key))
+}
+
+// addEndpoints admits the endpoint records whose SPIFFE ID may serve their
+// service and keeps the others as rejected. Exports and gateways must be
+// in place.
+func (s *Snapshot) addEndpoints(records []Record, announced map[string]string) {
+	for _, r := range records {
+		ep := r.Message.(*straitv1.Endpoint)
+		k := ServiceKey{Namespace: ep.GetNamespace(), Name: ep.GetService()}
+		id, err := spiffeid.FromString(ep.GetSpiffeId())
+		if err == nil {
+			err = s.serverPolicy(ep.GetCluster(), k, announced[ep.GetCluster()]).Check(id)
+		} else {
+			err = &ServerNotAllowedError{Allowed: s.serverPolicy(ep.GetCluster(), k, announced[ep.GetCluster()]).String(),
+				Problem: fmt.Sprintf("spiffe_id %q: %v", ep.GetSpiffeId(), err)}
+		}
+		if err != nil {
+			s.rejected = append(s.rejected, RejectedEndpoint{Record: r, Err: err})
+			continue
+		}
+		s.endpoints[k] = append(s.endpoints[k], ep)
+	}
+	slices.SortFunc(s.rejected, func(a, b RejectedEndpoint) int { return cmp.Compare(a.Record.Key, b.Record.Key) })
 }
 
 // FailoverPolicy is the failover policy of a service as a cluster applies

@@ -54,7 +54,7 @@ func TestConfigClusterOverlay(t *testing.T) {
 
 func TestBelowHealthy(t *testing.T) {
 	ep := func(id string, ready bool) Record {
-		return Record{Message: &straitv1.Endpoint{Cluster: "b", Namespace: "ns", Service: "s", Id: id, Ready: ready}}
+		return Record{Message: &straitv1.Endpoint{Cluster: "b", Namespace: "ns", Service: "s", Id: id, Ready: ready, SpiffeId: "spiffe://b.example/ns/ns/sa/s"}}
 	}
 	snap := NewSnapshot(1, []Record{ep("1", true), ep("2", false), ep("3", false), ep("4", true)})
 	key := ServiceKey{Namespace: "ns", Name: "s"}

@@ -86,8 +86,22 @@ func validateExport(p *problems, info KeyInfo, e *straitv1.Export) {
 		p.add("ports: at least one port is required")
 	}
 	validatePorts(p, e.GetPorts())
+	for i, sp := range e.GetPorts() {
+		if sp.GetProtocol() == straitv1.Protocol_PROTOCOL_UDP {
+			p.add("ports[%d] %s:%d/UDP: %w", i, sp.GetName(), sp.GetPort(), ErrUDPUnsupported)
+		}
+	}
 	for _, c := range e.GetConsumers() {
 		p.addErr(ValidateConsumer(c))
+	}
+	seen := map[string]bool{}
+	for i, sa := range e.GetServers() {
+		if err := ValidateServiceAccount(sa); err != nil {
+			p.add("servers[%d]: %w", i, err)
+		} else if seen[sa] {
+			p.add("servers[%d] %q is listed twice", i, sa)
+		}
+		seen[sa] = true
 	}
 	if e.GetCreatedAt() != nil {
 		if err := e.GetCreatedAt().CheckValid(); err != nil {
@@ -108,9 +122,21 @@ func validateEndpoint(p *problems, info KeyInfo, ep *straitv1.Endpoint) {
 		p.addErr(checkDialAddress("address", ep.GetAddress()))
 	}
 	validatePorts(p, ep.GetPorts())
-	if id := ep.GetSpiffeId(); id != "" {
-		if _, err := spiffeid.FromString(id); err != nil {
+	// The SPIFFE ID that serves the endpoint is required: callers verify
+	// the destination against it. It must be a workload of the endpoint's
+	// namespace; whether the export allows its trust domain and service
+	// account is judged with the other records (Snapshot.RejectedEndpoints).
+	switch id := ep.GetSpiffeId(); id {
+	case "":
+		p.add("spiffe_id is required: the identity that serves the endpoint")
+	default:
+		sid, err := spiffeid.FromString(id)
+		if err != nil {
 			p.add("spiffe_id %q: %w", id, err)
+			break
+		}
+		if err := (ServerPolicy{Namespace: ep.GetNamespace()}).Check(sid); err != nil {
+			p.add("spiffe_id: %w", err)
 		}
 	}
 }

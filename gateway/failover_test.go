@@ -162,7 +162,8 @@ func TestMinHealthyPercent(t *testing.T) {
 	w.reg.add(echoExport("c", time.Now(), nil))
 	w.endpoint("b", "echo", "e1", echoServer(t))
 	for _, id := range []string{"e2", "e3", "e4"} { // 1 of 4 ready in b
-		w.reg.add(&straitv1.Endpoint{Cluster: "b", Namespace: "default", Service: "echo", Id: id, Address: "127.0.0.1:9", Ready: false})
+		w.reg.add(&straitv1.Endpoint{Cluster: "b", Namespace: "default", Service: "echo", Id: id, Address: "127.0.0.1:9", Ready: false,
+			SpiffeId: "spiffe://b.test/ns/default/sa/echo"})
 	}
 	w.endpoint("c", "echo", "e1", echoServer(t))
 	b := w.start(w.config("b", "b1", "r"))

@@ -168,7 +168,7 @@ func (w *world) export(cluster, name string, port uint32, consumers ...string) {
 func (w *world) endpoint(cluster, name, id, addr string) {
 	w.reg.add(&straitv1.Endpoint{
 		Cluster: cluster, Namespace: "default", Service: name, Id: id,
-		Address: addr, Ready: true,
+		Address: addr, Ready: true, SpiffeId: "spiffe://" + cluster + ".test/ns/default/sa/" + name,
 	})
 }
 

@@ -45,7 +45,7 @@ func (p *Proxy) candidates(snap *federation.Snapshot, up Upstream, own spiffeid.
 		out = local
 	}
 	remote := federation.ServiceName{Port: up.Port, Service: up.Service, Cluster: cmp.Or(pinned, federation.AnyCluster)}.String()
-	allowed := exporterDomains(snap, up.Service, pinned, own)
+	allowed := exportServers(snap, up.Service, pinned)
 	gws := snap.Gateways(p.cfg.Cluster)
 	offset := 0
 	if len(gws) > 0 {
@@ -64,14 +64,31 @@ func (p *Proxy) candidates(snap *federation.Snapshot, up Upstream, own spiffeid.
 	return out
 }
 
-// localCandidates orders this cluster's ready endpoints of the service.
+// localCandidates orders this cluster's ready endpoints of the service
+// that the service's servers policy admits (see serverOf).
 func (p *Proxy) localCandidates(snap *federation.Snapshot, up Upstream, own spiffeid.TrustDomain) []candidate {
-	eps := slices.Clone(snap.ReadyEndpoints(p.cfg.Cluster, up.Service))
-	eps = slices.DeleteFunc(eps, func(ep *straitv1.Endpoint) bool { return ep.GetAddress() == "" })
+	policy := snap.ServerPolicy(p.cfg.Cluster, up.Service)
+	policy.TrustDomain = own // this cluster's endpoints are in the proxy's own trust domain
+	type admitted struct {
+		ep *straitv1.Endpoint
+		id spiffeid.ID
+	}
+	var eps []admitted
+	for _, ep := range snap.ReadyEndpoints(p.cfg.Cluster, up.Service) {
+		if ep.GetAddress() == "" {
+			continue
+		}
+		id, err := serverOf(ep, policy)
+		if err != nil {
+			p.refuseServer(ep.GetAddress(), pathLocal, err)
+			continue
+		}
+		eps = append(eps, admitted{ep, id})
+	}
 	if len(eps) == 0 {
 		return nil
 	}
-	load := func(ep *straitv1.Endpoint) int64 { return p.load.outstanding(ep.GetAddress()) }
+	load := func(a admitted) int64 { return p.load.outstanding(a.ep.GetAddress()) }
 	if len(eps) > 1 {
 		i, j := rand.IntN(len(eps)), rand.IntN(len(eps)-1)
 		if j >= i {
@@ -83,49 +100,71 @@ func (p *Proxy) localCandidates(snap *federation.Snapshot, up Upstream, own spif
 		eps[0], eps[i] = eps[i], eps[0]
 		rest := eps[1:]
 		rand.Shuffle(len(rest), func(a, b int) { rest[a], rest[b] = rest[b], rest[a] })
-		slices.SortStableFunc(rest, func(a, b *straitv1.Endpoint) int { return cmp.Compare(load(a), load(b)) })
+		slices.SortStableFunc(rest, func(a, b admitted) int { return cmp.Compare(load(a), load(b)) })
 	}
 	sni := federation.ServiceName{Port: up.Port, Service: up.Service, Cluster: p.cfg.Cluster}.String()
 	out := make([]candidate, 0, len(eps))
-	for _, ep := range eps {
-		out = append(out, candidate{addr: ep.GetAddress(), sni: sni, path: pathLocal, allowed: endpointIdentity(ep, own)})
+	for _, a := range eps {
+		out = append(out, candidate{addr: a.ep.GetAddress(), sni: sni, path: pathLocal, allowed: exactServer(a.id)})
 	}
 	return out
 }
 
-// endpointIdentity accepts exactly the SPIFFE ID an endpoint registered, or
-// any member of this cluster's trust domain when it registered none.
-func endpointIdentity(ep *straitv1.Endpoint, own spiffeid.TrustDomain) spiffeid.Matcher {
-	if id, err := spiffeid.FromString(ep.GetSpiffeId()); err == nil && id.MemberOf(own) {
-		return spiffeid.MatchID(id)
+// serverOf returns the SPIFFE ID a local endpoint names as its server, or
+// an error when it names none or one the policy does not admit: such an
+// endpoint is never dialed. The snapshot leaves these records out already
+// when it knows the cluster's trust domain; the proxy checks again against
+// its own.
+func serverOf(ep *straitv1.Endpoint, policy federation.ServerPolicy) (spiffeid.ID, error) {
+	id, err := spiffeid.FromString(ep.GetSpiffeId())
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("%w: endpoint %s names no valid SPIFFE ID: %w", ErrUnexpectedServer, ep.GetId(), err)
 	}
-	return spiffeid.MatchMemberOf(own)
+	if err := policy.Check(id); err != nil {
+		return spiffeid.ID{}, fmt.Errorf("%w: endpoint %s: %w", ErrUnexpectedServer, ep.GetId(), err)
+	}
+	return id, nil
 }
 
-// exporterDomains accepts servers in the trust domain of a cluster that
-// exports the service (only the pinned one, if any) and in this cluster's.
-func exporterDomains(snap *federation.Snapshot, key federation.ServiceKey, pinned string, own spiffeid.TrustDomain) spiffeid.Matcher {
-	tds := []spiffeid.TrustDomain{own}
+// exactServer accepts exactly the SPIFFE ID of the endpoint that was dialed.
+func exactServer(want spiffeid.ID) spiffeid.Matcher {
+	return func(id spiffeid.ID) error {
+		if id == want {
+			return nil
+		}
+		return fmt.Errorf("%w: server %s is not the endpoint's %s", ErrUnexpectedServer, id, want)
+	}
+}
+
+// exportServers accepts, through a gateway, the servers that an export of
+// the service allows (Export.servers, in the exporting cluster's trust
+// domain and the service's namespace), of any cluster that exports it with
+// a live gateway (only the pinned one, if any). A cluster whose trust
+// domain is not known admits nobody.
+func exportServers(snap *federation.Snapshot, key federation.ServiceKey, pinned string) spiffeid.Matcher {
+	var policies []federation.ServerPolicy
 	svc, _ := snap.Service(key)
 	for _, c := range svc.Clusters {
 		if pinned != "" && c != pinned {
 			continue
 		}
-		if td, err := spiffeid.TrustDomainFromString(snap.TrustDomain(c)); err == nil {
-			tds = append(tds, td)
+		if policy := snap.ServerPolicy(c, key); !policy.TrustDomain.IsZero() {
+			policies = append(policies, policy)
 		}
 	}
-	return matchMemberOfAny(tds)
+	return matchAnyPolicy(policies)
 }
 
-// matchMemberOfAny matches an ID in any of the trust domains.
-func matchMemberOfAny(tds []spiffeid.TrustDomain) spiffeid.Matcher {
+// matchAnyPolicy matches an ID that one of the policies allows.
+func matchAnyPolicy(policies []federation.ServerPolicy) spiffeid.Matcher {
 	return func(id spiffeid.ID) error {
-		for _, td := range tds {
-			if id.MemberOf(td) {
+		allowed := make([]string, 0, len(policies))
+		for _, p := range policies {
+			if p.Allows(id) {
 				return nil
 			}
+			allowed = append(allowed, p.String())
 		}
-		return fmt.Errorf("%w: server %s is not in a trust domain that exports the service", ErrUnexpectedServer, id)
+		return fmt.Errorf("%w: server %s is not among the servers the exports allow %v", ErrUnexpectedServer, id, allowed)
 	}
 }

@@ -20,6 +20,7 @@ const (
 	logUpErr     = "up_err"
 	logDownErr   = "down_err"
 	logWant      = "want"
+	logReason    = "reason"
 )
 
 // Values of the direction label and log field.
@@ -47,4 +48,7 @@ const (
 	resultNoRoute       = "unreachable"
 	resultMisrouted     = "misrouted"
 	resultNoOriginalDst = "no_original_dst"
+	// resultUnexpectedServer is an attempt refused because the destination
+	// is not the identity it must be (attempts_total).
+	resultUnexpectedServer = "unexpected_server"
 )

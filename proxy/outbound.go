@@ -8,8 +8,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/trust"
 )
@@ -67,10 +65,19 @@ func (p *Proxy) connect(ctx context.Context, up Upstream, log *slog.Logger) (*tl
 			return conn, connected{candidate: c, release: release}, nil
 		}
 		release()
-		p.metrics.attempts.WithLabelValues(c.path, "error").Inc()
 		var re *RouteError
-		if errors.As(err, &re) {
+		switch {
+		case errors.Is(err, ErrUnexpectedServer):
+			// The destination is not who the candidate must be: the
+			// handshake stopped at its certificate, before any byte of
+			// the application's was written. The next candidate may be
+			// the genuine one.
+			p.refuseServer(c.addr, c.path, err)
+		case errors.As(err, &re):
+			p.metrics.attempts.WithLabelValues(c.path, "error").Inc()
 			p.metrics.refusals.WithLabelValues(re.Code.String()).Inc()
+		default:
+			p.metrics.attempts.WithLabelValues(c.path, "error").Inc()
 		}
 		log.Debug("attempt failed", logAttempt, i+1, logAddr, c.addr, logPath, c.path, logErr, err)
 		errs = append(errs, err)
@@ -100,7 +107,7 @@ func (p *Proxy) attempt(ctx context.Context, c candidate) (*tls.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := trust.ClientTLSConfig(trust.TLSConfig{SVID: p.cfg.SVIDs, Bundles: p.cfg.Bundles, Authorizer: tlsconfig.AdaptMatcher(c.allowed), Metrics: p.cfg.TrustMetrics})
+	cfg, err := trust.ClientTLSConfig(trust.TLSConfig{SVID: p.cfg.SVIDs, Bundles: p.cfg.Bundles, Authorizer: trust.AuthorizeServer(c.allowed), Metrics: p.cfg.TrustMetrics})
 	if err != nil {
 		_ = raw.Close()
 		return nil, wrapf("outbound TLS: %w", err)
@@ -151,4 +158,14 @@ func (p *Proxy) finish(log *slog.Logger, dir string, res relayResult, start time
 	p.metrics.connections.WithLabelValues(dir, resultOK).Inc()
 	log.Debug("connection closed", logBytesOut, res.Up, logBytesIn, res.Down, logDuration, time.Since(start),
 		logUpErr, res.UpErr, logDownErr, res.DownErr)
+}
+
+// refuseServer counts and logs (WARN, rate limited) a candidate that was
+// not used because its server's identity is not the one it must be: a
+// local endpoint record naming an identity the export does not allow, or a
+// destination whose certificate named another identity than expected.
+func (p *Proxy) refuseServer(addr, path string, err error) {
+	p.metrics.attempts.WithLabelValues(path, resultUnexpectedServer).Inc()
+	p.refusalLog.Warn(p.log, "destination refused: unexpected server identity", logDirection, dirOutbound, logAddr, addr, logPath, path,
+		logReason, resultUnexpectedServer, logErr, err)
 }

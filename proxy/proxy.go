@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/strait-mesh/strait/federation"
+	"github.com/strait-mesh/strait/internal/ratelog"
 	"github.com/strait-mesh/strait/proxy/capture"
 	"github.com/strait-mesh/strait/trust"
 )
@@ -32,6 +34,9 @@ type Proxy struct {
 	conns    connSet
 	load     loadTracker
 	registry *registration
+	// refusalLog bounds the rate of WARN lines about refused
+	// destinations, which a bad record can cause on every connection.
+	refusalLog *ratelog.Limiter
 }
 
 // New validates cfg and returns a Proxy that is not running yet.
@@ -45,11 +50,12 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		metrics: m,
-		dialer:  net.Dialer{Timeout: cfg.DialTimeout, Control: capture.DialerControl(cfg.Mark)},
-		ready:   make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		metrics:    m,
+		dialer:     net.Dialer{Timeout: cfg.DialTimeout, Control: capture.DialerControl(cfg.Mark)},
+		ready:      make(chan struct{}),
+		refusalLog: ratelog.New(ratelog.Config{}),
 	}
 	p.bufs.New = func() any { b := make([]byte, relayBufSize); return &b }
 	p.conns.init()
@@ -175,6 +181,11 @@ func (p *Proxy) prepareRegistration() error {
 	svid, err := p.cfg.SVIDs.GetX509SVID()
 	if err != nil {
 		return wrapf("own SVID: %w", err)
+	}
+	// The Endpoint record names the SVID's ID as the endpoint's server;
+	// callers accept only workloads of the service's namespace.
+	if err := (federation.ServerPolicy{Namespace: p.cfg.Namespace}).Check(svid.ID); err != nil {
+		return wrapf("own SVID cannot serve %s.%s: %w", p.cfg.Service, p.cfg.Namespace, err)
 	}
 	if want, err := trust.WorkloadID(svid.ID.TrustDomain(), p.cfg.Namespace, p.cfg.ServiceAccount); err == nil && want != svid.ID {
 		p.log.Warn("SVID does not match namespace and service account", logPeerID, svid.ID.String(), logWant, want.String())

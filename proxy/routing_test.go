@@ -95,7 +95,7 @@ func TestRetryNextCandidate(t *testing.T) {
 			first := tt.first(t)
 			// A ready local endpoint is tried first; the gateway second.
 			local := &straitv1.Endpoint{Cluster: west, Namespace: "default", Service: "echo", Id: "bad",
-				Address: first, Ready: true}
+				Address: first, Ready: true, SpiffeId: echoWestID}
 			w.reg.setBase(gateway(west, "gw1", gw.Addr()), gateway(east, "gw1", ""), export(east, "spiffe://"+westTD), local)
 			server, app := w.serverProxy(east, "echo-east")
 			gw.forwardTo(server.InboundAddr().String())

@@ -137,3 +137,36 @@ func AuthorizeFunc(allow func(spiffeid.ID) bool, reason string) tlsconfig.Author
 		return &UnauthorizedError{ID: id, Reason: reason}
 	}
 }
+
+// AuthorizeServer returns a tlsconfig.Authorizer for the client side of a
+// connection that must reach a given destination: it accepts the server
+// only when allow returns nil for its SPIFFE ID, and otherwise refuses it
+// with *UnexpectedServerError (wrapping allow's error). The caller's proxy
+// passes the identity of the endpoint it dialed, or the identities an
+// export allows to serve it: a trust domain alone is never enough.
+func AuthorizeServer(allow spiffeid.Matcher) tlsconfig.Authorizer {
+	return func(id spiffeid.ID, _ [][]*x509.Certificate) error {
+		if err := allow(id); err != nil {
+			return &UnexpectedServerError{ID: id, Err: err}
+		}
+		return nil
+	}
+}
+
+// UnexpectedServerError is a server whose certificate verified but whose
+// SPIFFE ID may not serve what the client dialed: an impostor, or a stale
+// record. Handshake failures counted by reason name it
+// ReasonUnexpectedServer.
+type UnexpectedServerError struct {
+	// ID is the server's SPIFFE ID.
+	ID spiffeid.ID
+	// Err says what was expected instead.
+	Err error
+}
+
+func (e *UnexpectedServerError) Error() string {
+	return fmt.Sprintf("trust: unexpected server %s: %v", e.ID, e.Err)
+}
+
+// Unwrap returns what was expected instead.
+func (e *UnexpectedServerError) Unwrap() error { return e.Err }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -243,5 +244,51 @@ func TestPeerExpiry(t *testing.T) {
 	}
 	if !PeerExpiry(tls.ConnectionState{}).IsZero() {
 		t.Fatal("no peer certificates: want the zero time")
+	}
+}
+
+// TestAuthorizeServer: a client that expects a given server refuses
+// another identity of the same trust domain with *UnexpectedServerError,
+// counted as unexpected_server, and accepts the expected one.
+func TestAuthorizeServer(t *testing.T) {
+	caB := newTestCA(t, "b.test", nil)
+	storeB := newStore(t, caB, nil)
+	want := id(t, "spiffe://b.test/ns/shop/sa/cart")
+	notCart := errors.New("not cart")
+	expect := AuthorizeServer(func(got spiffeid.ID) error {
+		if got != want {
+			return notCart
+		}
+		return nil
+	})
+	for _, tc := range []struct {
+		server string
+		ok     bool
+	}{
+		{"spiffe://b.test/ns/shop/sa/cart", true},
+		{"spiffe://b.test/ns/shop/sa/other", false},
+		{"spiffe://b.test/ns/evil/sa/cart", false},
+	} {
+		m := newMetrics(t)
+		res := handshake(t,
+			side{svid: staticSVID{issue(t, caB, tc.server)}, bundles: storeB},
+			side{svid: staticSVID{issue(t, caB, "spiffe://b.test/ns/web/sa/front")}, bundles: storeB, metrics: m, authorizer: expect})
+		failures := testutil.ToFloat64(m.handshakeFailures.WithLabelValues(string(ReasonUnexpectedServer)))
+		if tc.ok {
+			if res.clientErr != nil || failures != 0 {
+				t.Errorf("%s: client %v, %v failures counted", tc.server, res.clientErr, failures)
+			}
+			continue
+		}
+		var use *UnexpectedServerError
+		if !errors.As(res.clientErr, &use) || use.ID.String() != tc.server || !errors.Is(res.clientErr, notCart) {
+			t.Errorf("%s: client error %v, want *UnexpectedServerError for it wrapping the matcher's error", tc.server, res.clientErr)
+		}
+		if got := ClassifyHandshakeError(res.clientErr); got != ReasonUnexpectedServer {
+			t.Errorf("%s: classified %s", tc.server, got)
+		}
+		if failures != 1 {
+			t.Errorf("%s: unexpected_server failures = %v, want 1", tc.server, failures)
+		}
 	}
 }

@@ -77,16 +77,19 @@ func TestLocalBundlePublisherFollowsRootRotation(t *testing.T) {
 		}
 	}()
 
-	if b := nextPublished(t, etcd); b.GetSequence() != 1 || len(b.GetX509Authorities()) != 1 {
-		t.Fatalf("at start: %v", b)
+	// Sequences start at the clock's Unix milliseconds (NextSequence).
+	first := nextPublished(t, etcd)
+	if first.GetSequence() != uint64(clock.Now().UnixMilli()) || len(first.GetX509Authorities()) != 1 {
+		t.Fatalf("at start: %v", first)
 	}
 	old := ca.ActiveRoot()
 	issue(t, ca, "spiffe://a.test/x")
 	if _, err := ca.PrepareRoot(); err != nil {
 		t.Fatal(err)
 	}
-	if b := nextPublished(t, etcd); b.GetSequence() != 2 || len(b.GetX509Authorities()) != 2 {
-		t.Fatalf("after PrepareRoot: %v", b)
+	second := nextPublished(t, etcd)
+	if second.GetSequence() != first.GetSequence()+1 || len(second.GetX509Authorities()) != 2 {
+		t.Fatalf("after PrepareRoot at the same time: %v", second)
 	}
 	if err := ca.ActivateRoot(); err != nil { // the bundle does not change
 		t.Fatal(err)
@@ -96,7 +99,7 @@ func TestLocalBundlePublisherFollowsRootRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := nextPublished(t, etcd)
-	if b.GetSequence() != 3 || len(b.GetX509Authorities()) != 1 {
+	if b.GetSequence() != uint64(clock.Now().UnixMilli()) || len(b.GetX509Authorities()) != 1 {
 		t.Fatalf("after DropRoot: %v", b)
 	}
 	select {
@@ -117,15 +120,24 @@ func TestLocalBundlePublisherFollowsRootRotation(t *testing.T) {
 func TestNextBundleRecordSequence(t *testing.T) {
 	ca := newTestCA(t, "a.test", nil)
 	other := newTestCA(t, "a.test", nil)
-	if rec, ok := NextBundleRecord(ca.Bundle(), nil, 0, 0, time.Now()); !ok || rec.GetSequence() != 1 {
-		t.Fatalf("nothing stored: %v %v", rec, ok)
-	}
-	stored := other.TrustBundle(9, 0)
-	if rec, ok := NextBundleRecord(ca.Bundle(), stored, 4, 0, time.Now()); !ok || rec.GetSequence() != 10 {
-		t.Fatalf("stored 9: %v", rec)
-	}
-	if rec, ok := NextBundleRecord(ca.Bundle(), stored, 30, 0, time.Now()); !ok || rec.GetSequence() != 30 {
-		t.Fatalf("minimum 30: %v", rec)
+	at := func(ms int64) time.Time { return time.UnixMilli(ms) }
+	for _, tc := range []struct {
+		name   string
+		stored *straitv1.TrustBundle
+		min    uint64
+		now    time.Time
+		want   uint64
+	}{
+		{"nothing stored: the clock", nil, 0, at(1_700_000_000_000), 1_700_000_000_000},
+		{"nothing stored, clock before 1970", nil, 0, at(-5), 1},
+		{"stored ahead of the clock", other.TrustBundle(9, 0), 4, at(3), 10},
+		{"minimum ahead", other.TrustBundle(9, 0), 30, at(3), 30},
+		{"clock ahead", other.TrustBundle(9, 0), 30, at(1_700_000_000_000), 1_700_000_000_000},
+	} {
+		rec, ok := NextBundleRecord(ca.Bundle(), tc.stored, tc.min, 0, tc.now)
+		if !ok || rec.GetSequence() != tc.want {
+			t.Errorf("%s: got %d (%v), want %d", tc.name, rec.GetSequence(), ok, tc.want)
+		}
 	}
 	if _, ok := NextBundleRecord(ca.Bundle(), ca.TrustBundle(9, 0), 0, 0, time.Now()); ok {
 		t.Fatal("same authorities republished")

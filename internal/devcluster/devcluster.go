@@ -275,8 +275,11 @@ func (f *Federation) addService(ctx context.Context, c *Cluster, s ServiceSpec, 
 	if !s.Export {
 		return nil
 	}
+	// The service is served by its proxy's identity only: the proxy runs as
+	// service account s.Name.
 	_, err = c.Node.Store.PutExport(ctx, &straitv1.Export{
 		Cluster: c.Name, Namespace: s.Namespace, Service: s.Name, Ports: ports, Consumers: s.Consumers,
+		Servers: []string{s.Name},
 	})
 	if err != nil {
 		return fmt.Errorf("devcluster: export %s.%s from %s: %w", s.Name, s.Namespace, c.Name, err)

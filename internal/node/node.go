@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strait-mesh/strait/federation"
-	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/trust"
 )
 
@@ -183,9 +182,9 @@ func (n *Node) publishBundle(ctx context.Context) error {
 		TrustDomain: n.cfg.TrustDomain,
 		Source:      n.cfg.CA,
 		Publisher:   n.Store,
-		Lister: trust.BundleListerFunc(func(context.Context) ([]*straitv1.TrustBundle, error) {
-			return n.Cache.Snapshot().Bundles(), nil
-		}),
+		// The key as it is, not the cache (which keeps the last valid
+		// record): a deletion or junk over the bundle is repaired at once.
+		Key:      n.Store.BundleKey(n.cfg.TrustDomain.Name()),
 		Interval: publishInterval,
 		Logger:   n.log,
 	})

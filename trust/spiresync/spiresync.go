@@ -124,6 +124,9 @@ type Syncer struct {
 	store *trust.BundleStore
 	// written is the sequence of each federated bundle last written to SPIRE.
 	written map[spiffeid.TrustDomain]uint64
+	// published is the sequence of the local bundle last published to
+	// etcd: a publication after the key was deleted goes above it.
+	published uint64
 }
 
 // New creates a Syncer.
@@ -247,13 +250,19 @@ func (s *Syncer) push(ctx context.Context, records []*straitv1.TrustBundle) erro
 	if hint <= 0 {
 		hint = s.cfg.RefreshHint
 	}
-	rec, changed := trust.NextBundleRecord(bundle, stored, b.GetSequenceNumber(), hint, s.cfg.Clock.Now())
+	// Sequences follow trust.NextSequence, as the built-in CA's publisher
+	// does: above the stored one, SPIRE's and the last one published here,
+	// and at least the Unix time in milliseconds, so that they keep
+	// increasing across a deletion of the key and a restart of the sync.
+	rec, changed := trust.NextBundleRecord(bundle, stored, max(b.GetSequenceNumber(), s.published+1), hint, s.cfg.Clock.Now())
 	if !changed {
+		s.published = max(s.published, stored.GetSequence())
 		return nil
 	}
 	if err := s.cfg.Publisher.PublishBundle(ctx, rec); err != nil {
 		return fmt.Errorf("trust: publish bundle of %s sequence %d: %w", rec.GetTrustDomain(), rec.GetSequence(), err)
 	}
+	s.published = rec.GetSequence()
 	s.cfg.Logger.Info("published SPIRE bundle", logKeyTrustDomain, rec.GetTrustDomain(), logKeySequence, rec.GetSequence())
 	return nil
 }

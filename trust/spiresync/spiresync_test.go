@@ -162,6 +162,14 @@ func record(td string, seq uint64, certs ...*x509.Certificate) *straitv1.TrustBu
 // setup runs a fake SPIRE server for a.test over an in-memory listener.
 func setup(t *testing.T, own *types.Bundle, federates ...string) (*Syncer, *fakeSPIRE, *memEtcd) {
 	t.Helper()
+	// At the Unix epoch the time floor of sequences is zero: the tests
+	// see the sequences SPIRE and the stored records give.
+	return setupAt(t, clockwork.NewFakeClockAt(time.UnixMilli(0)), own, federates...)
+}
+
+// setupAt is setup with the clock of the Syncer.
+func setupAt(t *testing.T, clock clockwork.Clock, own *types.Bundle, federates ...string) (*Syncer, *fakeSPIRE, *memEtcd) {
+	t.Helper()
 	fake := &fakeSPIRE{own: own, federated: map[string]*types.Bundle{}}
 	ln := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
@@ -182,7 +190,7 @@ func setup(t *testing.T, own *types.Bundle, federates ...string) (*Syncer, *fake
 	}
 	s, err := New(Config{
 		Conn: conn, TrustDomain: spiffeid.RequireTrustDomainFromString("a.test"),
-		Publisher: etcd, Lister: etcd, Federates: tds,
+		Publisher: etcd, Lister: etcd, Federates: tds, Clock: clock,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -285,4 +293,51 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal("invalid config accepted")
 	}
 	t.Log(err)
+}
+
+func (m *memEtcd) delete(td string) {
+	m.mu.Lock()
+	delete(m.bundles, td)
+	m.mu.Unlock()
+}
+
+// TestPushAfterDeletionGoesUp deletes the published bundle: the next push,
+// by the same Syncer or by a new one (a restart), must carry a sequence
+// above the deleted one, which every peer still holds (on the old code both
+// republished SPIRE's sequence, refused by peers as stale).
+func TestPushAfterDeletionGoesUp(t *testing.T) {
+	ctx := context.Background()
+	ca := selfSigned(t, "a", true)
+	clock := clockwork.NewFakeClockAt(time.UnixMilli(1_700_000_000_000))
+	s, _, etcd := setupAt(t, clock, spireBundle("a.test", 3, ca))
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := etcd.get("a.test").GetSequence()
+	if first != 1_700_000_000_000 {
+		t.Fatalf("first sequence %d, want the clock's Unix milliseconds", first)
+	}
+	etcd.delete("a.test")
+	if err := s.SyncOnce(ctx); err != nil { // same millisecond
+		t.Fatal(err)
+	}
+	second := etcd.get("a.test").GetSequence()
+	if second <= first {
+		t.Fatalf("after a deletion: sequence %d, not above %d", second, first)
+	}
+	// A restarted sync remembers nothing; its clock has moved on.
+	etcd.delete("a.test")
+	clock.Advance(time.Second)
+	restarted, err := New(Config{
+		Conn: s.cfg.Conn, TrustDomain: s.cfg.TrustDomain, Publisher: etcd, Lister: etcd, Clock: clock,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restarted.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if third := etcd.get("a.test").GetSequence(); third <= second {
+		t.Fatalf("after a deletion and a restart: sequence %d, not above %d", third, second)
+	}
 }
