@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strait-mesh/strait/internal/cmdutil"
 	"github.com/strait-mesh/strait/internal/demo"
 )
 
@@ -24,7 +25,7 @@ proxy writes, which names the caller's SPIFFE ID.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s := &demo.HTTPServer{Cluster: cluster, Addr: listen}
 			fmt.Fprintf(cmd.ErrOrStderr(), "demo http: cluster %s on %s\n", cluster, listen)
-			return ignoreCanceled(s.Run(cmd.Context()))
+			return cmdutil.IgnoreCanceled(s.Run(cmd.Context()))
 		},
 	}
 	http.Flags().StringVar(&cluster, "cluster", "", "cluster name to answer with")
@@ -36,7 +37,7 @@ proxy writes, which names the caller's SPIFFE ID.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s := &demo.EchoServer{Addr: listen}
 			fmt.Fprintf(cmd.ErrOrStderr(), "demo echo on %s\n", listen)
-			return ignoreCanceled(s.Run(cmd.Context()))
+			return cmdutil.IgnoreCanceled(s.Run(cmd.Context()))
 		},
 	}
 	echo.Flags().StringVar(&listen, "listen", "127.0.0.1:7000", "listen address")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strait-mesh/strait/internal/cmdutil"
 	"github.com/strait-mesh/strait/internal/devcluster"
 )
 
@@ -40,7 +41,7 @@ proxies. Ctrl-C stops everything.`,
   strait dev --data-dir /tmp/strait-dev --log-level info`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			level, err := parseLevel(logLevel)
+			level, err := cmdutil.ParseLevel(logLevel)
 			if err != nil {
 				return err
 			}
@@ -67,14 +68,6 @@ proxies. Ctrl-C stops everything.`,
 	cmd.Flags().StringVar(&upstream, "upstream", devcluster.DefaultHelloUpstream, "listen address of east's upstream for hello.default")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
 	return cmd
-}
-
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
-	}
-	return l, nil
 }
 
 // runDev runs the federation until ctx is cancelled, printing what runs

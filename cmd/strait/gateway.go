@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strait-mesh/strait/gateway"
+	"github.com/strait-mesh/strait/internal/cmdutil"
 	"github.com/strait-mesh/strait/trust"
 )
 
@@ -28,14 +29,14 @@ type gatewayFile struct {
 	Region string `json:"region,omitempty"`
 	Zone   string `json:"zone,omitempty"`
 	// Etcd says how to reach the control plane.
-	Etcd etcdFile `json:"etcd"`
+	Etcd cmdutil.EtcdFile `json:"etcd"`
 	// Identity says where SVIDs come from.
-	Identity identityFile `json:"identity"`
+	Identity cmdutil.IdentityFile `json:"identity"`
 	// Ingress is the QUIC listener (UDP) peers dial; Egress the TCP
 	// listener of the cluster's proxies; Admin the HTTP admin server.
-	Ingress listenFile `json:"ingress"`
-	Egress  listenFile `json:"egress"`
-	Admin   listenFile `json:"admin"`
+	Ingress cmdutil.ListenFile `json:"ingress"`
+	Egress  cmdutil.ListenFile `json:"egress"`
+	Admin   cmdutil.ListenFile `json:"admin"`
 	// SnapshotPath keeps the last federation snapshot for static stability.
 	SnapshotPath string `json:"snapshotPath,omitempty"`
 	// StatelessResetKey (64 hex characters) lets a restarted gateway reset
@@ -44,7 +45,7 @@ type gatewayFile struct {
 	StatelessResetKey string `json:"statelessResetKey,omitempty"`
 	// DrainTimeout bounds the drain on SIGTERM. Zero means 30s; the live
 	// configuration in etcd overrides it.
-	DrainTimeout duration `json:"drainTimeout,omitempty"`
+	DrainTimeout cmdutil.Duration `json:"drainTimeout,omitempty"`
 	// LogLevel is debug, info, warn or error. Zero means info.
 	LogLevel string `json:"logLevel,omitempty"`
 }
@@ -83,7 +84,7 @@ Service and EndpointSlices pointing at the gateway's egress.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var f gatewayFile
-			if err := readFileConfig(path, &f); err != nil {
+			if err := cmdutil.ReadFile(path, &f); err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
 			return runGateway(cmd, f, kubeconfig)
@@ -96,7 +97,7 @@ Service and EndpointSlices pointing at the gateway's egress.`,
 }
 
 func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
-	level, err := parseLevel(or(f.LogLevel, "info"))
+	level, err := cmdutil.ParseLevel(or(f.LogLevel, "info"))
 	if err != nil {
 		return err
 	}
@@ -104,15 +105,15 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gatewayID := func(td spiffeid.TrustDomain) (spiffeid.ID, error) { return trust.GatewayID(td, f.Cluster) }
-	id, err := newIdentity(f.Identity, gatewayID, log, reg)
+	id, err := cmdutil.NewIdentity(f.Identity, gatewayID, log, reg)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	want, err := gatewayID(id.td)
+	want, err := gatewayID(id.TrustDomain)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	n, closeEtcd, err := newProcessNode(f.Cluster, f.Etcd, f.Identity, id, f.SnapshotPath, log, reg)
+	n, closeEtcd, err := cmdutil.NewNode(f.Cluster, f.Etcd, f.Identity, id, f.SnapshotPath, log, reg)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
@@ -122,22 +123,22 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	gw, err := gateway.New(gateway.Config{
-		Cluster: f.Cluster, ID: f.ID, TrustDomain: id.td, Region: f.Region, Zone: f.Zone,
+		Cluster: f.Cluster, ID: f.ID, TrustDomain: id.TrustDomain, Region: f.Region, Zone: f.Zone,
 		IngressListenAddr: f.Ingress.Listen, IngressAdvertiseAddr: f.Ingress.Advertise,
 		EgressListenAddr: f.Egress.Listen, EgressAdvertiseAddr: f.Egress.Advertise,
 		AdminListenAddr: f.Admin.Listen,
-		SVIDs:           id.svids, Bundles: n.Bundles, Snapshots: n.Cache, Registry: n.Registrar,
-		Keyspace: keyspaceOf(f.Etcd), Logger: log, Metrics: reg, Gatherer: reg, TrustMetrics: id.metrics,
+		SVIDs:           id.SVIDs, Bundles: n.Bundles, Snapshots: n.Cache, Registry: n.Registrar,
+		Keyspace: f.Etcd.Keyspace(), Logger: log, Metrics: reg, Gatherer: reg, TrustMetrics: id.Metrics,
 		StatelessResetKey: resetKey, DrainTimeout: time.Duration(f.DrainTimeout), Version: version,
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	g, ctx := errgroup.WithContext(cmd.Context())
-	g.Go(func() error { return id.run(ctx) })
+	g.Go(func() error { return id.Run(ctx) })
 	g.Go(func() error { return n.Run(ctx) })
 	g.Go(func() error {
-		return afterSync(ctx, n, log, func(ctx context.Context) error { return id.runWhenReady(ctx, want, log, gw.Run) })
+		return cmdutil.AfterSync(ctx, n, log, func(ctx context.Context) error { return id.RunWhenReady(ctx, want, log, gw.Run) })
 	})
 	if kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 		g.Go(func() error {
@@ -152,7 +153,7 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 		}
 		return nil
 	})
-	return ignoreCanceled(g.Wait())
+	return cmdutil.IgnoreCanceled(g.Wait())
 }
 
 func parseResetKey(s string) (*quic.StatelessResetKey, error) {

@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/strait-mesh/strait/internal/cmdutil"
+	"github.com/strait-mesh/strait/internal/proxycmd"
 )
 
 // TestDeployConfigsParse reads every Strait config file shipped in deploy/
@@ -56,25 +59,25 @@ func TestDeployConfigsParse(t *testing.T) {
 		if strings.HasSuffix(name, "gateway.yaml") {
 			gateways++
 			var f gatewayFile
-			if err := readFileConfig(path, &f); err != nil {
+			if err := cmdutil.ReadFile(path, &f); err != nil {
 				t.Errorf("%s: %v", name, err)
 				continue
 			}
-			if err := f.Identity.validate(); err != nil || f.Cluster == "" || f.ID == "" {
+			if err := f.Identity.Validate(); err != nil || f.Cluster == "" || f.ID == "" {
 				t.Errorf("%s: cluster %q id %q identity: %v", name, f.Cluster, f.ID, err)
 			}
 			continue
 		}
 		proxies++
-		var f proxyFile
-		if err := readFileConfig(path, &f); err != nil {
+		var f proxycmd.File
+		if err := cmdutil.ReadFile(path, &f); err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
-		if _, err := f.proxyConfig(); err != nil {
+		if _, err := f.Config(); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
-		if err := f.Identity.validate(); err != nil {
+		if err := f.Identity.Validate(); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

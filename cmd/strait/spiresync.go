@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/strait-mesh/strait/federation"
+	"github.com/strait-mesh/strait/internal/cmdutil"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/trust/spiresync"
 )
@@ -112,7 +113,7 @@ func (f *spireSyncFlags) parse() (spireSyncSettings, error) {
 	if f.interval <= 0 {
 		errs = multierror.Append(errs, fmt.Errorf("--interval %s: must be positive", f.interval))
 	}
-	if s.level, err = parseLevel(f.logLevel); err != nil {
+	if s.level, err = cmdutil.ParseLevel(f.logLevel); err != nil {
 		errs = multierror.Append(errs, err)
 	}
 	if err := errs.ErrorOrNil(); err != nil {
@@ -164,7 +165,7 @@ func runSPIRESync(ctx context.Context, logOut io.Writer, f *spireSyncFlags, ef *
 	}
 	log.Info("spire-sync started", "trust_domain", s.td.Name(), "server_socket", s.target, "etcd", strings.Join(ef.endpoints, ","),
 		"interval", f.interval.String(), "federates", f.federates)
-	return ignoreCanceled(syncer.Run(ctx))
+	return cmdutil.IgnoreCanceled(syncer.Run(ctx))
 }
 
 // bundleLister reads the bundle records under trust/ (one range read, not the

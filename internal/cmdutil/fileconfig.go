@@ -1,9 +1,10 @@
-package main
+package cmdutil
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -13,10 +14,11 @@ import (
 	"github.com/strait-mesh/strait/federation"
 )
 
-// duration is a time.Duration written as "1.5s" in config files.
-type duration time.Duration
+// Duration is a time.Duration written as "1.5s" in config files.
+type Duration time.Duration
 
-func (d *duration) UnmarshalJSON(b []byte) error {
+// UnmarshalJSON reads a duration string such as "1.5s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("duration: want a string such as \"1.5s\": %w", err)
@@ -25,14 +27,15 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return err
 	}
-	*d = duration(v)
+	*d = Duration(v)
 	return nil
 }
 
-func (d duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+// MarshalJSON writes the duration as a string such as "1.5s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-// etcdFile says how a gateway or proxy reaches etcd.
-type etcdFile struct {
+// EtcdFile says how a gateway or proxy reaches etcd.
+type EtcdFile struct {
 	// Endpoints are client URLs. Zero means the one `strait dev` serves.
 	Endpoints []string `json:"endpoints,omitempty"`
 	// CertFile, KeyFile and CAFile enable TLS client authentication.
@@ -42,23 +45,29 @@ type etcdFile struct {
 	// Prefix is the keyspace prefix. Zero means /strait/v1/.
 	Prefix string `json:"prefix,omitempty"`
 	// LeaseTTL is the TTL of the process' registrations. Zero means 10s.
-	LeaseTTL duration `json:"leaseTTL,omitempty"`
+	LeaseTTL Duration `json:"leaseTTL,omitempty"`
 }
 
-func (e etcdFile) clientConfig() federation.ClientConfig {
+// ClientConfig is the federation client configuration of the section.
+func (e EtcdFile) ClientConfig() federation.ClientConfig {
 	return federation.ClientConfig{Endpoints: e.Endpoints, CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile}
 }
 
-// identityFile says where the process' SVIDs come from: the cluster's
+// Keyspace is the federation keyspace of the section.
+func (e EtcdFile) Keyspace() federation.Keyspace {
+	return federation.Keyspace{Prefix: e.Prefix}
+}
+
+// IdentityFile says where the process' SVIDs come from: the cluster's
 // built-in CA kept in CADir, or the SPIRE agent at SPIREAgentSocket.
-type identityFile struct {
+type IdentityFile struct {
 	// TrustDomain is the cluster's trust domain. Required.
 	TrustDomain string `json:"trustDomain"`
 	// CADir keeps the built-in CA's roots. The first process of a cluster
 	// to start creates them; the others load them.
 	CADir string `json:"caDir,omitempty"`
 	// SVIDTTL is the lifetime of built-in CA SVIDs. Zero means 1h.
-	SVIDTTL duration `json:"svidTTL,omitempty"`
+	SVIDTTL Duration `json:"svidTTL,omitempty"`
 	// SPIREAgentSocket is the Workload API address, e.g.
 	// unix:///run/spire/agent.sock. It replaces the built-in CA.
 	SPIREAgentSocket string `json:"spireAgentSocket,omitempty"`
@@ -67,7 +76,8 @@ type identityFile struct {
 	Federates []string `json:"federates,omitempty"`
 }
 
-func (i identityFile) validate() error {
+// Validate returns every problem of the section at once.
+func (i IdentityFile) Validate() error {
 	var errs *multierror.Error
 	if i.TrustDomain == "" {
 		errs = multierror.Append(errs, errors.New("identity.trustDomain is required"))
@@ -78,15 +88,15 @@ func (i identityFile) validate() error {
 	return errs.ErrorOrNil()
 }
 
-// listenFile is a listener: where it binds and what others dial.
-type listenFile struct {
+// ListenFile is a listener: where it binds and what others dial.
+type ListenFile struct {
 	Listen    string `json:"listen,omitempty"`
 	Advertise string `json:"advertise,omitempty"`
 }
 
-// readFileConfig reads a YAML or JSON file into v, refusing unknown fields:
-// a typo must not silently fall back to a default.
-func readFileConfig(path string, v any) error {
+// ReadFile reads a YAML or JSON file into v, refusing unknown fields: a
+// typo must not silently fall back to a default.
+func ReadFile(path string, v any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -95,4 +105,13 @@ func readFileConfig(path string, v any) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// ParseLevel parses a log level: debug, info, warn or error.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
 }

@@ -1,4 +1,4 @@
-package main
+package proxycmd
 
 import (
 	"fmt"
@@ -51,7 +51,7 @@ func (f *captureFlags) config() (capture.Config, error) {
 	return cfg, nil
 }
 
-func newProxyInitCmd() *cobra.Command {
+func newInitCmd() *cobra.Command {
 	var f *captureFlags
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -77,7 +77,7 @@ it again changes nothing. Needs CAP_NET_ADMIN.`,
 	return cmd
 }
 
-func newProxyCleanupCmd() *cobra.Command {
+func newCleanupCmd() *cobra.Command {
 	var f *captureFlags
 	cmd := &cobra.Command{
 		Use:   "cleanup",

@@ -1,0 +1,150 @@
+package proxycmd
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strait-mesh/strait/internal/cmdutil"
+	"github.com/strait-mesh/strait/proxy"
+	"github.com/strait-mesh/strait/proxy/capture"
+	"github.com/strait-mesh/strait/proxy/dns"
+	"github.com/strait-mesh/strait/trust"
+)
+
+// New returns the proxy command. invocation is how users run it, "strait
+// proxy" or "strait-proxy": its last word is the command's name, and the
+// help's examples use the whole of it.
+func New(invocation string) *cobra.Command {
+	var (
+		path      string
+		upstreams []string
+	)
+	name := invocation[strings.LastIndexByte(invocation, ' ')+1:]
+	cmd := &cobra.Command{
+		Use:   name + " --config proxy.yaml",
+		Short: "Run the proxy beside a workload",
+		Long: `Run the per-workload proxy. Outbound, each upstream listener takes the
+workload's connections to a global service: a healthy local endpoint is
+dialed directly, otherwise the cluster's gateway carries the connection to
+another cluster; the workload's mTLS session runs end to end to the
+destination proxy. Inbound, the proxy terminates mTLS, checks the caller's
+SPIFFE ID against the export's consumers, and hands the connection to the
+application after a PROXY protocol v2 header that names the caller.
+
+` + runtimeDefaultsHelp,
+		Example: "  " + invocation + " --config /etc/strait/proxy.yaml --upstream payments.default:9000=127.0.0.1:19000",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var f File
+			if err := cmdutil.ReadFile(path, &f); err != nil {
+				return fmt.Errorf("proxy: %w", err)
+			}
+			f.Upstreams = append(f.Upstreams, upstreams...)
+			return Run(cmd.Context(), f)
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "proxy config file (YAML or JSON)")
+	cmd.Flags().StringArrayVar(&upstreams, "upstream", nil, "an upstream listener, <service>.<namespace>[.<cluster>]:<port>=<listen addr> (repeatable)")
+	_ = cmd.MarkFlagRequired("config")
+	cmd.AddCommand(newInitCmd(), newCleanupCmd())
+	return cmd
+}
+
+// Run runs the proxy process that f describes until ctx ends.
+func Run(ctx context.Context, f File) error {
+	applyRuntimeDefaults()
+	level, err := cmdutil.ParseLevel(cmp.Or(f.LogLevel, "info"))
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("service", f.Service)
+	cfg, err := f.Config()
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ns, sa := cmp.Or(f.Namespace, proxy.DefaultNamespace), cmp.Or(f.ServiceAccount, f.Service)
+	workloadID := func(td spiffeid.TrustDomain) (spiffeid.ID, error) {
+		return trust.WorkloadID(td, ns, cmp.Or(sa, "default"))
+	}
+	id, err := cmdutil.NewIdentity(f.Identity, workloadID, log, reg)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	want, err := workloadID(id.TrustDomain)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	n, closeEtcd, err := cmdutil.NewNode(f.Cluster, f.Etcd, f.Identity, id, f.SnapshotPath, log, reg)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	defer closeEtcd()
+	cfg.SVIDs, cfg.Bundles, cfg.Snapshots, cfg.Registry = id.SVIDs, n.Bundles, n.Cache, n.Registrar
+	cfg.Logger, cfg.Metrics, cfg.TrustMetrics = log, reg, id.Metrics
+	var resolver *dns.Server
+	if t := f.Transparent; t != nil {
+		resolver, err = dns.New(dns.Config{Addr: t.DNS, Services: n.Cache, Mark: capture.DefaultMark, Logger: log, Metrics: reg})
+		if err != nil {
+			return fmt.Errorf("proxy: %w", err)
+		}
+		cfg.Transparent = &proxy.Transparent{ListenAddr: t.Listen, Services: resolver.VIPs()}
+		cfg.Mark = capture.DefaultMark
+	}
+	p, err := proxy.New(cfg)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	if resolver != nil {
+		g.Go(func() error { return resolver.Run(ctx) })
+	}
+	g.Go(func() error { return id.Run(ctx) })
+	g.Go(func() error { return n.Run(ctx) })
+	g.Go(func() error {
+		return cmdutil.AfterSync(ctx, n, log, func(ctx context.Context) error { return id.RunWhenReady(ctx, want, log, p.Run) })
+	})
+	if f.Admin.Listen != "" {
+		g.Go(func() error { return serveAdmin(ctx, f.Admin.Listen, reg, log) })
+	}
+	return cmdutil.IgnoreCanceled(g.Wait())
+}
+
+// serveAdmin serves /metrics and /healthz on addr until ctx ends.
+func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("admin server", "addr", ln.Addr().String())
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin: %w", err)
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,104 @@
+package proxycmd
+
+import (
+	"time"
+
+	"github.com/strait-mesh/strait/internal/cmdutil"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+	"github.com/strait-mesh/strait/proxy"
+)
+
+// File is the proxy's config file.
+type File struct {
+	// Cluster is the proxy's cluster. Required.
+	Cluster string `json:"cluster"`
+	// Namespace, Service and ServiceAccount describe the workload. Service
+	// empty makes a client-only proxy. Namespace zero means "default";
+	// ServiceAccount zero means Service.
+	Namespace      string `json:"namespace,omitempty"`
+	Service        string `json:"service,omitempty"`
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+	// ID identifies the endpoint. Zero means the host name.
+	ID     string `json:"id,omitempty"`
+	Region string `json:"region,omitempty"`
+	Zone   string `json:"zone,omitempty"`
+	// Etcd and Identity as for the gateway.
+	Etcd     cmdutil.EtcdFile     `json:"etcd"`
+	Identity cmdutil.IdentityFile `json:"identity"`
+	// Inbound is the mTLS listener other proxies dial.
+	Inbound cmdutil.ListenFile `json:"inbound"`
+	// App is the application's host:port.
+	App string `json:"app,omitempty"`
+	// NoProxyHeader stops the proxy from sending the PROXY protocol v2
+	// header (which names the caller's SPIFFE ID) to an app that cannot
+	// read it.
+	NoProxyHeader bool `json:"noProxyHeader,omitempty"`
+	// Transparent captures the pod's outbound connections and DNS (after
+	// `strait proxy init` installed the rules in its network namespace):
+	// <service>.<namespace>.svc.clusterset.local resolves to a virtual IP
+	// that the proxy routes like an upstream.
+	Transparent *TransparentFile `json:"transparent,omitempty"`
+	// Ports are the service's ports, e.g. {name: http, port: 8080}.
+	Ports []PortFile `json:"ports,omitempty"`
+	// Upstreams are outbound listeners in the CLI form
+	// "payments.default:9000=127.0.0.1:19000".
+	Upstreams []string `json:"upstreams,omitempty"`
+	// HealthCheck of the app: interval (zero means 5s), an optional HTTP
+	// path (a TCP connect otherwise), and how many failed checks in a row
+	// withdraw the endpoint (zero means 3; a refused connection withdraws
+	// it at once).
+	HealthCheck struct {
+		Interval         cmdutil.Duration `json:"interval,omitempty"`
+		HTTPPath         string           `json:"httpPath,omitempty"`
+		FailureThreshold int              `json:"failureThreshold,omitempty"`
+	} `json:"healthCheck,omitempty"`
+	// Admin serves /metrics and /healthz. Zero disables it.
+	Admin cmdutil.ListenFile `json:"admin,omitempty"`
+	// SnapshotPath keeps the last federation snapshot.
+	SnapshotPath string `json:"snapshotPath,omitempty"`
+	// DrainTimeout bounds the drain on SIGTERM. Zero means 30s.
+	DrainTimeout cmdutil.Duration `json:"drainTimeout,omitempty"`
+	// LogLevel is debug, info, warn or error. Zero means info.
+	LogLevel string `json:"logLevel,omitempty"`
+}
+
+// TransparentFile is the transparent capture section.
+type TransparentFile struct {
+	// Listen is where captured TCP arrives. Zero means 127.0.0.1:15001.
+	Listen string `json:"listen,omitempty"`
+	// DNS is where the DNS responder listens. Zero means 127.0.0.1:15053.
+	DNS string `json:"dns,omitempty"`
+}
+
+// PortFile is one port of the service.
+type PortFile struct {
+	Name string `json:"name"`
+	Port uint32 `json:"port"`
+}
+
+// Config is the proxy configuration the file describes, without what the
+// process builds at run time (identity, snapshots, registry, logger).
+func (f File) Config() (proxy.Config, error) {
+	cfg := proxy.Config{
+		Cluster: f.Cluster, Namespace: f.Namespace, Service: f.Service, ServiceAccount: f.ServiceAccount,
+		ID: f.ID, Region: f.Region, Zone: f.Zone,
+		InboundListenAddr: f.Inbound.Listen, InboundAdvertiseAddr: f.Inbound.Advertise, AppAddr: f.App,
+		HealthCheck: proxy.HealthCheck{
+			Interval: time.Duration(f.HealthCheck.Interval), HTTPPath: f.HealthCheck.HTTPPath,
+			FailureThreshold: f.HealthCheck.FailureThreshold,
+		},
+		DrainTimeout: time.Duration(f.DrainTimeout), Keyspace: f.Etcd.Keyspace(),
+		NoProxyHeader: f.NoProxyHeader,
+	}
+	for _, p := range f.Ports {
+		cfg.Ports = append(cfg.Ports, &straitv1.ServicePort{Name: p.Name, Port: p.Port, Protocol: straitv1.Protocol_PROTOCOL_TCP})
+	}
+	for _, s := range f.Upstreams {
+		u, err := proxy.ParseUpstream(s)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Upstreams = append(cfg.Upstreams, u)
+	}
+	return cfg, nil
+}
