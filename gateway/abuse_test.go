@@ -138,16 +138,29 @@ func TestConnsPerPeer(t *testing.T) {
 }
 
 // TestClusterTrustDomainBinding: a peer authenticated in one trust domain
-// may not speak for a cluster whose gateways announce another.
+// may not speak for a cluster whose gateways announce another. The ingress
+// refuses such a peer at the handshake (TestIngressRefusesUnknownGateways);
+// a connection made before the cluster's record changed is held to the new
+// record stream by stream.
 func TestClusterTrustDomainBinding(t *testing.T) {
 	w := newWorld(t, "a", "b", "c")
 	w.export("b", "echo", 9000, "spiffe://a.test", "spiffe://c.test")
 	w.endpoint("b", "echo", "e1", echoServer(t))
-	// Cluster a's gateways announce trust domain c.test; a peer with an
-	// a.test gateway SVID claiming to be cluster a is not believed.
-	w.reg.add(&straitv1.Gateway{Cluster: "a", Id: "a1", TrustDomain: "c.test", SpiffeId: "spiffe://c.test/strait/gateway/a", Address: "127.0.0.1:1"})
 	b := w.start(w.config("b", "b1", ""))
-	st, err := w.dialAs(t, "a", b).OpenStreamSync(context.Background())
+	conn := w.dialAs(t, "a", b)
+	// A reply proves that the ingress accepted the connection.
+	first, err := conn.OpenStreamSync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = first.Write(mustHeader(t, &straitv1.StreamHeader{Service: "nope", Namespace: "default", Port: 9000, SourceCluster: "a"}))
+	if _, err := tunnel.ReadReply(first, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Cluster a's gateways now announce trust domain c.test; the peer with
+	// an a.test gateway SVID claiming to be cluster a is no longer believed.
+	w.reg.Put("dialer/a", &straitv1.Gateway{Cluster: "a", Id: "a1", TrustDomain: "c.test", SpiffeId: "spiffe://c.test/strait/gateway/a", Address: "127.0.0.1:1"})
+	st, err := conn.OpenStreamSync(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,14 +4,16 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/strait-mesh/strait/internal/admin"
 )
 
-// adminHandler serves /metrics, /healthz (the process is up) and /readyz
-// (the gateway accepts new streams: ready and not draining).
+// adminHandler serves /metrics (the gateway's metrics with the Go runtime
+// and process metrics), /healthz (the process is up), /readyz (the gateway
+// accepts new streams: ready and not draining) and, with Config.Pprof,
+// /debug/pprof/.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", admin.MetricsHandler(g.gatherer))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -22,6 +24,9 @@ func (g *Gateway) adminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	if g.cfg.Pprof {
+		admin.HandlePprof(mux)
+	}
 	return mux
 }
 

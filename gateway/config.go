@@ -62,6 +62,9 @@ type Config struct {
 	// AdminListenAddr is the TCP address of the HTTP admin server
 	// (/metrics, /healthz, /readyz). Zero means DefaultAdminListenAddr.
 	AdminListenAddr string
+	// Pprof serves the Go profiles under /debug/pprof/ on the admin
+	// server. Zero means off.
+	Pprof bool
 
 	// SVIDs gives the gateway's X.509 SVID, which must be
 	// spiffe://<TrustDomain>/strait/gateway/<Cluster>. Required.

@@ -114,7 +114,7 @@ func TestUntrustedHandshakes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before, goroutines := heapInUse(), runtime.NumGoroutine()
-			failsBefore, refusedBefore := value(b.m.handshakeFails), value(b.m.handshakeRefused)
+			failsBefore, refusedBefore := sum(b.m.handshakeFails), value(b.m.handshakeRefused)
 			var legit atomic.Int64
 			ctx, stop := context.WithCancel(context.Background())
 			var traffic errgroup.Group
@@ -137,7 +137,7 @@ func TestUntrustedHandshakes(t *testing.T) {
 				t.Fatal(err)
 			}
 			after := heapInUse()
-			fails := value(b.m.handshakeFails) - failsBefore
+			fails := sum(b.m.handshakeFails) - failsBefore
 			refused := value(b.m.handshakeRefused) - refusedBefore
 			t.Logf("%d rejected handshakes in %v (%.0f/s); gateway process heap in use %.1f MiB before, %.1f MiB after (%+.1f MiB); goroutines %d before, %d after; %d legitimate round trips meanwhile; handshakes failed %v, refused before TLS %v",
 				tt.n, elapsed.Round(time.Millisecond), float64(tt.n)/elapsed.Seconds(), mib(before), mib(after), mib(after)-mib(before), goroutines, runtime.NumGoroutine(), legit.Load(), fails, refused)

@@ -33,21 +33,38 @@ func gatewayCluster(id spiffeid.ID) (string, error) {
 	return cluster, nil
 }
 
-// authorizeAnyGateway accepts the SVID of any cluster's gateway; go-spiffe
-// has verified it against the bundle of the SVID's own trust domain.
-func authorizeAnyGateway() tlsconfig.Authorizer {
-	return func(id spiffeid.ID, _ [][]*x509.Certificate) error {
-		_, err := gatewayCluster(id)
-		return err
+// authorizePeerGateway accepts, at the ingress, the SVID of a gateway of a
+// cluster the federation knows, in the trust domain the federation records
+// for that cluster (its gateways' records, else its endpoints'), read from
+// the live snapshot at each handshake; go-spiffe has verified the SVID
+// against the bundle of its own trust domain. Anything else is refused with
+// a *trust.UnauthorizedError: a workload SVID, a gateway ID naming a
+// cluster without records (which would otherwise label metrics and logs
+// with a cluster of the peer's choosing), or a cluster claimed from another
+// trust domain. A gateway that has just started is refused until its
+// record reaches this gateway's snapshot; its pool retries.
+func (g *Gateway) authorizePeerGateway(id spiffeid.ID, _ [][]*x509.Certificate) error {
+	cluster, err := gatewayCluster(id)
+	if err != nil {
+		return &trust.UnauthorizedError{ID: id, Reason: "not a gateway identity"}
+	}
+	switch td := g.cfg.Snapshots.Snapshot().TrustDomain(cluster); td {
+	case "":
+		return &trust.UnauthorizedError{ID: id, Reason: fmt.Sprintf("cluster %s has no record in the federation", cluster)}
+	case id.TrustDomain().Name():
+		return nil
+	default:
+		return &trust.UnauthorizedError{ID: id, Reason: fmt.Sprintf("cluster %s belongs to trust domain %s", cluster, td)}
 	}
 }
 
 // serverTLS is the ingress's TLS configuration: mutual authentication with
-// gateway SVIDs verified by trust (each peer against its own trust domain's
+// the SVIDs of the federation's gateways (authorizePeerGateway) verified by
+// trust (each peer against its own trust domain's
 // bundle, typed leaf and key-usage checks, on every connection), TLS 1.3, no
 // session tickets (so no resumption across bundle changes and no 0-RTT).
 func (g *Gateway) serverTLS() (*tls.Config, error) {
-	c, err := trust.ServerTLSConfig(trust.TLSConfig{SVID: g.cfg.SVIDs, Bundles: g.cfg.Bundles, Authorizer: authorizeAnyGateway(), Metrics: g.cfg.TrustMetrics})
+	c, err := trust.ServerTLSConfig(trust.TLSConfig{SVID: g.cfg.SVIDs, Bundles: g.cfg.Bundles, Authorizer: g.authorizePeerGateway, Metrics: g.cfg.TrustMetrics})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: ingress TLS: %w", err)
 	}

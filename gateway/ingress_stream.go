@@ -65,7 +65,7 @@ func (g *Gateway) badHeader(peer remote, st *quic.Stream, err error) {
 		return
 	}
 	g.m.streams.WithLabelValues(dirIngress, peer.cluster, resultFailed).Inc()
-	g.log.Debug("gateway: stream header not received", logPeer, peer.id.String(), logErr, err)
+	g.m.streamLog.Warn(g.log, "gateway: stream header not received", logPeer, peer.id.String(), logRefusalReason, resultFailed, logErr, err)
 	st.CancelRead(StreamErrHeaderTimeout)
 	st.CancelWrite(StreamErrHeaderTimeout)
 }
@@ -74,7 +74,7 @@ func (g *Gateway) badHeader(peer remote, st *quic.Stream, err error) {
 // side with code as the application error code.
 func (g *Gateway) refuseStream(peer remote, st *quic.Stream, code straitv1.StreamCode, msg string) {
 	g.m.streams.WithLabelValues(dirIngress, peer.cluster, tunnel.CodeName(code)).Inc()
-	g.log.Debug("gateway: stream refused", logPeer, peer.id.String(), logCode, tunnel.CodeName(code), logErr, msg)
+	g.m.streamLog.Warn(g.log, "gateway: stream refused", logPeer, peer.id.String(), logRefusalReason, tunnel.CodeName(code), logErr, msg)
 	_ = st.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = tunnel.WriteReply(st, &straitv1.StreamReply{Code: code, Message: msg})
 	_ = st.Close()

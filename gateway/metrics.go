@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strait-mesh/strait/internal/ratelog"
 )
 
 // Label values of the direction label.
@@ -30,11 +32,16 @@ type metrics struct {
 	peerUp           *prometheus.GaugeVec     // peer_cluster, peer
 	peerFailures     *prometheus.CounterVec   // peer_cluster, peer
 	refusals         *prometheus.CounterVec   // code
-	handshakeFails   prometheus.Counter
+	handshakeFails   *prometheus.CounterVec   // reason
 	handshakeRefused prometheus.Counter
 	draining         prometheus.Gauge
 	bytesSent        prometheus.Counter
 	bytesReceived    prometheus.Counter
+
+	// handshakeLog and streamLog are the budgets of the WARN lines of
+	// refused handshakes and refused streams, which peers can cause at
+	// will (separate, so that a flood of one does not hide the other).
+	handshakeLog, streamLog *ratelog.Limiter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -72,10 +79,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "strait_gateway_egress_refusals_total",
 			Help: "Proxy connections the egress refused with a TLS alert, by code.",
 		}, []string{"code"}),
-		handshakeFails: prometheus.NewCounter(prometheus.CounterOpts{
+		handshakeFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_ingress_handshake_failures_total",
-			Help: "QUIC connection attempts to the ingress whose handshake failed or was rejected.",
-		}),
+			Help: "QUIC connection attempts to the ingress that were refused or whose handshake failed, by reason (a trust refusal reason such as unauthorized or expired, too_many_handshakes, timeout, peer_closed).",
+		}, []string{"reason"}),
 		handshakeRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strait_gateway_ingress_handshakes_refused_total",
 			Help: "QUIC connection attempts refused before the handshake because too many were in progress.",
@@ -84,6 +91,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "strait_gateway_draining",
 			Help: "1 while the gateway drains.",
 		}),
+	}
+	m.handshakeLog, m.streamLog = ratelog.New(ratelog.Config{}), ratelog.New(ratelog.Config{})
+	for _, r := range handshakeFailureReasons() {
+		m.handshakeFails.WithLabelValues(r)
 	}
 	m.bytesSent = m.bytes.WithLabelValues(dirSent)
 	m.bytesReceived = m.bytes.WithLabelValues(dirReceived)
