@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // AnyCluster in a ServiceName lets the router pick the cluster.
@@ -50,8 +51,14 @@ func (n ServiceName) String() string {
 }
 
 // ParseServiceName parses a name in the grammar of ServiceName. Names are
-// case-insensitive (as DNS names are) and returned in lower case.
+// ASCII and case-insensitive (as DNS names are) and returned in lower case.
 func ParseServiceName(s string) (ServiceName, error) {
+	for i := 0; i < len(s); i++ {
+		// Only ASCII may fold: strings.ToLower maps U+212A KELVIN SIGN to 'k'.
+		if s[i] >= utf8.RuneSelf {
+			return ServiceName{}, fmt.Errorf("%w %q: not ASCII", ErrBadServiceName, s)
+		}
+	}
 	rest, ok := strings.CutSuffix(strings.ToLower(s), nameSuffix)
 	if !ok {
 		return ServiceName{}, fmt.Errorf("%w %q: missing %q suffix", ErrBadServiceName, s, nameSuffix)
