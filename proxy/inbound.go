@@ -98,6 +98,7 @@ func (p *Proxy) serveInbound(ctx context.Context, base *tls.Config, raw net.Conn
 		log.Warn("application connection failed", logAddr, p.cfg.AppAddr, logErr, err)
 		return
 	}
+	defer p.closeAtExpiry(log, state.PeerCertificates[0], conn, app)()
 	start := time.Now()
 	res := p.relay(conn, app)
 	app = nil // the relay closed it

@@ -2,7 +2,9 @@ package failover
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -140,8 +142,8 @@ func window(h load.History, from, to time.Time) string {
 			slow++
 		}
 	}
-	return fmt.Sprintf("%d sent, %d failed %v, served by %v, %d slower than %s, max %s",
-		s.Sent, s.Failed, s.ByKind, s.ByCluster, slow, promptLatency, s.Max.Round(time.Millisecond))
+	return fmt.Sprintf("%d sent, %d failed %v, served by %v, %d slower than %s, p99 %s, max %s",
+		s.Sent, s.Failed, s.ByKind, s.ByCluster, slow, promptLatency, s.P99.Round(time.Millisecond), s.Max.Round(time.Millisecond))
 }
 
 // failures describes up to n failed requests of h, relative to t0.
@@ -182,4 +184,171 @@ func timeline(h load.History, t0, from, to time.Time, bucket time.Duration) stri
 			s.ByCluster, slow, s.Failed, ms(s.Max))
 	}
 	return b.String()
+}
+
+// steadyWindow is the stretch of load before a fault whose latencies give
+// the in-flight time of the cap on excused failures.
+const steadyWindow = 5 * time.Second
+
+// verdict sorts the failures of a fault's history by evidence of how far
+// each request got. A request is past the point of retry when it was
+// delivered to an app (its idempotency key is in an app's journal: only
+// its answer was lost) or when east's client proxy had completed the inner
+// handshake with the destination and sent it on (the proxy's own log of the
+// connection, matched by the request's local address, shows request bytes
+// out and no answer byte in): no hop can tell whether such a request ran,
+// so none may retry it. Those failures are excused, up to a cap; any other
+// failure (a connection that never got past its handshake, or that a
+// proxy or gateway gave up on) was still retryable, and counts.
+type verdict struct {
+	delivered, sent, counted load.History
+	// cap bounds the excused: no more requests can have been past the
+	// point of retry at the fault than were in flight while it took
+	// effect, rate × inFlight (Little's law), inFlight being the p99
+	// latency of the requests that started and completed in the
+	// steadyWindow before the fault plus how long the fault took to take
+	// effect (a SIGKILLed process accepts until it has exited).
+	cap      int
+	inFlight time.Duration
+	// dups are keys that reached an app more than once: a request run
+	// twice (a retry of a delivered request).
+	dups []string
+}
+
+// excused returns how many failures the verdict excuses.
+func (v verdict) excused() int { return len(v.delivered) + len(v.sent) }
+
+// judge sorts the failures of h for a fault at fault that took effect
+// within took.
+func (w *world) judge(t *testing.T, h load.History, fault time.Time, took time.Duration) verdict {
+	t.Helper()
+	keys := w.appKeys()
+	var v verdict
+	delivered, rest := h.SplitReached(keys)
+	v.delivered = delivered
+	conns := w.clientConns(t, rest)
+	for _, r := range rest {
+		if c, ok := conns[r.Key]; ok && c.BytesOut > 0 {
+			v.sent = append(v.sent, r)
+		} else {
+			v.counted = append(v.counted, r)
+		}
+	}
+	var steady load.History
+	for _, r := range h.Between(fault.Add(-steadyWindow), fault) {
+		if r.End().Before(fault) {
+			steady = append(steady, r)
+		}
+	}
+	v.inFlight = steady.Summary().P99 + took
+	v.cap = int(math.Ceil(rate * v.inFlight.Seconds()))
+	for _, r := range h {
+		if keys[r.Key] > 1 {
+			v.dups = append(v.dups, r.Key)
+		}
+	}
+	return v
+}
+
+// check fails t for every counted failure, for excused ones beyond the
+// cap, and for requests run twice.
+func (v verdict) check(t *testing.T, t0 time.Time) {
+	t.Helper()
+	if len(v.counted) > 0 {
+		t.Errorf("%d failed requests never got past the point of retry (no app journaled their key, and east's proxy did not relay them after a completed handshake): they count:%s",
+			len(v.counted), failures(v.counted, t0, 20))
+	}
+	if n := v.excused(); n > v.cap {
+		t.Errorf("%d failed requests were past the point of retry, more than could be in flight at the fault (cap %d = %d/s × %s):%s%s",
+			n, v.cap, rate, ms(v.inFlight), failures(v.delivered, t0, 10), failures(v.sent, t0, 10))
+	}
+	if len(v.dups) > 0 {
+		t.Errorf("%d requests reached an app more than once: %v", len(v.dups), v.dups)
+	}
+}
+
+// String is the verdict for notes and logs.
+func (v verdict) String() string {
+	return fmt.Sprintf("%d failed past the point of retry (excused: %d delivered to an app, %d relayed after the handshake; cap %d = %d/s × in-flight %s), %d still retryable (counted)",
+		v.excused(), len(v.delivered), len(v.sent), v.cap, rate, ms(v.inFlight), len(v.counted))
+}
+
+// proxyConn is a connection east's client proxy logged when it closed
+// (after a completed inner handshake; it logs nothing of this kind for a
+// connection that never reached a destination).
+type proxyConn struct {
+	Time     time.Time `json:"time"`
+	Msg      string    `json:"msg"`
+	Remote   string    `json:"remote_addr"`
+	Addr     string    `json:"addr"`
+	BytesOut int64     `json:"bytes_out"`
+	BytesIn  int64     `json:"bytes_in"`
+}
+
+// clientConns finds, for each failed request of fails, the connection
+// east's client proxy logged for it: same local address, closed after the
+// request started and at most connLogSlack after it ended. It waits up to
+// connLogWait for lines not written yet (the proxy logs a connection once
+// both directions have ended).
+func (w *world) clientConns(t *testing.T, fails load.History) map[string]proxyConn {
+	t.Helper()
+	proxy := w.proxies[w.client().String()]
+	found := map[string]proxyConn{}
+	deadline := time.Now().Add(connLogWait)
+	for {
+		byRemote := map[string][]proxyConn{}
+		for _, line := range strings.Split(proxy.Log(), "\n") {
+			if !strings.Contains(line, `"connection closed"`) {
+				continue
+			}
+			var c proxyConn
+			if json.Unmarshal([]byte(line), &c) == nil && c.Remote != "" {
+				byRemote[c.Remote] = append(byRemote[c.Remote], c)
+			}
+		}
+		missing := 0
+		for _, r := range fails {
+			if r.Local == "" {
+				continue
+			}
+			for _, c := range byRemote[r.Local] {
+				if !c.Time.Before(r.Start) && c.Time.Before(r.End().Add(connLogSlack)) {
+					found[r.Key] = c
+				}
+			}
+			if _, ok := found[r.Key]; !ok {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			return found
+		}
+		hold(t, context.Background(), 200*time.Millisecond) // the proxy logs the rest as their relays end
+	}
+}
+
+// Bounds of clientConns: a relay ends when both directions have, which for
+// a connection whose client gave up can be a while after the client saw
+// its failure (until the dead path's stream is reset).
+const (
+	connLogSlack = 40 * time.Second
+	connLogWait  = 10 * time.Second
+)
+
+// slowBounds bound the latency of successful requests during a fault that
+// must not slow them much (scenarios 5, 6 and 8; see README.md).
+type slowBounds struct{ p99, max time.Duration }
+
+// checkSlow fails t when the successes of h started in [from, to) exceed b,
+// and returns their p99 and max for the report.
+func checkSlow(t *testing.T, h load.History, from, to time.Time, b slowBounds, what string) (p99, max time.Duration) {
+	t.Helper()
+	s := h.Between(from, to).Summary()
+	if s.P99 > b.p99 {
+		t.Errorf("%s: p99 latency %s, want at most %s", what, ms(s.P99), b.p99)
+	}
+	if s.Max > b.max {
+		t.Errorf("%s: slowest request %s, want at most %s", what, ms(s.Max), b.max)
+	}
+	return s.P99, s.Max
 }

@@ -30,7 +30,7 @@ const (
 	egressPort  = 15444 // gateway egress for the cluster's proxies (TCP)
 	adminPort   = 15021 // gateway admin (HTTP)
 	inboundPort = 15006 // a pod proxy's mTLS inbound listener
-	appPort     = 8080  // the demo app, on the pod's loopback
+	appPort     = 8080  // the app (load server), on the pod's loopback
 )
 
 // Upstream listeners of the proxies, on their namespace's loopback.
@@ -54,7 +54,7 @@ type clusterDef struct {
 	// with the world (scenario 6 starts them).
 	gateways []string
 	standby  map[string]bool
-	// pods are the hosts of hello.default's endpoints (demo app + proxy)
+	// pods are the hosts of hello.default's endpoints (app + proxy)
 	// started with the world; lazyPods are started by a scenario.
 	pods, lazyPods []string
 	// client is a host running a client-only proxy, or "".
@@ -99,7 +99,8 @@ type world struct {
 	defs     map[string]clusterDef
 	links    map[string]*wan.Link   // the WAN link in front of each gateway, by "cluster/host"
 	gateways map[string]*netns.Proc // by "cluster/host"
-	apps     map[string]*netns.Proc // demo apps, by "cluster/host"
+	apps     map[string]*netns.Proc // the apps (load servers), by "cluster/host"
+	allApps  []*netns.Proc          // every app started, for their journals
 	proxies  map[string]*netns.Proc // proxies, by "cluster/host"
 	resetKey map[string]string      // stateless reset key, by cluster
 }
@@ -330,20 +331,23 @@ const (
 	localHealthInterval = "100ms"
 )
 
-// startPod starts the demo app and its proxy (an endpoint of hello.default,
-// health-checked every interval) on cluster/host.
+// startPod starts the app (the e2e/load server, which journals every
+// request's idempotency key and names its cluster and the caller's SPIFFE
+// ID from its proxy's PROXY header) and its proxy (an endpoint of
+// hello.default, health-checked every interval) on cluster/host.
 func (w *world) startPod(ctx context.Context, cluster, host, interval string) {
 	w.t.Helper()
 	h := w.topo.Host(cluster, host)
-	app, err := h.StartProc(netns.ProcConfig{Path: w.bin, Label: "app",
-		Args: []string{"demo", "http", "--cluster", cluster, "--listen", "127.0.0.1:" + strconv.Itoa(appPort)}})
+	app, err := h.StartHelper("load-server", "-listen", "127.0.0.1:"+strconv.Itoa(appPort),
+		"-cluster", cluster, "-host", host, "-proxy-header", "-journal")
 	if err != nil {
 		w.t.Fatalf("starting app on %s: %v", h, err)
 	}
 	w.apps[h.String()] = app
+	w.allApps = append(w.allApps, app)
 	actx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if err := app.WaitLog(actx, "demo http"); err != nil {
+	if err := app.WaitLog(actx, "listening on"); err != nil {
 		w.t.Fatal(err)
 	}
 	var ups []string
@@ -374,9 +378,13 @@ func upstream(cluster string) string {
 func (w *world) startClient(ctx context.Context, cluster string) {
 	w.t.Helper()
 	h := w.topo.Host(cluster, w.defs[cluster].client)
+	// It logs at debug level: its "connection closed" line for each
+	// relayed connection is the evidence that a failed request had got
+	// past the point of retry (see verdict).
 	w.startProxy(ctx, h, map[string]any{
 		"cluster": cluster, "serviceAccount": "client", "id": "client-" + cluster, "region": w.defs[cluster].region,
 		"upstreams": []string{fmt.Sprintf("%s.%s:%d=%s", service, namespace, svcPort, upAny), upstream("west"), upstream("central")},
+		"logLevel":  "debug",
 	})
 }
 
@@ -387,7 +395,10 @@ func (w *world) startProxy(ctx context.Context, h *netns.Host, cfg map[string]an
 	cluster := h.Cluster()
 	cfg["etcd"], cfg["identity"] = w.etcdFile(), w.identityFile(cluster)
 	cfg["snapshotPath"] = filepath.Join(w.dir, fmt.Sprintf("snapshot-proxy-%s-%s.json", cluster, h.Name()))
-	cfg["drainTimeout"], cfg["logLevel"] = "5s", logLevel()
+	cfg["drainTimeout"] = "5s"
+	if cfg["logLevel"] == nil {
+		cfg["logLevel"] = logLevel()
+	}
 	path := w.writeConfig(fmt.Sprintf("proxy-%s-%s.json", cluster, h.Name()), cfg)
 	p, err := h.StartProc(netns.ProcConfig{Path: w.bin, Args: []string{"proxy", "--config", path}, Label: "proxy"})
 	if err != nil {
@@ -400,6 +411,24 @@ func (w *world) startProxy(ctx context.Context, h *netns.Host, cfg map[string]an
 		w.t.Fatal(err)
 	}
 	return p
+}
+
+// appKeys returns the idempotency keys every app started so far has
+// journaled (killed ones included: their journal is their log file), with
+// how many times each arrived.
+func (w *world) appKeys() map[string]int {
+	w.t.Helper()
+	keys := map[string]int{}
+	for _, app := range w.allApps {
+		got, err := load.ReadJournal(strings.NewReader(app.Log()))
+		if err != nil {
+			w.t.Errorf("journal of %s: %v", app.Host(), err)
+		}
+		for k, n := range got {
+			keys[k] += n
+		}
+	}
+	return keys
 }
 
 // client returns east's client host.

@@ -123,6 +123,9 @@ type Record struct {
 	Kind    string        // "" when ok, else an error kind
 	Error   string        // the error text, for failures
 	Cluster string        // who answered, for successes
+	// Local is the local address of the request's connection, "" when it
+	// was never connected: a proxy's log names the connection by it.
+	Local string
 }
 
 // OK reports whether the request succeeded.
@@ -228,6 +231,9 @@ func (g *Generator) do(seq int64, key string) Record {
 		return fail(classifyDial(err), err)
 	}
 	defer conn.Close()
+	if a := conn.LocalAddr(); a != nil {
+		rec.Local = a.String()
+	}
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
 	req := fmt.Sprintf("GET %s?key=%s HTTP/1.1\r\nHost: %s\r\n%s: %s\r\nConnection: close\r\n\r\n",

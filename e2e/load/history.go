@@ -148,3 +148,23 @@ func (h History) SettledOn(t time.Time, cluster string) (time.Duration, bool) {
 	}
 	return settled.Sub(t), true
 }
+
+// SplitReached splits the failures of h by whether their idempotency key
+// reached an application: keys is what the applications' journals hold
+// (Server.Journal, ReadJournal). A failed request in reached was delivered
+// and lost only its answer, so no hop may retry it (a retry would run it
+// twice); one in unreached never reached an application, so it was still
+// retryable and its failure counts.
+func (h History) SplitReached(keys map[string]int) (reached, unreached History) {
+	for _, r := range h {
+		if r.OK() {
+			continue
+		}
+		if keys[r.Key] > 0 {
+			reached = append(reached, r)
+		} else {
+			unreached = append(unreached, r)
+		}
+	}
+	return reached, unreached
+}

@@ -1,20 +1,26 @@
 package load
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/strait-mesh/strait/e2e/wait"
 	"github.com/strait-mesh/strait/e2e/wan"
+	"github.com/strait-mesh/strait/proxy/proxyproto"
 )
 
 func TestParseCluster(t *testing.T) {
@@ -54,6 +60,12 @@ func TestGeneratorRateAndRecords(t *testing.T) {
 	}
 	if s.Failed != 0 || s.ByCluster["west"] != s.Sent {
 		t.Errorf("summary %s", s)
+	}
+	for _, r := range g.History() {
+		if r.Local == "" {
+			t.Errorf("request %s has no local address", r.Key)
+			break
+		}
 	}
 	if st := srv.Stats(); st.Requests != int64(s.Sent) || st.Duplicates != 0 {
 		t.Errorf("server saw %+v, want %d requests and no duplicate key", st, s.Sent)
@@ -153,6 +165,7 @@ func TestReportAndTable(t *testing.T) {
 	h := History{{Seq: 1, Start: time.Now(), Latency: time.Millisecond, Cluster: "west"}}
 	row := NewRow("gateway SIGKILL", h)
 	row.Reroute = 120 * time.Millisecond
+	row.SetExcused(2, 21)
 	Report(&fakeTB{}, row)
 	Report(&fakeTB{failed: true}, Row{Scenario: "partition", Sent: 10, Failed: 3, Reroute: -1, Return: 2 * time.Second})
 	f, err := os.Open(path)
@@ -169,9 +182,93 @@ func TestReportAndTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", b.String())
-	for _, want := range []string{"gateway SIGKILL  1     0       120ms", "partition        10    3       -        2s", "FAIL"} {
+	for _, want := range []string{"gateway SIGKILL  1     0       2/21         120ms", "partition        10    3       -            -        2s", "FAIL"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q", want)
 		}
+	}
+}
+
+// lockedBuffer is a journal the test reads while the server writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestServerJournalAndProxyHeader: behind a PROXY v2 header the server
+// answers with the caller's SPIFFE ID, and journals every key before it
+// answers; SplitReached tells a failed request whose key reached the server
+// from one whose key did not.
+func TestServerJournalAndProxyHeader(t *testing.T) {
+	journal := &lockedBuffer{}
+	srv := &Server{Cluster: "west", Host: "pod1", Journal: journal, ProxyHeader: true}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.ServeListener(ln) }()
+	defer ln.Close()
+
+	const caller = "spiffe://east.e2e/ns/default/sa/client"
+	get := func(key string, hdr proxyproto.Header) (Reply, error) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return Reply{}, err
+		}
+		defer c.Close()
+		if _, err := hdr.WriteTo(c); err != nil {
+			return Reply{}, err
+		}
+		fmt.Fprintf(c, "GET /?key=%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", key)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return Reply{}, err
+		}
+		defer resp.Body.Close()
+		var r Reply
+		return r, json.NewDecoder(resp.Body).Decode(&r)
+	}
+	withID := proxyproto.Header{Command: proxyproto.Proxy,
+		Source: netip.MustParseAddrPort("10.0.0.1:1234"), Destination: netip.MustParseAddrPort("10.0.0.2:80"),
+		TLVs: []proxyproto.TLV{{Type: proxyproto.TypeSPIFFEID, Value: []byte(caller)}}}
+	tests := []struct {
+		key, wantCaller string
+		hdr             proxyproto.Header
+	}{
+		{"k-1", caller, withID},
+		{"k-2", "unknown", proxyproto.Header{Command: proxyproto.Local}},
+	}
+	for _, tt := range tests {
+		r, err := get(tt.key, tt.hdr)
+		if err != nil {
+			t.Fatalf("GET key %s: %v", tt.key, err)
+		}
+		if r.Cluster != "west" || r.Key != tt.key || r.Caller != tt.wantCaller {
+			t.Errorf("GET key %s = %+v, want cluster west, caller %s", tt.key, r, tt.wantCaller)
+		}
+	}
+	keys, err := ReadJournal(strings.NewReader("listening on 127.0.0.1:1\n" + journal.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys["k-1"] != 1 || keys["k-2"] != 1 {
+		t.Errorf("journal keys = %v, want k-1 and k-2 once each", keys)
+	}
+	h := History{{Key: "k-1", Kind: KindReset}, {Key: "k-3", Kind: KindTimeout}, {Key: "k-2"}}
+	reached, unreached := h.SplitReached(keys)
+	if len(reached) != 1 || reached[0].Key != "k-1" || len(unreached) != 1 || unreached[0].Key != "k-3" {
+		t.Errorf("SplitReached = %v, %v; want [k-1], [k-3]", reached, unreached)
 	}
 }

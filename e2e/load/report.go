@@ -28,7 +28,28 @@ type Row struct {
 	P50      time.Duration `json:"p50"`
 	P99      time.Duration `json:"p99"`
 	Pass     bool          `json:"pass"`
-	Note     string        `json:"note,omitempty"`
+	// Excused, for scenarios that excuse failures past the point of retry,
+	// is how many they excused and the cap they were held to.
+	Excused *Excused `json:"excused,omitempty"`
+	Note    string   `json:"note,omitempty"`
+}
+
+// Excused counts the failures a scenario excused (requests whose key
+// reached an application before the fault took their answer) and the cap
+// it held them to.
+type Excused struct {
+	N   int `json:"n"`
+	Cap int `json:"cap"`
+}
+
+// SetExcused records n excused failures under cap.
+func (r *Row) SetExcused(n, cap int) { r.Excused = &Excused{N: n, Cap: cap} }
+
+func fmtExcused(e *Excused) string {
+	if e == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d", e.N, e.Cap)
 }
 
 // NewRow starts a row from a history's summary; Reroute and Return are unset
@@ -73,7 +94,7 @@ func Report(t TB, row Row) {
 }
 
 func formatRow(r Row) string {
-	return strings.Join([]string{r.Scenario, fmt.Sprint(r.Sent), fmt.Sprint(r.Failed), fmtDur(r.Reroute), fmtDur(r.Return),
+	return strings.Join([]string{r.Scenario, fmt.Sprint(r.Sent), fmt.Sprint(r.Failed), fmtExcused(r.Excused), fmtDur(r.Reroute), fmtDur(r.Return),
 		fmtDur(r.P50), fmtDur(r.P99), passWord(r.Pass), r.Note}, " | ")
 }
 
@@ -113,9 +134,9 @@ func ReadRows(r io.Reader) ([]Row, error) {
 func PrintTable(w io.Writer, rows []Row) error {
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Scenario < rows[j].Scenario })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tsent\tfailed\treroute\treturn\tp50\tp99\tresult\tnote")
+	fmt.Fprintln(tw, "scenario\tsent\tfailed\texcused/cap\treroute\treturn\tp50\tp99\tresult\tnote")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Scenario, r.Sent, r.Failed,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Scenario, r.Sent, r.Failed, fmtExcused(r.Excused),
 			fmtDur(r.Reroute), fmtDur(r.Return), fmtDur(r.P50), fmtDur(r.P99), passWord(r.Pass), r.Note)
 	}
 	return tw.Flush()
