@@ -175,6 +175,11 @@ func validateConfig(p *problems, info KeyInfo, c *straitv1.GatewayConfig) {
 	validateDuration(p, "header_timeout", c.GetHeaderTimeout())
 	validateDuration(p, "dial_timeout", c.GetDialTimeout())
 	validateFailover(p, "failover", c.GetFailover())
+	for i, cidr := range c.GetEndpointCidrs() {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			p.add("endpoint_cidrs[%d]: %w", i, err)
+		}
+	}
 }
 
 func validateFailover(p *problems, field string, f *straitv1.FailoverPolicy) {
@@ -283,6 +288,9 @@ func checkDialAddress(field, addr string) error {
 		if isMetadataHost(host) {
 			return fmt.Errorf("%s %q names a metadata service", field, addr)
 		}
+		if err := checkHostName(host); err != nil {
+			return fmt.Errorf("%s %q: %w", field, addr, err)
+		}
 		return nil
 	}
 	ip = ip.Unmap()
@@ -293,6 +301,32 @@ func checkDialAddress(field, addr string) error {
 		return fmt.Errorf("%s %q is link-local (metadata services live there)", field, addr)
 	case ip.IsMulticast():
 		return fmt.Errorf("%s %q is multicast", field, addr)
+	}
+	return nil
+}
+
+// checkHostName checks that host is a DNS name: dot-separated labels of
+// 1-63 letters, digits and hyphens (not at either end), 253 characters at
+// most, whose last label is not all digits (resolvers read "127.1" or
+// "2130706433" as IPv4 addresses).
+func checkHostName(host string) error {
+	name := strings.TrimSuffix(host, ".")
+	if name == "" || len(name) > 253 {
+		return fmt.Errorf("host %q is neither an IP address nor a DNS name", host)
+	}
+	labels := strings.Split(name, ".")
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return fmt.Errorf("host %q is neither an IP address nor a DNS name", host)
+		}
+		for _, r := range l {
+			if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-') {
+				return fmt.Errorf("host %q is neither an IP address nor a DNS name", host)
+			}
+		}
+	}
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return fmt.Errorf("host %q is neither an IP address nor a DNS name (a numeric last label reads as an IPv4 address)", host)
 	}
 	return nil
 }

@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -31,9 +33,12 @@ const (
 	DefaultDialTimeout        = 3 * time.Second
 	DefaultMaxIncomingStreams = 10000
 	DefaultRetryAboveRate     = 200
-	DefaultHandshakeTimeout   = 5 * time.Second
+	DefaultHandshakeTimeout   = 2 * time.Second
 	DefaultMaxConnsPerPeer    = 64
 	DefaultMaxHandshakes      = 32
+	// DefaultMaxHandshakesPerSource bounds the handshakes in progress from
+	// one source address.
+	DefaultMaxHandshakesPerSource = 8
 )
 
 // Config configures a Gateway. Zero values mean the documented default.
@@ -103,7 +108,10 @@ type Config struct {
 	HeaderTimeout      time.Duration
 	DialTimeout        time.Duration
 	MaxIncomingStreams uint32
-	// HandshakeTimeout bounds a QUIC handshake. Zero means
+	// HandshakeTimeout is the longest a QUIC handshake may go without
+	// receiving a packet (quic-go's HandshakeIdleTimeout; a handshake also
+	// fails after twice this in total). An attempt that goes silent holds a
+	// handshake slot of the ingress this long. Zero means
 	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
 	// MaxConnsPerPeer bounds the ingress connections one peer identity
@@ -114,10 +122,40 @@ type Config struct {
 	// attempts beyond it are refused before any cryptography. Zero means
 	// DefaultMaxHandshakes.
 	MaxHandshakes int
+	// MaxHandshakesPerSource bounds the incoming handshakes in progress
+	// from one source IP address. An attempt beyond it from an unvalidated
+	// address gets a Retry (so that a spoofed address cannot use up a real
+	// peer's share); from a validated address it is refused before any
+	// cryptography. Zero means DefaultMaxHandshakesPerSource.
+	MaxHandshakesPerSource int
+	// RetryAboveHandshakes is the number of handshakes in progress from
+	// which the ingress validates every new source address with a QUIC
+	// Retry before it spends anything on the attempt: an attempt that never
+	// answers the Retry (a silent or spoofed one) then costs one packet and
+	// holds no slot. Zero means a quarter of MaxHandshakes (at least 1);
+	// negative means never on this ground.
+	RetryAboveHandshakes int
 	// RetryAboveRate is the rate of new connection attempts per second
 	// above which the ingress validates source addresses with a QUIC Retry.
 	// Zero means DefaultRetryAboveRate; negative means always.
 	RetryAboveRate float64
+
+	// EndpointCIDRs are the address ranges the ingress may dial for the
+	// cluster's endpoints while the live configuration lists none
+	// (GatewayConfig.endpoint_cidrs). Nil means any address except
+	// loopback, link-local, multicast and unspecified ones. A listed range
+	// admits its addresses even when they are loopback: dev mode and tests
+	// list 127.0.0.0/8 and ::1/128. Whatever the ranges, the ingress never
+	// dials its own listeners nor EtcdEndpoints, multicast nor unspecified
+	// addresses; the check runs on the resolved address at dial time.
+	EndpointCIDRs []netip.Prefix
+	// EtcdEndpoints are the etcd client URLs (or host:port) the gateway's
+	// process uses; the ingress never dials them. Host names are resolved
+	// when Run starts. Nil means none.
+	EtcdEndpoints []string
+	// Resolver resolves endpoint host names at dial time. Nil means
+	// net.DefaultResolver.
+	Resolver *net.Resolver
 
 	// StatelessResetKey lets a restarted gateway reset its peers'
 	// connections at once; give every replica behind one address the same
@@ -150,6 +188,11 @@ func (c Config) withDefaults() Config {
 	c.RetryAboveRate = or(c.RetryAboveRate, DefaultRetryAboveRate)
 	c.MaxConnsPerPeer = or(c.MaxConnsPerPeer, DefaultMaxConnsPerPeer)
 	c.MaxHandshakes = or(c.MaxHandshakes, DefaultMaxHandshakes)
+	c.MaxHandshakesPerSource = or(c.MaxHandshakesPerSource, DefaultMaxHandshakesPerSource)
+	c.RetryAboveHandshakes = or(c.RetryAboveHandshakes, max(c.MaxHandshakes/4, 1))
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -191,6 +234,19 @@ func (c Config) validate() error {
 	}
 	if c.Snapshots == nil {
 		add(errors.New("Snapshots is required"))
+	}
+	for i, p := range c.EndpointCIDRs {
+		if !p.IsValid() {
+			add(fmt.Errorf("EndpointCIDRs[%d] is not a valid prefix", i))
+		}
+	}
+	for i, e := range c.EtcdEndpoints {
+		if _, _, err := splitEtcdEndpoint(e); err != nil {
+			add(fmt.Errorf("EtcdEndpoints[%d]: %w", i, err))
+		}
+	}
+	if c.MaxHandshakesPerSource < 0 || c.MaxHandshakes < 0 || c.MaxConnsPerPeer < 0 {
+		add(errors.New("MaxHandshakes, MaxHandshakesPerSource and MaxConnsPerPeer must not be negative"))
 	}
 	for _, d := range []time.Duration{c.DrainTimeout, c.IdleTimeout, c.KeepAlivePeriod, c.HeaderTimeout, c.DialTimeout, c.HandshakeTimeout} {
 		if d < 0 {

@@ -29,6 +29,8 @@ type Gateway struct {
 	peers    *tracker // accepted ingress connections
 
 	handshakes atomic.Int64 // incoming handshakes in progress
+	admission  *admission   // Retry and per-source bounds of handshakes
+	dialGuard  *dialGuard   // which endpoint addresses the ingress dials
 
 	started  atomic.Bool
 	draining atomic.Bool
@@ -92,6 +94,12 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g.m = m
+	if g.admission, err = newAdmission(cfg, labeled); err != nil {
+		return nil, err
+	}
+	if g.dialGuard, err = newDialGuard(labeled); err != nil {
+		return nil, err
+	}
 	g.pool = newPool(g)
 	return g, nil
 }

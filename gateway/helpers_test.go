@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"testing"
@@ -114,8 +115,14 @@ func (w *world) config(cluster, id, region string) Config {
 		IngressListenAddr: "127.0.0.1:0", EgressListenAddr: "127.0.0.1:0", AdminListenAddr: "127.0.0.1:0",
 		SVIDs: svid, Bundles: w.bundles, Snapshots: w.reg.src, Registry: w.reg,
 		Logger: testLogger(w.t),
+		// Test endpoints listen on loopback: opt in explicitly.
+		EndpointCIDRs: loopbackRanges,
 	}
 }
+
+// loopbackRanges are the endpoint ranges of tests, whose endpoints listen on
+// loopback.
+var loopbackRanges = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
 // running is a gateway started by a test.
 type running struct {

@@ -27,6 +27,7 @@ func (g *Gateway) acceptIngress(ctx context.Context) error {
 			return err
 		}
 		markAccepted(conn)
+		handshakeDone(conn)
 		g.wg.Go(func() { g.serveConn(ctx, conn) })
 	}
 }
@@ -51,21 +52,12 @@ func (g *Gateway) serveConn(ctx context.Context, conn *quic.Conn) {
 	defer g.untrackConn(conn, id)
 	peer := remote{id: id, cluster: cluster}
 	g.log.Debug("gateway: ingress connection", logPeer, id.String(), logPeerAddr, conn.RemoteAddr().String())
-	// No connection outlives its peer's certificate (or its maximum age).
-	life := g.newIngressLife(conn, peer)
-	defer life.stop()
 	for {
 		st, err := conn.AcceptStream(ctx)
 		if err != nil {
 			return
 		}
-		if !life.admit(st) {
-			continue
-		}
-		g.wg.Go(func() {
-			defer life.done()
-			g.handleIngress(ctx, peer, st)
-		})
+		g.wg.Go(func() { g.handleIngress(ctx, peer, st) })
 	}
 }
 

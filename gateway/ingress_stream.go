@@ -35,7 +35,7 @@ func (g *Gateway) handleIngress(ctx context.Context, peer remote, st *quic.Strea
 		g.refuseStream(peer, st, code, msg)
 		return
 	}
-	ep, err := g.dialEndpoint(ctx, key, hdr.GetPort(), live.dial)
+	ep, err := g.dialEndpoint(ctx, live, key, hdr.GetPort())
 	if err != nil {
 		g.refuseStream(peer, st, straitv1.StreamCode_STREAM_CODE_NO_ENDPOINT, err.Error())
 		return
@@ -124,23 +124,21 @@ func (g *Gateway) validateHeader(h *straitv1.StreamHeader) error {
 }
 
 // dialEndpoint connects to a ready local endpoint of the service, trying
-// them in turn (same zone first) within one dial timeout overall.
-func (g *Gateway) dialEndpoint(ctx context.Context, key federation.ServiceKey, port uint32, timeout time.Duration) (*net.TCPConn, error) {
+// them in turn (same zone first) within one dial timeout overall. Each
+// endpoint's address is resolved now and dialed only where the dial policy
+// admits it (see dialGuard).
+func (g *Gateway) dialEndpoint(ctx context.Context, live *liveConfig, key federation.ServiceKey, port uint32) (*net.TCPConn, error) {
 	eps := g.orderEndpoints(g.cfg.Snapshots.Snapshot().ReadyEndpoints(g.cfg.Cluster, key), port)
 	if len(eps) == 0 {
 		return nil, fmt.Errorf("%s has no ready endpoint in %s", key, g.cfg.Cluster)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, live.dial)
 	defer cancel()
 	var errs []error
 	for _, ep := range eps {
-		c, err := g.cfg.DialEndpoint(ctx, "tcp", ep.GetAddress())
+		c, err := g.dialOne(ctx, live, ep)
 		if err == nil {
-			if tc, ok := c.(*net.TCPConn); ok {
-				return tc, nil
-			}
-			_ = c.Close()
-			err = fmt.Errorf("endpoint %s: not a TCP connection", ep.GetId())
+			return c, nil
 		}
 		g.log.Debug("gateway: endpoint dial failed", logEndpoint, ep.GetId(), logAddr, ep.GetAddress(), logErr, err)
 		errs = append(errs, err)

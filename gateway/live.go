@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -16,6 +17,9 @@ type liveConfig struct {
 	snap                                 *federation.Snapshot // computed from
 	drain, idle, keepAlive, header, dial time.Duration
 	maxStreams                           int64
+	// endpointRanges are the ranges the ingress may dial; nil means the
+	// default policy (see Config.EndpointCIDRs).
+	endpointRanges []netip.Prefix
 }
 
 func (g *Gateway) computeLive(snap *federation.Snapshot) *liveConfig {
@@ -28,6 +32,8 @@ func (g *Gateway) computeLive(snap *federation.Snapshot) *liveConfig {
 		header:     dur(gc.GetHeaderTimeout(), g.cfg.HeaderTimeout),
 		dial:       dur(gc.GetDialTimeout(), g.cfg.DialTimeout),
 		maxStreams: int64(or(gc.GetMaxIncomingStreams(), g.cfg.MaxIncomingStreams)),
+
+		endpointRanges: endpointRanges(gc.GetEndpointCidrs(), g.cfg.EndpointCIDRs, g.log),
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 )
 
 // Run binds the gateway's listeners, registers its record and serves until
@@ -32,6 +31,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.closeSockets()
 		return err
 	}
+	g.protect(ctx)
 	g.register()
 	close(g.ready)
 	g.log.Info("gateway: ready", logAddr, g.ingressAddr.String())
@@ -74,8 +74,8 @@ func (g *Gateway) bind() error {
 		Conn:                udp,
 		StatelessResetKey:   g.cfg.StatelessResetKey,
 		TokenGeneratorKey:   g.cfg.TokenKey,
-		VerifySourceAddress: g.verifySourceAddress(),
-		ConnContext:         g.connContext,
+		VerifySourceAddress: g.verifySourceAddress,
+		ConnContext:         g.admitAttempt,
 	}
 	if g.cfg.StatelessResetKey == nil {
 		g.log.Info("gateway: no stateless reset key configured; peers detect a restart by idle timeout")
@@ -109,16 +109,6 @@ func (g *Gateway) serverQUICConfig() *quic.Config {
 		return g.liveNow().quicConfig(true, g.cfg.HandshakeTimeout), nil
 	}
 	return c
-}
-
-// verifySourceAddress forces a Retry (address validation) once new
-// connection attempts exceed RetryAboveRate per second.
-func (g *Gateway) verifySourceAddress() func(net.Addr) bool {
-	if g.cfg.RetryAboveRate < 0 {
-		return func(net.Addr) bool { return true }
-	}
-	lim := rate.NewLimiter(rate.Limit(g.cfg.RetryAboveRate), int(g.cfg.RetryAboveRate)+1)
-	return func(net.Addr) bool { return !lim.Allow() }
 }
 
 // shutdown stops accepting, closes every connection and socket, and ends

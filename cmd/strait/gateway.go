@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/strait-mesh/strait/federation"
 	"github.com/strait-mesh/strait/gateway"
 	"github.com/strait-mesh/strait/internal/cmdutil"
 	"github.com/strait-mesh/strait/trust"
@@ -48,6 +50,11 @@ type gatewayFile struct {
 	DrainTimeout cmdutil.Duration `json:"drainTimeout,omitempty"`
 	// LogLevel is debug, info, warn or error. Zero means info.
 	LogLevel string `json:"logLevel,omitempty"`
+	// EndpointCIDRs are the ranges (CIDR) the ingress may dial for the
+	// cluster's endpoints while the live configuration in etcd lists none.
+	// Zero means any address but loopback, link-local, multicast and
+	// unspecified ones; list 127.0.0.0/8 to reach endpoints on loopback.
+	EndpointCIDRs []string `json:"endpointCIDRs,omitempty"`
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -122,6 +129,10 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	cidrs, err := parsePrefixes(f.EndpointCIDRs)
+	if err != nil {
+		return fmt.Errorf("gateway: endpointCIDRs: %w", err)
+	}
 	gw, err := gateway.New(gateway.Config{
 		Cluster: f.Cluster, ID: f.ID, TrustDomain: id.TrustDomain, Region: f.Region, Zone: f.Zone,
 		IngressListenAddr: f.Ingress.Listen, IngressAdvertiseAddr: f.Ingress.Advertise,
@@ -130,6 +141,7 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 		SVIDs:           id.SVIDs, Bundles: n.Bundles, Snapshots: n.Cache, Registry: n.Registrar,
 		Keyspace: f.Etcd.Keyspace(), Logger: log, Metrics: reg, Gatherer: reg, TrustMetrics: id.Metrics,
 		StatelessResetKey: resetKey, DrainTimeout: time.Duration(f.DrainTimeout), Version: version,
+		EndpointCIDRs: cidrs, EtcdEndpoints: etcdEndpoints(f.Etcd),
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -167,4 +179,24 @@ func parseResetKey(s string) (*quic.StatelessResetKey, error) {
 	}
 	copy(key[:], b)
 	return &key, nil
+}
+
+func parsePrefixes(cidrs []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// etcdEndpoints are the etcd endpoints a process dials.
+func etcdEndpoints(ef cmdutil.EtcdFile) []string {
+	if len(ef.Endpoints) == 0 {
+		return []string{federation.DefaultEndpoint}
+	}
+	return ef.Endpoints
 }

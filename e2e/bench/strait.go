@@ -145,6 +145,8 @@ func (c StraitConfig) startGateway(ctx context.Context, ps *Procs, cluster, td s
 		"etcd": c.etcd(), "identity": c.identity(td),
 		"ingress": in, "egress": listen{Listen: "127.0.0.1:0"}, "admin": listen{Listen: "127.0.0.1:0"},
 		"drainTimeout": "1s",
+		// The proxies listen on loopback: opt in.
+		"endpointCIDRs": []string{"127.0.0.0/8"},
 	})
 	if err != nil {
 		return nil, err

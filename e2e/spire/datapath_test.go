@@ -250,6 +250,8 @@ func (c *dataPath) startGateway(ctx context.Context, cluster, td string, agent *
 		"ingress": map[string]string{"listen": "127.0.0.1:0"},
 		"egress":  map[string]string{"listen": "127.0.0.1:0"},
 		"admin":   map[string]string{"listen": "127.0.0.1:0"},
+		// The proxies listen on loopback: opt in.
+		"endpointCIDRs": []string{"127.0.0.0/8"},
 	})
 	p := startProc(c.t, c.dir, "gateway-"+cluster, uid, c.bin, "gateway", "--config", path)
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)

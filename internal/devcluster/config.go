@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -47,6 +48,10 @@ type Config struct {
 	Clusters []ClusterSpec
 	// Logger receives every component's logs. Nil discards them.
 	Logger *slog.Logger
+	// EndpointCIDRs are the ranges the gateways may dial for endpoints (see
+	// gateway.Config.EndpointCIDRs). Nil means loopback, 127.0.0.0/8 and
+	// ::1/128: dev mode opts in to loopback, where its proxies listen.
+	EndpointCIDRs []netip.Prefix
 }
 
 // ClusterSpec is one cluster of the federation.
@@ -113,6 +118,9 @@ func (c *Config) populate() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.EndpointCIDRs == nil {
+		c.EndpointCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]

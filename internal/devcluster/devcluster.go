@@ -175,7 +175,7 @@ func (f *Federation) buildCluster(ctx context.Context, cli *clientv3.Client, spe
 		Proxies: map[string]*proxy.Proxy{}, Echo: map[string]*demo.EchoServer{}, spec: spec,
 	}
 	c.tasks = append(c.tasks, n.Run)
-	if err := f.addGateway(c, log); err != nil {
+	if err := f.addGateway(c, cli.Endpoints(), log); err != nil {
 		return nil, err
 	}
 	for _, s := range spec.Services {
@@ -204,7 +204,7 @@ func (c *Cluster) svidSource(id spiffeid.ID, log *slog.Logger) (*trust.CASource,
 	return src, nil
 }
 
-func (f *Federation) addGateway(c *Cluster, log *slog.Logger) error {
+func (f *Federation) addGateway(c *Cluster, etcd []string, log *slog.Logger) error {
 	id, err := trust.GatewayID(c.TrustDomain, c.Name)
 	if err != nil {
 		return err
@@ -221,7 +221,8 @@ func (f *Federation) addGateway(c *Cluster, log *slog.Logger) error {
 		SVIDs:           svids, Bundles: c.Node.Bundles, Snapshots: c.Node.Cache,
 		Registry: c.Node.Registrar, Keyspace: f.cfg.Keyspace,
 		Logger: log.With("component", "gateway"), Metrics: c.Metrics, Gatherer: c.Metrics,
-		DrainTimeout: gatewayDrainTimeout,
+		DrainTimeout:  gatewayDrainTimeout,
+		EndpointCIDRs: f.cfg.EndpointCIDRs, EtcdEndpoints: etcd,
 	})
 	if err != nil {
 		return fmt.Errorf("devcluster: cluster %s: %w", c.Name, err)
