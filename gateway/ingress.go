@@ -52,12 +52,21 @@ func (g *Gateway) serveConn(ctx context.Context, conn *quic.Conn) {
 	defer g.untrackConn(conn, id)
 	peer := remote{id: id, cluster: cluster}
 	g.log.Debug("gateway: ingress connection", logPeer, id.String(), logPeerAddr, conn.RemoteAddr().String())
+	// No connection outlives its peer's certificate (or its maximum age).
+	life := g.newIngressLife(conn, peer)
+	defer life.stop()
 	for {
 		st, err := conn.AcceptStream(ctx)
 		if err != nil {
 			return
 		}
-		g.wg.Go(func() { g.handleIngress(ctx, peer, st) })
+		if !life.admit(st) {
+			continue
+		}
+		g.wg.Go(func() {
+			defer life.done()
+			g.handleIngress(ctx, peer, st)
+		})
 	}
 }
 
