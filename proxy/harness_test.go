@@ -144,7 +144,9 @@ func (w *world) start(cfg Config) (p *Proxy, stop func() error) {
 	if _, bench := w.t.(*testing.B); bench {
 		level = slog.LevelWarn
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(w.t.Output(), &slog.HandlerOptions{Level: level}))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(w.t.Output(), &slog.HandlerOptions{Level: level}))
+	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 2 * time.Second
 	}

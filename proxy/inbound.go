@@ -68,16 +68,11 @@ func (p *Proxy) serveInbound(ctx context.Context, base *tls.Config, raw net.Conn
 			log.Warn("application unreachable; handshake refused so the caller retries elsewhere", logAddr, p.cfg.AppAddr, logErr, ae.err)
 			return
 		}
-		if errors.Is(err, ErrUnauthorized) {
-			m.connections.WithLabelValues(dirInbound, resultUnauthorized).Inc()
-			log.Warn("caller refused", logErr, err)
-			return
-		}
-		m.connections.WithLabelValues(dirInbound, resultHandshake).Inc()
-		log.Debug("inbound handshake failed", logErr, err)
+		p.refuseHandshake(log, err)
 		return
 	}
 	state := conn.ConnectionState()
+	p.cfg.TrustMetrics.ObserveTLSHandshake(trust.LayerInner, state)
 	peer, err := x509svid.IDFromCert(state.PeerCertificates[0])
 	if err != nil { // verified already; cannot happen
 		m.connections.WithLabelValues(dirInbound, resultHandshake).Inc()
@@ -85,8 +80,7 @@ func (p *Proxy) serveInbound(ctx context.Context, base *tls.Config, raw net.Conn
 	}
 	log = log.With(logPeerID, peer.String(), logSNI, state.ServerName)
 	if err := p.checkSNI(state.ServerName); err != nil {
-		m.connections.WithLabelValues(dirInbound, resultMisrouted).Inc()
-		log.Warn("misrouted connection", logErr, err)
+		p.refuseSNI(log, err)
 		return
 	}
 	if !p.cfg.NoProxyHeader {
@@ -118,13 +112,12 @@ func (p *Proxy) handshake(ctx context.Context, conn *tls.Conn) error {
 	return conn.HandshakeContext(ctx)
 }
 
-// checkSNI refuses a connection whose SNI names another service. An empty
-// or unparsable SNI is accepted: the caller authenticated, and the name is
-// only a routing hint.
+// checkSNI refuses a connection whose SNI names another service, or no
+// service (ErrBadSNI): every caller Strait routes names its destination.
 func (p *Proxy) checkSNI(sni string) error {
 	name, err := federation.ParseServiceName(sni)
 	if err != nil {
-		return nil
+		return wrapf("%w: %q: %w", ErrBadSNI, sni, err)
 	}
 	if name.Service.Name != p.cfg.Service || name.Service.Namespace != p.cfg.Namespace {
 		return wrapf("%w: %s", ErrMisrouted, sni)

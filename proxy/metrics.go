@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/strait-mesh/strait/internal/ratelog"
 )
 
 // metrics are the proxy's Prometheus metrics, all named strait_proxy_*.
@@ -14,6 +16,11 @@ type metrics struct {
 	attempts       *prometheus.CounterVec   // path, result
 	appHealthy     prometheus.Gauge
 	healthChecks   *prometheus.CounterVec // result
+	// inboundRefusals counts the inbound connections refused, by reason
+	// (see inboundRefusalReasons); refusalLog is the budget of their WARN
+	// lines, which callers can cause at will.
+	inboundRefusals *prometheus.CounterVec // reason
+	refusalLog      *ratelog.Limiter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,8 +43,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while the application passes its health checks."}),
 		healthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "health_checks_total",
 			Help: "Active health checks of the application, by result (ok, fail)."}, []string{"result"}),
+		inboundRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "inbound_refusals_total",
+			Help: "Inbound connections refused, by reason: the caller's certificate or identity (a trust refusal reason such as unauthorized or expired), timeout, peer_closed, bad_sni (no or an unparsable service name), misrouted."}, []string{"reason"}),
+		refusalLog: ratelog.New(ratelog.Config{}),
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.active, m.bytes, m.connectSeconds, m.refusals, m.attempts, m.appHealthy, m.healthChecks} {
+	for _, r := range inboundRefusalReasons() {
+		m.inboundRefusals.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.connections, m.active, m.bytes, m.connectSeconds, m.refusals, m.attempts, m.appHealthy, m.healthChecks, m.inboundRefusals} {
 		if err := reg.Register(c); err != nil {
 			return nil, wrapf("register metrics: %w", err)
 		}

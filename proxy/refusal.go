@@ -1,13 +1,16 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"reflect"
 
 	"github.com/strait-mesh/strait/gateway/tunnel"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+	"github.com/strait-mesh/strait/trust"
 )
 
 // The gateway refusal contract (gateway/tunnel): instead of a ServerHello,
@@ -104,4 +107,85 @@ func destinationRefusal(err error, addr string) (*RouteError, bool) {
 		code = straitv1.StreamCode_STREAM_CODE_UNAUTHORIZED
 	}
 	return &RouteError{Code: code, Addr: addr, Err: err}, true
+}
+
+// ErrBadSNI means an inbound connection named no service in its SNI, or a
+// name that is not in the grammar of federation.ServiceName: every caller
+// Strait routes names one, so the connection did not come through Strait's
+// routing and is refused.
+var ErrBadSNI = errors.New("proxy: connection names no service")
+
+// Reasons of strait_proxy_inbound_refusals_total beyond the
+// trust.HandshakeFailureReason values.
+const (
+	refusedTimeout    = "timeout"     // the handshake did not finish in time
+	refusedPeerClosed = "peer_closed" // the caller gave up (for example it refused this proxy's certificate)
+	refusedBadSNI     = "bad_sni"     // ErrBadSNI
+	refusedMisrouted  = "misrouted"   // ErrMisrouted
+)
+
+// inboundRefusalReasons lists every reason label of
+// strait_proxy_inbound_refusals_total.
+func inboundRefusalReasons() []string {
+	out := []string{refusedTimeout, refusedPeerClosed, refusedBadSNI, refusedMisrouted}
+	for _, r := range trust.HandshakeFailureReasons() {
+		out = append(out, string(r))
+	}
+	return out
+}
+
+// refuseHandshake counts and logs an inbound handshake that failed with
+// err (other than for want of the application).
+func (p *Proxy) refuseHandshake(log *slog.Logger, err error) {
+	result := resultHandshake
+	if errors.Is(err, ErrUnauthorized) {
+		result = resultUnauthorized
+	}
+	p.metrics.connections.WithLabelValues(dirInbound, result).Inc()
+	reason, args := handshakeRefusal(err)
+	p.refused(log, "inbound handshake refused", reason, append(args, logErr, err)...)
+}
+
+// refuseSNI counts and logs an inbound connection whose SNI checkSNI
+// refused with err.
+func (p *Proxy) refuseSNI(log *slog.Logger, err error) {
+	p.metrics.connections.WithLabelValues(dirInbound, resultMisrouted).Inc()
+	reason := refusedMisrouted
+	if errors.Is(err, ErrBadSNI) {
+		reason = refusedBadSNI
+	}
+	p.refused(log, "inbound connection refused", reason, logErr, err)
+}
+
+func (p *Proxy) refused(log *slog.Logger, msg, reason string, args ...any) {
+	p.metrics.inboundRefusals.WithLabelValues(reason).Inc()
+	p.metrics.refusalLog.Warn(log, msg, append([]any{logReason, reason}, args...)...)
+}
+
+// handshakeRefusal tells why an inbound handshake failed, and the log
+// fields naming the caller when its certificate was judged.
+func handshakeRefusal(err error) (string, []any) {
+	var refused *trust.PeerRefusedError
+	switch {
+	case errors.As(err, &refused):
+		reason := string(refused.Reason)
+		if errors.Is(err, ErrUnauthorized) {
+			reason = string(trust.ReasonUnauthorized)
+		}
+		if refused.ID.IsZero() {
+			return reason, nil
+		}
+		return reason, []any{logPeerID, refused.ID.String()}
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return refusedTimeout, nil
+	}
+	if _, ok := alertFromPeer(err); ok || errors.Is(err, io.EOF) {
+		return refusedPeerClosed, nil
+	}
+	return string(trust.ClassifyHandshakeError(err)), nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

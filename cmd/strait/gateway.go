@@ -50,6 +50,9 @@ type gatewayFile struct {
 	DrainTimeout cmdutil.Duration `json:"drainTimeout,omitempty"`
 	// LogLevel is debug, info, warn or error. Zero means info.
 	LogLevel string `json:"logLevel,omitempty"`
+	// Pprof serves the Go profiles under /debug/pprof/ on the admin server
+	// (the --pprof flag sets it too). Zero means off.
+	Pprof bool `json:"pprof,omitempty"`
 	// EndpointCIDRs are the ranges (CIDR) the ingress may dial for the
 	// cluster's endpoints while the live configuration in etcd lists none.
 	// Zero means any address but loopback, link-local, multicast and
@@ -58,7 +61,10 @@ type gatewayFile struct {
 }
 
 func newGatewayCmd() *cobra.Command {
-	var path, kubeconfig string
+	var (
+		path, kubeconfig string
+		pprof            bool
+	)
 	cmd := &cobra.Command{
 		Use:   "gateway --config gateway.yaml",
 		Short: "Run an east-west gateway of a cluster",
@@ -94,11 +100,13 @@ Service and EndpointSlices pointing at the gateway's egress.`,
 			if err := cmdutil.ReadFile(path, &f); err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
+			f.Pprof = f.Pprof || pprof
 			return runGateway(cmd, f, kubeconfig)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "gateway config file (YAML or JSON)")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "run the Kubernetes MCS controller (ServiceExport -> export, global services -> ServiceImport) with this kubeconfig; in a pod it runs with the in-cluster config")
+	cmd.Flags().BoolVar(&pprof, "pprof", false, "serve the Go profiles under /debug/pprof/ on the admin server")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -140,7 +148,7 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 		AdminListenAddr: f.Admin.Listen,
 		SVIDs:           id.SVIDs, Bundles: n.Bundles, Snapshots: n.Cache, Registry: n.Registrar,
 		Keyspace: f.Etcd.Keyspace(), Logger: log, Metrics: reg, Gatherer: reg, TrustMetrics: id.Metrics,
-		StatelessResetKey: resetKey, DrainTimeout: time.Duration(f.DrainTimeout), Version: version,
+		StatelessResetKey: resetKey, DrainTimeout: time.Duration(f.DrainTimeout), Version: version, Pprof: f.Pprof,
 		EndpointCIDRs: cidrs, EtcdEndpoints: etcdEndpoints(f.Etcd),
 	})
 	if err != nil {

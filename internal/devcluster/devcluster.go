@@ -47,8 +47,13 @@ type Cluster struct {
 	Node        *node.Node
 	Gateway     *gateway.Gateway
 	// Metrics is the registry of every component of the cluster; the
-	// gateway's admin server serves it on /metrics.
+	// gateway's admin server serves it on /metrics, with the Go runtime and
+	// process metrics.
 	Metrics *prometheus.Registry
+	// TrustMetrics, registered on Metrics, count the SVIDs, bundles, TLS
+	// handshakes and refused peer certificates of every component of the
+	// cluster.
+	TrustMetrics *trust.Metrics
 	// Proxies by service name; the client proxy is under "client".
 	Proxies map[string]*proxy.Proxy
 	// Echo servers by service name, for tests.
@@ -162,16 +167,20 @@ func (f *Federation) buildCluster(ctx context.Context, cli *clientv3.Client, spe
 		return nil, fmt.Errorf("devcluster: cluster %s: %w", spec.Name, err)
 	}
 	reg := prometheus.NewRegistry()
+	tm, err := trust.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("devcluster: cluster %s: %w", spec.Name, err)
+	}
 	n, err := node.New(node.Config{
 		Cluster: spec.Name, TrustDomain: td, Etcd: cli, Keyspace: f.cfg.Keyspace,
 		SnapshotPath: filepath.Join(dir, "snapshot.json"), LeaseTTL: f.cfg.LeaseTTL,
-		LocalBundle: ca, CA: ca, Logger: log, Metrics: reg,
+		LocalBundle: ca, CA: ca, Logger: log, Metrics: reg, TrustMetrics: tm,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("devcluster: cluster %s: %w", spec.Name, err)
 	}
 	c := &Cluster{
-		Name: spec.Name, TrustDomain: td, CA: ca, Node: n, Metrics: reg,
+		Name: spec.Name, TrustDomain: td, CA: ca, Node: n, Metrics: reg, TrustMetrics: tm,
 		Proxies: map[string]*proxy.Proxy{}, Echo: map[string]*demo.EchoServer{}, spec: spec,
 	}
 	c.tasks = append(c.tasks, n.Run)
@@ -196,7 +205,7 @@ func (f *Federation) buildCluster(ctx context.Context, cli *clientv3.Client, spe
 
 // svidSource issues the SVIDs of id from the cluster's CA and rotates them.
 func (c *Cluster) svidSource(id spiffeid.ID, log *slog.Logger) (*trust.CASource, error) {
-	src, err := trust.NewCASource(trust.CASourceConfig{CA: c.CA, ID: id, Logger: log})
+	src, err := trust.NewCASource(trust.CASourceConfig{CA: c.CA, ID: id, Logger: log, Metrics: c.TrustMetrics})
 	if err != nil {
 		return nil, fmt.Errorf("devcluster: cluster %s: %w", c.Name, err)
 	}
@@ -220,7 +229,7 @@ func (f *Federation) addGateway(c *Cluster, etcd []string, log *slog.Logger) err
 		AdminListenAddr: or(c.spec.GatewayAdminAddr, "127.0.0.1:0"),
 		SVIDs:           svids, Bundles: c.Node.Bundles, Snapshots: c.Node.Cache,
 		Registry: c.Node.Registrar, Keyspace: f.cfg.Keyspace,
-		Logger: log.With("component", "gateway"), Metrics: c.Metrics, Gatherer: c.Metrics,
+		Logger: log.With("component", "gateway"), Metrics: c.Metrics, Gatherer: c.Metrics, TrustMetrics: c.TrustMetrics,
 		DrainTimeout:  gatewayDrainTimeout,
 		EndpointCIDRs: f.cfg.EndpointCIDRs, EtcdEndpoints: etcd,
 	})
@@ -265,7 +274,7 @@ func (f *Federation) addService(ctx context.Context, c *Cluster, s ServiceSpec, 
 		HealthCheck: proxy.HealthCheck{Interval: time.Second},
 		SVIDs:       svids, Bundles: c.Node.Bundles, Snapshots: c.Node.Cache,
 		Registry: c.Node.Registrar, Keyspace: f.cfg.Keyspace,
-		Logger: log.With("component", "proxy"), Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"proxy": s.Name}, c.Metrics),
+		Logger: log.With("component", "proxy"), Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"proxy": s.Name}, c.Metrics), TrustMetrics: c.TrustMetrics,
 		DrainTimeout: gatewayDrainTimeout,
 	})
 	if err != nil {
@@ -309,7 +318,7 @@ func (f *Federation) addClient(c *Cluster, log *slog.Logger) error {
 		Cluster: c.Name, Namespace: defaultNamespace, ServiceAccount: spec.ServiceAccount,
 		ID: clientProxy, Region: c.spec.Region, Zone: c.spec.Zone, Upstreams: ups,
 		SVIDs: svids, Bundles: c.Node.Bundles, Snapshots: c.Node.Cache, Keyspace: f.cfg.Keyspace,
-		Logger: log.With("component", "proxy"), Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"proxy": clientProxy}, c.Metrics),
+		Logger: log.With("component", "proxy"), Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"proxy": clientProxy}, c.Metrics), TrustMetrics: c.TrustMetrics,
 		DrainTimeout: gatewayDrainTimeout,
 	})
 	if err != nil {
