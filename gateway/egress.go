@@ -209,22 +209,29 @@ type stream struct {
 // the code says why (INTERNAL with an error for transport failures). A
 // DRAINING reply retires the connection.
 func (g *Gateway) attempt(ctx context.Context, cand candidate, sn federation.ServiceName, name string, hello []byte, wait time.Duration) (*stream, straitv1.StreamCode, error) {
-	pc, err := g.pool.conn(ctx, cand.peer, wait)
-	if err != nil {
-		return nil, straitv1.StreamCode_STREAM_CODE_INTERNAL, err
+	for try := 0; ; try++ {
+		pc, err := g.pool.conn(ctx, cand.peer, wait)
+		if err != nil {
+			return nil, straitv1.StreamCode_STREAM_CODE_INTERNAL, err
+		}
+		st, code, err := g.openStream(ctx, pc.Conn, g.header(sn, name, cand.cluster), hello)
+		if err == nil && code == straitv1.StreamCode_STREAM_CODE_ACCEPTED {
+			return &stream{Stream: st, pc: pc}, code, nil
+		}
+		pc.release()
+		switch {
+		case code == straitv1.StreamCode_STREAM_CODE_DRAINING:
+			cand.peer.drainedConn(pc)
+		case err != nil && isReconnect(err) && try == 0:
+			// The connection's life ended (a certificate expired, its
+			// maximum age): nothing was relayed, retry on a new one.
+			g.pool.reconnect(cand.peer, pc)
+			continue
+		case err != nil:
+			g.pool.noteStreamFailure(cand.peer, pc)
+		}
+		return nil, code, err
 	}
-	st, code, err := g.openStream(ctx, pc.Conn, g.header(sn, name, cand.cluster), hello)
-	if err == nil && code == straitv1.StreamCode_STREAM_CODE_ACCEPTED {
-		return &stream{Stream: st, pc: pc}, code, nil
-	}
-	pc.release()
-	switch {
-	case code == straitv1.StreamCode_STREAM_CODE_DRAINING:
-		cand.peer.drainedConn(pc)
-	case err != nil:
-		g.pool.noteStreamFailure(cand.peer, pc)
-	}
-	return nil, code, err
 }
 
 func (g *Gateway) openStream(ctx context.Context, conn *quic.Conn, hdr *straitv1.StreamHeader, hello []byte) (*quic.Stream, straitv1.StreamCode, error) {

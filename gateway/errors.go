@@ -35,6 +35,10 @@ const (
 	// StreamErrAbandoned cancels a stream the egress gave up on (reply
 	// timeout, refused reply).
 	StreamErrAbandoned quic.StreamErrorCode = 0x103
+	// StreamErrReconnect cancels a stream opened on a connection past its
+	// deadline (the peer certificate expired, or the maximum connection
+	// age passed): the egress retries it on a new connection.
+	StreamErrReconnect quic.StreamErrorCode = 0x104
 
 	// ConnErrNone closes a connection without error.
 	ConnErrNone quic.ApplicationErrorCode = 0
@@ -47,4 +51,8 @@ const (
 	// ConnErrRefused closes a connection beyond MaxConnsPerPeer or after
 	// shutdown began.
 	ConnErrRefused quic.ApplicationErrorCode = 0x204
+	// ConnErrReconnect closes a connection whose peer certificate expired
+	// or whose maximum age passed: the peer's pool replaces it at once,
+	// without counting a failure.
+	ConnErrReconnect quic.ApplicationErrorCode = 0x205
 )

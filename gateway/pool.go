@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -38,6 +39,8 @@ type peer struct {
 	mu       sync.Mutex
 	rec      *straitv1.Gateway
 	conn     *pconn
+	renewAt  time.Time     // when conn is replaced; zero: never
+	limit    string        // what renewAt comes from, for logs
 	dialing  chan struct{} // non-nil while a dial runs; closed when it ends
 	failures int           // consecutive dial or stream failures
 	retryAt  time.Time
@@ -102,11 +105,18 @@ func (p *pool) conn(ctx context.Context, pr *peer, wait time.Duration) (*pconn, 
 	defer timer.Stop()
 	for {
 		pr.mu.Lock()
-		if pr.conn != nil && pr.conn.alive() {
+		if pr.conn != nil && pr.conn.alive() && (pr.renewAt.IsZero() || p.g.cfg.Now().Before(pr.renewAt)) {
 			c := pr.conn
 			c.acquire()
 			pr.mu.Unlock()
 			return c, nil
+		}
+		if pr.conn != nil && pr.conn.alive() {
+			// Due for renewal (a certificate nears expiry, or the maximum
+			// age): its streams finish on it, new ones go to a new one.
+			p.g.log.Info("gateway: replacing connection to remote gateway", logPeerCluster, pr.cluster, logPeer, pr.id, logLimit, pr.limit)
+			pr.conn.retire()
+			pr.conn = nil
 		}
 		ch := pr.dialing
 		if ch == nil {
@@ -139,6 +149,13 @@ func (p *pool) conn(ctx context.Context, pr *peer, wait time.Duration) (*pconn, 
 // dial connects to rec and publishes the result on pr. ctx is the
 // gateway's run context: a dial is shared, no single caller may cancel it.
 func (p *pool) dial(ctx context.Context, pr *peer, rec *straitv1.Gateway, done chan struct{}) {
+	// The SVID presented is this one or, rotated during the dial, a later
+	// one: renewing by this one's expiry is never late.
+	var own *x509.Certificate
+	if svid, err := p.g.cfg.SVIDs.GetX509SVID(); err == nil && len(svid.Certificates) > 0 {
+		own = svid.Certificates[0]
+	}
+	dialed := p.g.cfg.Now()
 	c, err := p.dialRecord(ctx, rec)
 	pr.mu.Lock()
 	defer close(done)
@@ -153,6 +170,12 @@ func (p *pool) dial(ctx context.Context, pr *peer, rec *straitv1.Gateway, done c
 		return
 	}
 	pr.conn, pr.failures = &pconn{Conn: c}, 0
+	var peerCert *x509.Certificate
+	if certs := c.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
+		peerCert = certs[0]
+	}
+	maxAge, _ := p.g.connLimits()
+	pr.renewAt, pr.limit = poolRenewAt(dialed, own, peerCert, maxAge)
 	p.g.m.peerUp.WithLabelValues(pr.cluster, pr.id).Set(1)
 	p.g.log.Info("gateway: connected to remote gateway", logPeerCluster, pr.cluster, logPeer, pr.id, logPeerAddr, rec.GetAddress())
 }
@@ -194,12 +217,31 @@ func (pr *peer) noteFailureLocked(now time.Time) {
 func (p *pool) noteStreamFailure(pr *peer, c *pconn) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
+	if closedForReconnect(c) {
+		// The peer ended the connection's life (a certificate expired,
+		// its maximum age): not a failure of the peer.
+		if pr.conn == c {
+			pr.conn = nil
+		}
+		return
+	}
 	if c.Context().Err() != nil && pr.conn == c {
 		pr.conn = nil
 		pr.noteFailureLocked(p.g.cfg.Now())
 		p.g.m.peerUp.WithLabelValues(pr.cluster, pr.id).Set(0)
 		p.g.m.peerFailures.WithLabelValues(pr.cluster, pr.id).Inc()
 	}
+}
+
+// reconnect drops c, which its peer asked to replace (isReconnect): the
+// next stream dials a new connection, and no failure is counted.
+func (p *pool) reconnect(pr *peer, c *pconn) {
+	pr.mu.Lock()
+	if pr.conn == c {
+		pr.conn = nil
+	}
+	pr.mu.Unlock()
+	c.retire()
 }
 
 // prune closes the connections of gateways that left the snapshot. A peer

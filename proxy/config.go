@@ -32,6 +32,8 @@ const (
 	DefaultDialTimeout            = 3 * time.Second
 	DefaultHandshakeTimeout       = 5 * time.Second
 	DefaultDrainTimeout           = 30 * time.Second
+	// DefaultExpiryGrace is ExpiryGrace's default.
+	DefaultExpiryGrace = 10 * time.Second
 )
 
 // Config configures a Proxy. Every zero value means the documented default.
@@ -93,6 +95,16 @@ type Config struct {
 	// DrainTimeout bounds how long Run waits for open connections after its
 	// context is cancelled. Zero means DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// ExpiryGrace is how long an inbound connection may still run once its
+	// caller's certificate has expired (or MaxConnectionAge has passed);
+	// it is closed then. Zero means the cluster's GatewayConfig
+	// expiry_grace, and DefaultExpiryGrace when that is zero too.
+	ExpiryGrace time.Duration
+	// MaxConnectionAge closes an inbound connection this long after its
+	// handshake (plus ExpiryGrace). Zero means the cluster's GatewayConfig
+	// max_connection_age, and no limit beyond the caller's certificate
+	// when that is zero too.
+	MaxConnectionAge time.Duration
 
 	// SVIDs provides the workload's X.509 SVID. Required.
 	SVIDs x509svid.Source
@@ -239,6 +251,7 @@ func (cfg Config) validate() error {
 		name string
 		d    time.Duration
 	}{{"dial timeout", cfg.DialTimeout}, {"handshake timeout", cfg.HandshakeTimeout}, {"drain timeout", cfg.DrainTimeout},
+		{"expiry grace", cfg.ExpiryGrace}, {"maximum connection age", cfg.MaxConnectionAge},
 		{"health check interval", cfg.HealthCheck.Interval}, {"health check timeout", cfg.HealthCheck.Timeout}} {
 		if d.d < 0 {
 			add("%s %v is negative", d.name, d.d)
