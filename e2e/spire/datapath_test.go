@@ -121,9 +121,24 @@ func TestDataPathFederation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("before federation: %v (last request error: %v)", err, before)
 	}
-	refusedB, err := gwB.metric(ctx, "strait_gateway_ingress_handshake_failures_total")
-	if err != nil || refusedB < 1 {
-		t.Fatalf("gateway b counted %v failed ingress handshakes (%v), want at least 1", refusedB, err)
+	// Gateway b learns that gateway a gave up from a's CONNECTION_CLOSE,
+	// which a sends as it fails the dial; b handles it in its own time,
+	// concurrently with a's refusal reaching the client and this test. So
+	// b's count is waited for, not read once: read once, it raced the
+	// packet (it read 0 when `go test ./...` kept the CPUs busy).
+	var refusedB float64
+	bctx, bcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer bcancel()
+	err = wait.Until(bctx, 20*time.Millisecond, func(ctx context.Context) (bool, error) {
+		var err error
+		refusedB, err = gwB.metric(ctx, "strait_gateway_ingress_handshake_failures_total", `reason="peer_closed"`)
+		return refusedB >= 1, wait.Retry(err)
+	})
+	if err != nil {
+		t.Fatalf("gateway b counted %v ingress handshakes that gateway a gave up on (reason peer_closed), want at least 1: %v", refusedB, err)
+	}
+	if !gwB.proc.logContains(`"msg":"gateway: ingress handshake refused"`) {
+		t.Fatal("gateway b did not log the ingress handshake gateway a gave up on")
 	}
 	refusedClient, err := client.metric(ctx, "strait_proxy_connections_total", `direction="outbound"`, `result="refused"`)
 	if err != nil || refusedClient < 1 {
