@@ -219,14 +219,20 @@ type verdict struct {
 func (v verdict) excused() int { return len(v.delivered) + len(v.sent) }
 
 // judge sorts the failures of h for a fault at fault that took effect
-// within took.
+// within took, by the apps' journals and east's client proxy's log.
 func (w *world) judge(t *testing.T, h load.History, fault time.Time, took time.Duration) verdict {
 	t.Helper()
 	keys := w.appKeys()
+	_, rest := h.SplitReached(keys)
+	return classify(h, fault, took, keys, w.clientConns(t, rest))
+}
+
+// classify is judge on its evidence: keys are the keys the apps journaled,
+// conns the client proxy's closed connections of failed requests, by key.
+func classify(h load.History, fault time.Time, took time.Duration, keys map[string]int, conns map[string]proxyConn) verdict {
 	var v verdict
 	delivered, rest := h.SplitReached(keys)
 	v.delivered = delivered
-	conns := w.clientConns(t, rest)
 	for _, r := range rest {
 		if c, ok := conns[r.Key]; ok && c.BytesOut > 0 {
 			v.sent = append(v.sent, r)
