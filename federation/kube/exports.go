@@ -26,8 +26,12 @@ const (
 	// ReasonInvalidConsumers: the strait.io/consumers annotation does not
 	// parse (Valid=False).
 	ReasonInvalidConsumers = "InvalidConsumers"
-	// ReasonUnsupportedProtocol: a port is neither TCP nor UDP (Valid=False).
+	// ReasonUnsupportedProtocol: a port is not TCP (Valid=False). Strait
+	// carries TCP only: a service with a UDP or SCTP port is not exported.
 	ReasonUnsupportedProtocol = "UnsupportedProtocol"
+	// ReasonInvalidServers: the strait.io/servers annotation names
+	// something that is not a service account name (Valid=False).
+	ReasonInvalidServers = "InvalidServers"
 )
 
 // exportResult is what one ServiceExport's reconciliation found.
@@ -176,17 +180,17 @@ func (c *Controller) exportFor(svc *corev1.Service, se *mcsv1alpha1.ServiceExpor
 		return nil, string(mcsv1alpha1.ServiceExportReasonInvalidServiceType), "the service has no ports"
 	}
 	e := &straitv1.Export{Cluster: c.cfg.Cluster, Namespace: se.Namespace, Service: se.Name}
+	var unsupported []string
 	for _, p := range svc.Spec.Ports {
-		var proto straitv1.Protocol
-		switch p.Protocol {
-		case corev1.ProtocolTCP, "":
-			proto = straitv1.Protocol_PROTOCOL_TCP
-		case corev1.ProtocolUDP:
-			proto = straitv1.Protocol_PROTOCOL_UDP
-		default:
-			return nil, ReasonUnsupportedProtocol, fmt.Sprintf("port %d uses %s; Strait carries TCP and UDP", p.Port, p.Protocol)
+		if p.Protocol != corev1.ProtocolTCP && p.Protocol != "" {
+			unsupported = append(unsupported, fmt.Sprintf("%s %d/%s", portName(p), p.Port, p.Protocol))
+			continue
 		}
-		e.Ports = append(e.Ports, &straitv1.ServicePort{Name: portName(p), Port: uint32(p.Port), Protocol: proto})
+		e.Ports = append(e.Ports, &straitv1.ServicePort{Name: portName(p), Port: uint32(p.Port), Protocol: straitv1.Protocol_PROTOCOL_TCP})
+	}
+	if len(unsupported) > 0 {
+		return nil, ReasonUnsupportedProtocol, "Strait carries TCP only; the service cannot be exported while it has the ports " +
+			strings.Join(unsupported, ", ")
 	}
 	var bad []string
 	for c := range strings.SplitSeq(se.Annotations[AnnotationConsumers], ",") {
@@ -202,6 +206,22 @@ func (c *Controller) exportFor(svc *corev1.Service, se *mcsv1alpha1.ServiceExpor
 	}
 	if len(bad) > 0 {
 		return nil, ReasonInvalidConsumers, AnnotationConsumers + ": " + strings.Join(bad, "; ")
+	}
+	for sa := range strings.SplitSeq(se.Annotations[AnnotationServers], ",") {
+		sa = strings.TrimSpace(sa)
+		if sa == "" {
+			continue
+		}
+		if err := federation.ValidateServiceAccount(sa); err != nil {
+			bad = append(bad, err.Error())
+			continue
+		}
+		if !slices.Contains(e.Servers, sa) {
+			e.Servers = append(e.Servers, sa)
+		}
+	}
+	if len(bad) > 0 {
+		return nil, ReasonInvalidServers, AnnotationServers + ": " + strings.Join(bad, "; ")
 	}
 	return e, "", ""
 }

@@ -11,6 +11,11 @@ const (
 	// SPIFFE IDs or trust domains (spiffe://td) outside the cluster that may
 	// connect to the service. Empty means the cluster's own trust domain only.
 	AnnotationConsumers = "strait.io/consumers"
+	// AnnotationServers on a ServiceExport lists, comma-separated, the
+	// service accounts of the service's namespace whose workloads may serve
+	// it: callers refuse any other identity. Empty means any service account
+	// of the namespace in the cluster's trust domain.
+	AnnotationServers = "strait.io/servers"
 	// Finalizer is set on every ServiceExport the controller exported, so
 	// that its deletion withdraws the Export from etcd first.
 	Finalizer = "strait.io/export"
