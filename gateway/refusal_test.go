@@ -358,7 +358,7 @@ func TestAdminRuntimeMetricsAndPprof(t *testing.T) {
 			if tt.pprof {
 				want = http.StatusOK
 			}
-			for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+			for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/heap"} {
 				if code, _ := get(t, g, path); code != want {
 					t.Errorf("%s: %d, want %d", path, code, want)
 				}

@@ -13,12 +13,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/strait-mesh/strait/internal/admin"
 	"github.com/strait-mesh/strait/internal/cmdutil"
 	"github.com/strait-mesh/strait/proxy"
 	"github.com/strait-mesh/strait/proxy/capture"
@@ -33,6 +32,7 @@ func New(invocation string) *cobra.Command {
 	var (
 		path      string
 		upstreams []string
+		pprof     bool
 	)
 	name := invocation[strings.LastIndexByte(invocation, ' ')+1:]
 	cmd := &cobra.Command{
@@ -55,10 +55,12 @@ application after a PROXY protocol v2 header that names the caller.
 				return fmt.Errorf("proxy: %w", err)
 			}
 			f.Upstreams = append(f.Upstreams, upstreams...)
+			f.Pprof = f.Pprof || pprof
 			return Run(cmd.Context(), f)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "proxy config file (YAML or JSON)")
+	cmd.Flags().BoolVar(&pprof, "pprof", false, "serve the Go profiles under /debug/pprof/ on the admin server")
 	cmd.Flags().StringArrayVar(&upstreams, "upstream", nil, "an upstream listener, <service>.<namespace>[.<cluster>]:<port>=<listen addr> (repeatable)")
 	_ = cmd.MarkFlagRequired("config")
 	cmd.AddCommand(newInitCmd(), newCleanupCmd())
@@ -78,7 +80,6 @@ func Run(ctx context.Context, f File) error {
 		return fmt.Errorf("proxy: %w", err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ns, sa := cmp.Or(f.Namespace, proxy.DefaultNamespace), cmp.Or(f.ServiceAccount, f.Service)
 	workloadID := func(td spiffeid.TrustDomain) (spiffeid.ID, error) {
 		return trust.WorkloadID(td, ns, cmp.Or(sa, "default"))
@@ -121,16 +122,20 @@ func Run(ctx context.Context, f File) error {
 		return cmdutil.AfterSync(ctx, n, log, func(ctx context.Context) error { return id.RunWhenReady(ctx, want, log, p.Run) })
 	})
 	if f.Admin.Listen != "" {
-		g.Go(func() error { return serveAdmin(ctx, f.Admin.Listen, reg, log) })
+		g.Go(func() error { return serveAdmin(ctx, f.Admin.Listen, reg, f.Pprof, log) })
 	}
 	return cmdutil.IgnoreCanceled(g.Wait())
 }
 
-// serveAdmin serves /metrics and /healthz on addr until ctx ends.
-func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) error {
+// serveAdmin serves /metrics (reg's metrics with the Go runtime and process
+// metrics), /healthz and, with pprof, /debug/pprof/ on addr until ctx ends.
+func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, pprof bool, log *slog.Logger) error {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", admin.MetricsHandler(reg))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	if pprof {
+		admin.HandlePprof(mux)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)

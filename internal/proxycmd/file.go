@@ -52,8 +52,12 @@ type File struct {
 		HTTPPath         string           `json:"httpPath,omitempty"`
 		FailureThreshold int              `json:"failureThreshold,omitempty"`
 	} `json:"healthCheck,omitempty"`
-	// Admin serves /metrics and /healthz. Zero disables it.
+	// Admin serves /metrics (with the Go runtime and process metrics) and
+	// /healthz. Zero disables it.
 	Admin cmdutil.ListenFile `json:"admin,omitempty"`
+	// Pprof also serves the Go profiles under /debug/pprof/ on the admin
+	// server (the --pprof flag sets it too). Zero means off.
+	Pprof bool `json:"pprof,omitempty"`
 	// SnapshotPath keeps the last federation snapshot.
 	SnapshotPath string `json:"snapshotPath,omitempty"`
 	// DrainTimeout bounds the drain on SIGTERM. Zero means 30s.
