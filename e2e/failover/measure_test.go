@@ -317,9 +317,14 @@ func (w *world) clientConns(t *testing.T, fails load.History) map[string]proxyCo
 			if r.Local == "" {
 				continue
 			}
+			// The earliest line after the request started: a later one
+			// with the same address is a later connection that reused
+			// the port.
 			for _, c := range byRemote[r.Local] {
 				if !c.Time.Before(r.Start) && c.Time.Before(r.End().Add(connLogSlack)) {
-					found[r.Key] = c
+					if f, ok := found[r.Key]; !ok || c.Time.Before(f.Time) {
+						found[r.Key] = c
+					}
 				}
 			}
 			if _, ok := found[r.Key]; !ok {
