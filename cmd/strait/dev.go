@@ -24,6 +24,7 @@ func newDevCmd() *cobra.Command {
 		etcdURL  string
 		upstream string
 		logLevel string
+		pprof    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -55,6 +56,7 @@ proxies. Ctrl-C stops everything.`,
 			}
 			cfg := devcluster.DefaultConfig(dataDir)
 			cfg.EtcdClientURL = etcdURL
+			cfg.Pprof = pprof
 			cfg.Clusters[0].Client.Upstreams[0].ListenAddr = upstream
 			if level <= slog.LevelInfo {
 				cfg.EtcdLogLevel = "warn"
@@ -67,6 +69,7 @@ proxies. Ctrl-C stops everything.`,
 	cmd.Flags().StringVar(&etcdURL, "etcd-listen", "http://127.0.0.1:2379", "client URL of the embedded etcd")
 	cmd.Flags().StringVar(&upstream, "upstream", devcluster.DefaultHelloUpstream, "listen address of east's upstream for hello.default")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	cmd.Flags().BoolVar(&pprof, "pprof", false, "serve the Go profiles under /debug/pprof/ on each gateway's admin port")
 	return cmd
 }
 

@@ -52,6 +52,9 @@ type Config struct {
 	// gateway.Config.EndpointCIDRs). Nil means loopback, 127.0.0.0/8 and
 	// ::1/128: dev mode opts in to loopback, where its proxies listen.
 	EndpointCIDRs []netip.Prefix
+	// Pprof serves the Go profiles under /debug/pprof/ on every gateway's
+	// admin port. Zero means off.
+	Pprof bool
 }
 
 // ClusterSpec is one cluster of the federation.

@@ -230,6 +230,7 @@ func (f *Federation) addGateway(c *Cluster, etcd []string, log *slog.Logger) err
 		SVIDs:           svids, Bundles: c.Node.Bundles, Snapshots: c.Node.Cache,
 		Registry: c.Node.Registrar, Keyspace: f.cfg.Keyspace,
 		Logger: log.With("component", "gateway"), Metrics: c.Metrics, Gatherer: c.Metrics, TrustMetrics: c.TrustMetrics,
+		Pprof:         f.cfg.Pprof,
 		DrainTimeout:  gatewayDrainTimeout,
 		EndpointCIDRs: f.cfg.EndpointCIDRs, EtcdEndpoints: etcd,
 	})

@@ -59,15 +59,25 @@ func scrape(t testing.TB, c *Cluster, name string, labels ...string) (float64, s
 }
 
 // TestDevObservability: in dev mode, the admin port serves the Go runtime
-// and process metrics; both layers of a cross-cluster connection negotiate
+// and process metrics, and the profiles when asked to; both layers of a cross-cluster connection negotiate
 // the hybrid post-quantum key exchange X25519MLKEM768 and count it; and
 // handshakes the west ingress refuses (a workload SVID, a gateway ID of a
 // cluster the federation does not know) are counted by reason in
 // strait_trust_handshake_failures_total and
 // strait_gateway_ingress_handshake_failures_total.
 func TestDevObservability(t *testing.T) {
-	f := startFederation(t, testConfig(t))
+	cfg := testConfig(t)
+	cfg.Pprof = true
+	f := startFederation(t, cfg)
 	east, west := f.Cluster("east"), f.Cluster("west")
+	resp, err := http.Get("http://" + east.Gateway.AdminAddr().String() + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/debug/pprof/goroutine with Config.Pprof: %d", resp.StatusCode)
+	}
 
 	payload := make([]byte, 64<<10)
 	_, _ = rand.Read(payload)
