@@ -9,7 +9,11 @@
 // which cluster answered (parsed from the body; see ParseCluster). A Server
 // answers such requests with its cluster and host names, counts duplicate
 // keys, and runs in-process or as a re-exec helper (ServerMain) inside a
-// namespace.
+// namespace. Behind a Strait proxy it reads the PROXY v2 header and names
+// the caller's SPIFFE ID; with a Journal it writes every key it receives
+// before answering, so that a failed request can be told delivered (its key
+// is in a journal: only the answer was lost) from never delivered
+// (ReadJournal, History.SplitReached).
 //
 //	gen, _ := load.NewGenerator(load.Config{Target: link.Addr().String(), Dial: client.DialContext})
 //	go gen.Run(ctx)
