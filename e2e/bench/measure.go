@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -215,11 +216,15 @@ func waitHTTP(ctx context.Context, addr string, timeout time.Duration) error {
 	}
 }
 
-// percentile returns the q-quantile (0..1) of sorted samples, nearest rank.
+// percentile returns the q-quantile (0..1) of sorted samples by nearest
+// rank: the smallest sample with at least q of the samples at or below it,
+// the ceil(q*n)-th. 0 for no samples.
 func percentile(sorted []time.Duration, q float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(float64(len(sorted))*q+0.5) - 1
+	// The epsilon keeps a rank that is whole in decimal (0.35*20 = 7) from
+	// rounding up to the next one in binary (7.000000000000001).
+	i := int(math.Ceil(float64(len(sorted))*q-1e-9)) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }

@@ -85,11 +85,30 @@ type Config struct {
 	PerfDir string
 	// Timeout bounds the run. Zero means 10m.
 	Timeout time.Duration
+	// Smoke makes the run as short as it can be while it still produces
+	// every row: it replaces the durations and counts above with one run
+	// of one second per setup and phase, SmokeTTFBConns new connections and
+	// SmokeWrites writes to SmokeWatchers caches. The values it gives
+	// prove that the harness works end to end (CI runs it), not how fast
+	// anything is.
+	Smoke bool
 	// Logger receives progress. Nil means text on stderr.
 	Logger *slog.Logger
 }
 
+// What Config.Smoke runs.
+const (
+	SmokeTTFBConns = 5
+	SmokeWatchers  = 3
+	SmokeWrites    = 10
+)
+
 func (c Config) withDefaults() Config {
+	if c.Smoke {
+		c.ThroughputDuration, c.ThroughputRuns = time.Second, 1
+		c.LatencyDuration, c.LatencyRuns = time.Second, 1
+		c.TTFBConns, c.Watchers, c.Writes = SmokeTTFBConns, SmokeWatchers, SmokeWrites
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -399,8 +418,11 @@ func (e *env) startPerf(ctx context.Context, name string) (func() error, error) 
 }
 
 // median returns the median of vs (the mean of the middle two for an even
-// count).
+// count); 0 for none.
 func median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
 	s := slices.Clone(vs)
 	slices.Sort(s)
 	n := len(s)

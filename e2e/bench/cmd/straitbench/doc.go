@@ -5,5 +5,6 @@
 //	go run ./e2e/bench/cmd/straitbench -json bench.jsonl
 //
 // It exits non-zero when a phase failed; the rows measured are printed
-// anyway.
+// anyway. -smoke runs every phase for about a second per setup, to check
+// the harness (the e2e/bench tests run the same in CI).
 package main

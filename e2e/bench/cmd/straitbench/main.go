@@ -46,6 +46,7 @@ func run() int {
 	flag.StringVar(&jsonPath, "json", "", "also write the JSON lines to this file")
 	flag.StringVar(&mdPath, "markdown", "", "also write the table as Markdown to this file")
 	flag.BoolVar(&quiet, "quiet", false, "log warnings and errors only")
+	flag.BoolVar(&cfg.Smoke, "smoke", false, "shortest run that produces every row (one 1s run per setup and phase; overrides the duration and count flags): checks the harness, measures nothing")
 	flag.Parse()
 	if only != "" {
 		cfg.Only = strings.Split(only, ",")

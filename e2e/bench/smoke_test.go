@@ -1,0 +1,121 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// smokeRows is every row a run produces and the setups it has a value for.
+var smokeRows = func() map[string][]string {
+	all := []string{SetupStrait, SetupDirect, SetupStunnel, SetupHAProxy, SetupRawQUIC}
+	web := []string{SetupStrait, SetupDirect, SetupStunnel, SetupHAProxy}
+	procs := []string{SetupStrait, SetupStunnel, SetupHAProxy}
+	ttfb := []string{SetupStrait, SetupStunnel}
+	rtt := fmt.Sprintf("ttfb_%dms_rtt_", DefaultWANRTT.Milliseconds())
+	rows := map[string][]string{
+		"throughput_1_stream": all, "throughput_8_streams": all,
+		"latency_p50_1k_1000rps": web, "latency_p90_1k_1000rps": web, "latency_p99_1k_1000rps": web,
+		"added_latency_p99": procs, "cpu_per_1k_req_total": procs,
+		"ttfb_0ms_rtt_p50": ttfb, "ttfb_0ms_rtt_p90": ttfb, rtt + "p50": ttfb, rtt + "p90": ttfb,
+		"export_propagation_p50": {SetupStrait, SetupEtcdWatch}, "export_propagation_p99": {SetupStrait, SetupEtcdWatch},
+	}
+	for _, r := range []string{roleClient, roleServer, roleGWEast, roleGWWest} {
+		rows["cpu_per_1k_req_"+r], rows["rss_"+r] = procs, procs
+	}
+	return rows
+}()
+
+// TestSmoke runs the whole harness in its smoke mode (straitbench -smoke:
+// every phase, one second per setup) and checks that every row is produced
+// with a value for every setup it compares, that each value is a positive
+// number (added latency may be negative, CPU time 0), and that every goal
+// could be judged. It checks the harness, not the numbers. It needs iperf3, stunnel4
+// and haproxy (.ci/run installs them) and fails without them under CI=true.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the harness smoke takes about two minutes")
+	}
+	for _, tool := range []string{"iperf3", "stunnel4", "haproxy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			msg := fmt.Sprintf("%s not found (the Debian packages iperf3, stunnel4 and haproxy; .ci/run installs them): %v", tool, err)
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	repo, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	start := time.Now()
+	ms, err := Run(context.Background(), Config{
+		Repo: repo, WorkDir: t.TempDir(), Smoke: true, Timeout: 8 * time.Minute,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	t.Logf("smoke run took %s", time.Since(start).Round(time.Millisecond))
+	var table bytes.Buffer
+	if rerr := Report(&table, ms); rerr != nil {
+		t.Error(rerr)
+	}
+	t.Logf("report:\n%s", table.String())
+	if err != nil {
+		t.Fatalf("run failed: %v\nwarnings and errors:\n%s", err, logs.String())
+	}
+	got := map[string]Metric{}
+	for _, m := range ms {
+		if _, dup := got[m.Bench]; dup {
+			t.Errorf("row %s produced twice", m.Bench)
+		}
+		got[m.Bench] = m
+	}
+	for bench, setups := range smokeRows {
+		m, ok := got[bench]
+		if !ok {
+			t.Errorf("row %s missing", bench)
+			continue
+		}
+		if m.Unit == "" {
+			t.Errorf("row %s has no unit", bench)
+		}
+		for _, s := range setups {
+			v, ok := m.Values[s]
+			switch {
+			case !ok:
+				t.Errorf("row %s has no value for %s", bench, s)
+			case v < 0 && bench != "added_latency_p99", v == 0 && !strings.HasPrefix(bench, "cpu_") && bench != "added_latency_p99":
+				// CPU time is read in clock ticks (10 ms): a second
+				// of load may read 0 on a fast machine.
+				t.Errorf("row %s: %s = %v, want a positive value", bench, s, v)
+			}
+		}
+		for s := range m.Values {
+			if !slices.Contains(setups, s) {
+				t.Errorf("row %s has a value for %s, which it does not compare", bench, s)
+			}
+		}
+	}
+	for bench := range got {
+		if _, ok := smokeRows[bench]; !ok {
+			t.Errorf("row %s is not in the list of rows this test checks: add it", bench)
+		}
+	}
+	for _, g := range Goals(ms) {
+		if g.Missing {
+			t.Errorf("goal %q could not be judged", g.Name)
+		}
+	}
+	if strings.Contains(table.String(), "NOT MEASURED") {
+		t.Error("the report has goals NOT MEASURED")
+	}
+}
