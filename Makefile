@@ -4,21 +4,36 @@ GO ?= go
 BUF := $(GO) tool -modfile=tools/go.mod buf
 # Packages whose tests exercise concurrency also run under the race detector.
 RACE_PKGS ?= ./federation/... ./trust/... ./gateway/... ./proxy/... ./internal/...
+# The end-to-end suites (network namespaces, real SPIRE and processes under
+# their own uids, all as root; the benchmark harness's smoke). `make test` runs
+# them after everything else and one package at a time, so that their timing
+# bounds compete neither with the other packages (the 1 GiB transfer, the
+# handshake flood) nor with each other.
+E2E_PKGS ?= ./e2e/...
 # The failover scenarios print their table from this file.
 E2E_REPORT ?= $(CURDIR)/.cache/e2e-report.jsonl
+# Every fuzz target, as Name:package. `make fuzz` runs each; fuzz-check (part
+# of `make test`) fails when the tree has one this list lacks, or the other
+# way round. `go test` runs each target's seed corpus (f.Add and
+# testdata/fuzz/<Name>) in the package's own tests.
+FUZZ_TARGETS := FuzzReadHeader:./gateway/tunnel FuzzReadReply:./gateway/tunnel FuzzParseRefusal:./gateway/tunnel \
+	FuzzParseClientHello:./gateway/sni FuzzDecodeRecord:./federation FuzzParseServiceName:./federation \
+	FuzzUnmarshalBundle:./trust FuzzReadHeader:./proxy/proxyproto FuzzHandle:./proxy/dns
 
-.PHONY: all build test unit race vet fmt-check proto proto-check lint-proto tools e2e bench bench-micro bench-peers fuzz clean
+.PHONY: all build test unit race e2e-all vet fmt-check fuzz-check proto proto-check lint-proto tools e2e bench bench-micro bench-peers fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o bin/strait ./cmd/strait
 
-## test: everything CI runs: formatting, vet, generated code, the pinned test
-## tools, every test (unit, integration, real SPIRE, real kube-apiserver, and
-## the network-namespace end-to-end suites, which need root), then the race
-## detector on the concurrent packages.
-test: fmt-check vet proto-check tools unit race
+## test: everything CI runs: formatting, vet, generated code, the list of
+## fuzz targets, the pinned test tools; every test outside e2e/ (unit,
+## integration, real kube-apiserver; each fuzz target's seed corpus), the race
+## detector on the concurrent packages, and last the end-to-end suites of
+## e2e/ one package at a time (network namespaces, real SPIRE, the benchmark
+## harness's smoke: root), with the failover scenarios' table.
+test: fmt-check vet proto-check fuzz-check tools unit race e2e-all
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
@@ -27,13 +42,20 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+## unit: every package outside e2e/, several at a time.
 unit:
-	@mkdir -p $(dir $(E2E_REPORT)) && rm -f $(E2E_REPORT)
-	STRAIT_E2E_REPORT=$(E2E_REPORT) $(GO) test -count=1 -timeout 25m ./...
-	@if [ -s $(E2E_REPORT) ]; then $(GO) run ./e2e/load/cmd/e2e-table $(E2E_REPORT); fi
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v '^github.com/strait-mesh/strait/e2e/')
 
 race:
 	$(GO) test -race -count=1 -short -timeout 15m $(RACE_PKGS)
+
+## e2e-all: every package of e2e/ (root), one at a time (-p 1), then the
+## failover scenarios' table (printed when a test failed too).
+e2e-all:
+	@mkdir -p $(dir $(E2E_REPORT)) && rm -f $(E2E_REPORT)
+	@echo "STRAIT_E2E_REPORT=$(E2E_REPORT) $(GO) test -p 1 -count=1 -timeout 25m $(E2E_PKGS)"; \
+	STRAIT_E2E_REPORT=$(E2E_REPORT) $(GO) test -p 1 -count=1 -timeout 25m $(E2E_PKGS); status=$$?; \
+	if [ -s $(E2E_REPORT) ]; then $(GO) run ./e2e/load/cmd/e2e-table $(E2E_REPORT); fi; exit $$status
 
 ## tools: build the pinned test tools once (etcd, etcdctl, fortio, SPIRE,
 ## kube-apiserver) into gitignored bin directories; later runs reuse them.
@@ -78,12 +100,20 @@ proto-check: proto
 		echo "generated code in proto/ is stale: run 'make proto' and commit"; \
 		git status --porcelain -- proto; git diff --stat -- proto; exit 1; fi
 
-## fuzz: run every fuzz target for FUZZTIME each (default 30s).
+## fuzz: run every fuzz target of FUZZ_TARGETS for FUZZTIME each (default 30s).
 FUZZTIME ?= 30s
 fuzz:
-	@for t in "FuzzReadHeader ./gateway/tunnel" "FuzzReadReply ./gateway/tunnel" "FuzzParseRefusal ./gateway/tunnel" "FuzzParseClientHello ./gateway/sni" \
-		"FuzzDecodeRecord ./federation" "FuzzUnmarshalBundle ./trust" "FuzzReadHeader ./proxy/proxyproto" "FuzzHandle ./proxy/dns"; do \
-		set -- $$t; echo "== $$1 $$2"; $(GO) test -run '^$$' -fuzz "^$$1$$" -fuzztime $(FUZZTIME) $$2 || exit 1; done
+	@for t in $(FUZZ_TARGETS); do name=$${t%%:*}; pkg=$${t#*:}; echo "== $$name $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
+
+## fuzz-check: FUZZ_TARGETS names exactly the fuzz targets of the tree's test
+## files (tracked or new, not ignored).
+fuzz-check:
+	@have=$$(for f in $$(git ls-files -co --exclude-standard '*_test.go'); do [ -f "$$f" ] || continue; \
+		sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$f" | sed "s|\$$|:./$$(dirname "$$f")|"; done | sort); \
+	want=$$(printf '%s\n' $(FUZZ_TARGETS) | sort); \
+	if [ "$$have" != "$$want" ]; then echo "FUZZ_TARGETS in the Makefile differs from the fuzz targets of the tree (< listed, > in the tree):"; \
+		diff <(echo "$$want") <(echo "$$have"); exit 1; fi
 
 clean:
 	rm -rf bin .cache
