@@ -16,6 +16,10 @@ import (
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 
+// logKeyKeepFor is how long a bundle whose record was deleted stays
+// trusted.
+const logKeyKeepFor = "keep_for"
+
 // Results of a bundle update, the result label of
 // strait_trust_bundle_updates_total.
 const (
@@ -42,6 +46,12 @@ type BundleStoreConfig struct {
 	Logger *slog.Logger
 	// Metrics records updates. Zero means no metrics.
 	Metrics *Metrics
+	// KeepDeleted is how long Sync keeps trusting a bundle whose record
+	// left the list (its key was deleted): its publisher repairs the key
+	// within moments, and handshakes in between must not fail. A record
+	// listed again in time replaces it as usual. Zero means none: the
+	// bundle is withdrawn at once.
+	KeepDeleted time.Duration
 }
 
 func (c *BundleStoreConfig) validate() error {
@@ -51,6 +61,9 @@ func (c *BundleStoreConfig) validate() error {
 	}
 	if c.Local == nil {
 		errs = multierror.Append(errs, errors.New("Local bundle source is required"))
+	}
+	if c.KeepDeleted < 0 {
+		errs = multierror.Append(errs, fmt.Errorf("negative KeepDeleted %s", c.KeepDeleted))
 	}
 	for i, td := range c.Federates {
 		if td.IsZero() {
@@ -75,12 +88,19 @@ type BundleStore struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	changed   notifier
+	keep      time.Duration // KeepDeleted
 
 	mu      sync.RWMutex
 	bundles map[spiffeid.TrustDomain]*storedBundle
 	// highest is the highest sequence ever applied per trust domain, kept
 	// after a removal so that a removed bundle cannot come back older.
 	highest map[spiffeid.TrustDomain]uint64
+	// deleted holds when Sync first missed the record of a bundle still
+	// kept (KeepDeleted); listed is the last list Sync saw, and recheck
+	// says that a withdraw with it is scheduled.
+	deleted map[spiffeid.TrustDomain]time.Time
+	listed  map[string]bool
+	recheck bool
 }
 
 type storedBundle struct {
@@ -101,6 +121,8 @@ func NewBundleStore(cfg BundleStoreConfig) (*BundleStore, error) {
 		metrics: cfg.Metrics,
 		bundles: map[spiffeid.TrustDomain]*storedBundle{},
 		highest: map[spiffeid.TrustDomain]uint64{},
+		deleted: map[spiffeid.TrustDomain]time.Time{},
+		keep:    cfg.KeepDeleted,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -211,7 +233,7 @@ func (s *BundleStore) Apply(rec *straitv1.TrustBundle) error {
 
 // Sync makes the store hold exactly the given records (the list of every
 // bundle in etcd): it applies each one and removes the federated bundles of
-// trust domains no longer listed. Records of trust domains not federated are
+// trust domains no longer listed, KeepDeleted later. Records of trust domains not federated are
 // skipped silently; the other failures are logged and returned together.
 func (s *BundleStore) Sync(recs []*straitv1.TrustBundle) error {
 	var errs *multierror.Error
@@ -227,19 +249,55 @@ func (s *BundleStore) Sync(recs []*straitv1.TrustBundle) error {
 			errs = multierror.Append(errs, err)
 		}
 	}
+	s.withdraw(listed)
+	return errs.ErrorOrNil()
+}
+
+// withdraw removes the bundles whose records are not listed once they
+// have been missing for KeepDeleted, re-running itself with the latest list
+// when one is due later.
+func (s *BundleStore) withdraw(listed map[string]bool) {
+	now := time.Now()
 	s.mu.Lock()
+	s.listed = listed
 	removed := false
+	var due time.Duration
 	for td := range s.bundles {
-		if !listed[td.Name()] {
-			delete(s.bundles, td)
-			removed = true
+		if listed[td.Name()] {
+			delete(s.deleted, td)
+			continue
 		}
+		since, ok := s.deleted[td]
+		if !ok {
+			since = now
+			s.deleted[td] = now
+			if s.keep > 0 {
+				s.log.Warn("trust bundle record deleted: still trusted for a moment, for its publisher to restore it",
+					logKeyTrustDomain, td.Name(), logKeyKeepFor, s.keep)
+			}
+		}
+		if left := since.Add(s.keep).Sub(now); left > 0 {
+			due = max(due, left)
+			continue
+		}
+		delete(s.bundles, td)
+		delete(s.deleted, td)
+		removed = true
+	}
+	if due > 0 && !s.recheck {
+		s.recheck = true
+		time.AfterFunc(due, func() {
+			s.mu.Lock()
+			l := s.listed
+			s.recheck = false
+			s.mu.Unlock()
+			s.withdraw(l)
+		})
 	}
 	s.mu.Unlock()
 	if removed {
 		s.changed.notify()
 	}
-	return errs.ErrorOrNil()
 }
 
 // Remove forgets the bundle of a federated trust domain (its bundle was
@@ -249,6 +307,7 @@ func (s *BundleStore) Remove(td spiffeid.TrustDomain) {
 	s.mu.Lock()
 	_, ok := s.bundles[td]
 	delete(s.bundles, td)
+	delete(s.deleted, td)
 	s.mu.Unlock()
 	if ok {
 		s.changed.notify()

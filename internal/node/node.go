@@ -123,7 +123,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	bundles, err := trust.NewBundleStore(trust.BundleStoreConfig{
 		TrustDomain: cfg.TrustDomain, Local: cfg.LocalBundle, Federates: cfg.Federates,
-		Logger: log, Metrics: tm,
+		Logger: log, Metrics: tm, KeepDeleted: keepDeletedBundle,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -165,6 +165,12 @@ func (n *Node) syncBundles(ctx context.Context) error {
 		}
 	}
 }
+
+// keepDeletedBundle is how long a federated bundle whose key was deleted
+// stays trusted: its publisher restores the key within about a second
+// (trust.DefaultRepairInterval), and handshakes in between must not fail; a
+// trust domain that is really gone is withdrawn after it.
+const keepDeletedBundle = 10 * time.Second
 
 // publishInterval is how often the published bundle is re-checked, which
 // also bounds the retry after a failed publication.
