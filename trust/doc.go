@@ -29,6 +29,13 @@
 // With SPIRE, a WorkloadSource replaces the CA and the CASource, and the
 // spiresync package moves bundles between the SPIRE server and etcd.
 //
+// A bundle in etcd heals itself: a LocalBundlePublisher watches its own key
+// and rewrites it whenever it holds anything but the current bundle
+// (deleted, junk, an older record), with sequences (NextSequence) that keep
+// increasing across deletions and restarts; a BundleStore never trades a
+// held bundle for an invalid or older record, and with KeepDeleted rides
+// over the moment between a deletion and its repair.
+//
 // The certificate and the bundles are looked up at every handshake: SVID
 // rotation and bundle updates need no restart and leave established
 // connections alone. Session tickets are disabled, so no connection resumes
