@@ -9,6 +9,13 @@
 // ClientHellos and relay copies bytes with TCP half-close and reset
 // semantics.
 //
+// No connection outlives its peer's certificate: at the peer certificate's
+// expiry (or GatewayConfig.max_connection_age) an ingress connection takes
+// no new stream and closes with ConnErrReconnect once its streams end, or
+// after expiry_grace; the pool replaces its connections before its own
+// certificate, the peer's or the maximum age end them, and reconnects
+// without counting a failure when told to.
+//
 // A gateway runs until its context is canceled, and drains first:
 //
 //	g, err := gateway.New(gateway.Config{
