@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -58,15 +59,29 @@ func iperf3Once(ctx context.Context, bin, addr string, streams int, d time.Durat
 	defer cancel()
 	out, err := exec.CommandContext(cctx, bin, "-c", host, "-p", port, "-t", secs, "-O", "1",
 		"-P", strconv.Itoa(streams), "-J").Output()
-	var r iperfResult
-	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		return 0, fmt.Errorf("bench: iperf3 %s -P %d: %v: %w", addr, streams, err, jerr)
-	}
-	if r.Error != "" {
-		return 0, fmt.Errorf("bench: iperf3 %s -P %d: %s", addr, streams, r.Error)
-	}
+	v, err := parseIperf3(out, err)
 	if err != nil {
 		return 0, fmt.Errorf("bench: iperf3 %s -P %d: %w", addr, streams, err)
+	}
+	return v, nil
+}
+
+// parseIperf3 reads the received throughput, in Gbit/s, from the JSON
+// report (-J) of an iperf3 client that exited with runErr. The error
+// iperf3 reports in its JSON comes first: it says more than the exit code.
+func parseIperf3(out []byte, runErr error) (float64, error) {
+	var r iperfResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return 0, fmt.Errorf("%v: report: %w", runErr, err)
+	}
+	if r.Error != "" {
+		return 0, errors.New(r.Error)
+	}
+	if runErr != nil {
+		return 0, runErr
+	}
+	if r.End.SumReceived.BitsPerSecond <= 0 {
+		return 0, errors.New("report has no received throughput")
 	}
 	return r.End.SumReceived.BitsPerSecond / 1e9, nil
 }
@@ -112,9 +127,20 @@ func Fortio(ctx context.Context, bin, dir, name, url string, qps, conns, payload
 	if err != nil {
 		return l, fmt.Errorf("bench: fortio %s: %w", name, err)
 	}
+	if l, err = parseFortio(data); err != nil {
+		return l, fmt.Errorf("bench: fortio %s: %w", name, err)
+	}
+	return l, nil
+}
+
+// parseFortio reads a fortio JSON report (-json): the p50, p90 and p99
+// latencies, the request counts and the rate. A run where fewer than 99% of
+// the requests were answered 200 is an error (with the Latency read).
+func parseFortio(data []byte) (Latency, error) {
+	var l Latency
 	var r fortioResult
 	if err := json.Unmarshal(data, &r); err != nil {
-		return l, fmt.Errorf("bench: fortio %s: %w", name, err)
+		return l, err
 	}
 	l.QPS, l.Requests, l.OK = r.ActualQPS, r.DurationHistogram.Count, r.RetCodes["200"]
 	l.Elapsed = time.Duration(r.ActualDuration)
@@ -130,7 +156,10 @@ func Fortio(ctx context.Context, bin, dir, name, url string, qps, conns, payload
 		}
 	}
 	if l.OK == 0 || l.OK < l.Requests*99/100 {
-		return l, fmt.Errorf("bench: fortio %s: %d of %d requests answered 200 (%v)", name, l.OK, l.Requests, r.RetCodes)
+		return l, fmt.Errorf("%d of %d requests answered 200 (%v)", l.OK, l.Requests, r.RetCodes)
+	}
+	if l.P50 == 0 || l.P90 == 0 || l.P99 == 0 {
+		return l, fmt.Errorf("report lacks a percentile of 50, 90, 99: %v", r.DurationHistogram.Percentiles)
 	}
 	return l, nil
 }
