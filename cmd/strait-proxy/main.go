@@ -1,8 +1,11 @@
 // Command strait-proxy is Strait's per-workload proxy as a binary of its
 // own: the `strait proxy` command (same config file, flags and `init` and
 // `cleanup` subcommands) without the embedded etcd server, the Kubernetes
-// client and the other commands, so that the sidecar's binary and resident
-// memory stay small. Run `strait-proxy --help`.
+// client, cobra and the other commands, so that the sidecar's binary and
+// resident memory stay small. Build it as `make build` does, with the
+// grpcnotrace tag (grpc then leaves out golang.org/x/net/trace, whose
+// html/template keeps every exported method of the binary alive). Run
+// `strait-proxy --help`.
 package main
 
 import (
@@ -19,9 +22,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cmd := proxycmd.New("strait-proxy")
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	if err := cmd.ExecuteContext(ctx); err != nil {
+	if err := proxycmd.Main(ctx, "strait-proxy", os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, context.Canceled) {
 			fmt.Fprintln(os.Stderr, "strait-proxy:", err)
 		}

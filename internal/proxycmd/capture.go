@@ -1,15 +1,26 @@
 package proxycmd
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/netip"
 
-	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/strait-mesh/strait/proxy/capture"
 )
 
-// captureFlags are the flags of `strait proxy init` and `cleanup`.
+const (
+	initHelp = `Install the rules that capture a pod's outbound TCP and DNS: iptables nat
+rules in the current network namespace (run it in the pod's) that redirect
+outbound TCP to the proxy's transparent listener and DNS queries to its DNS
+responder, except the proxy's own (marked) connections and loopback. Running
+it again changes nothing. Needs CAP_NET_ADMIN.`
+	cleanupHelp = "Remove the capture rules that init installed."
+)
+
+// captureFlags are the flags of the init and cleanup subcommands.
 type captureFlags struct {
 	cfg          capture.Config
 	excludeCIDRs []string
@@ -17,9 +28,8 @@ type captureFlags struct {
 	excludePorts []uint
 }
 
-func addCaptureFlags(cmd *cobra.Command) *captureFlags {
+func addCaptureFlags(fs *pflag.FlagSet) *captureFlags {
 	f := &captureFlags{}
-	fs := cmd.Flags()
 	fs.Uint16Var(&f.cfg.OutboundPort, "outbound-port", capture.DefaultOutboundPort, "port of the proxy's transparent listener on 127.0.0.1")
 	fs.Uint16Var(&f.cfg.DNSPort, "dns-port", capture.DefaultDNSPort, "port of the proxy's DNS responder on 127.0.0.1")
 	fs.BoolVar(&f.cfg.NoDNS, "no-dns", false, "leave DNS queries alone")
@@ -51,50 +61,28 @@ func (f *captureFlags) config() (capture.Config, error) {
 	return cfg, nil
 }
 
-func newInitCmd() *cobra.Command {
-	var f *captureFlags
-	cmd := &cobra.Command{
-		Use:   "init",
-		Short: "Install the rules that capture a pod's outbound TCP and DNS (run in the pod's network namespace)",
-		Long: `Install iptables nat rules in the current network namespace that redirect
-outbound TCP to the proxy's transparent listener and DNS queries to its DNS
-responder, except the proxy's own (marked) connections and loopback. Running
-it again changes nothing. Needs CAP_NET_ADMIN.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config()
-			if err != nil {
-				return err
-			}
-			if err := capture.Install(cmd.Context(), cfg); err != nil {
-				return fmt.Errorf("proxy init: %w", err)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "capture rules installed")
-			return nil
-		},
+// runInit installs the capture rules that f describes.
+func runInit(ctx context.Context, f *captureFlags, out io.Writer) error {
+	cfg, err := f.config()
+	if err != nil {
+		return err
 	}
-	f = addCaptureFlags(cmd)
-	return cmd
+	if err := capture.Install(ctx, cfg); err != nil {
+		return fmt.Errorf("proxy init: %w", err)
+	}
+	fmt.Fprintln(out, "capture rules installed")
+	return nil
 }
 
-func newCleanupCmd() *cobra.Command {
-	var f *captureFlags
-	cmd := &cobra.Command{
-		Use:   "cleanup",
-		Short: "Remove the capture rules that init installed",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config()
-			if err != nil {
-				return err
-			}
-			if err := capture.Cleanup(cmd.Context(), cfg); err != nil {
-				return fmt.Errorf("proxy cleanup: %w", err)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "capture rules removed")
-			return nil
-		},
+// runCleanup removes the capture rules that f describes.
+func runCleanup(ctx context.Context, f *captureFlags, out io.Writer) error {
+	cfg, err := f.config()
+	if err != nil {
+		return err
 	}
-	f = addCaptureFlags(cmd)
-	return cmd
+	if err := capture.Cleanup(ctx, cfg); err != nil {
+		return fmt.Errorf("proxy cleanup: %w", err)
+	}
+	fmt.Fprintln(out, "capture rules removed")
+	return nil
 }

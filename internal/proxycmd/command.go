@@ -9,11 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 
@@ -24,48 +22,6 @@ import (
 	"github.com/strait-mesh/strait/proxy/dns"
 	"github.com/strait-mesh/strait/trust"
 )
-
-// New returns the proxy command. invocation is how users run it, "strait
-// proxy" or "strait-proxy": its last word is the command's name, and the
-// help's examples use the whole of it.
-func New(invocation string) *cobra.Command {
-	var (
-		path      string
-		upstreams []string
-		pprof     bool
-	)
-	name := invocation[strings.LastIndexByte(invocation, ' ')+1:]
-	cmd := &cobra.Command{
-		Use:   name + " --config proxy.yaml",
-		Short: "Run the proxy beside a workload",
-		Long: `Run the per-workload proxy. Outbound, each upstream listener takes the
-workload's connections to a global service: a healthy local endpoint is
-dialed directly, otherwise the cluster's gateway carries the connection to
-another cluster; the workload's mTLS session runs end to end to the
-destination proxy. Inbound, the proxy terminates mTLS, checks the caller's
-SPIFFE ID against the export's consumers, and hands the connection to the
-application after a PROXY protocol v2 header that names the caller.
-
-` + runtimeDefaultsHelp,
-		Example: "  " + invocation + " --config /etc/strait/proxy.yaml --upstream payments.default:9000=127.0.0.1:19000",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var f File
-			if err := cmdutil.ReadFile(path, &f); err != nil {
-				return fmt.Errorf("proxy: %w", err)
-			}
-			f.Upstreams = append(f.Upstreams, upstreams...)
-			f.Pprof = f.Pprof || pprof
-			return Run(cmd.Context(), f)
-		},
-	}
-	cmd.Flags().StringVarP(&path, "config", "c", "", "proxy config file (YAML or JSON)")
-	cmd.Flags().BoolVar(&pprof, "pprof", false, "serve the Go profiles under /debug/pprof/ on the admin server")
-	cmd.Flags().StringArrayVar(&upstreams, "upstream", nil, "an upstream listener, <service>.<namespace>[.<cluster>]:<port>=<listen addr> (repeatable)")
-	_ = cmd.MarkFlagRequired("config")
-	cmd.AddCommand(newInitCmd(), newCleanupCmd())
-	return cmd
-}
 
 // Run runs the proxy process that f describes until ctx ends.
 func Run(ctx context.Context, f File) error {

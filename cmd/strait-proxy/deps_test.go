@@ -1,0 +1,52 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// TestDependencies keeps the sidecar binary small: built as make build and
+// deploy/Dockerfile build it (tag grpcnotrace), it links none of the
+// packages that made the one strait binary 97 MB, nor the ones whose
+// reflection keeps every exported method of the binary alive.
+func TestDependencies(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out, err := exec.Command(goBin, "list", "-deps", "-tags", "grpcnotrace", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	// A name that ends in "/" forbids a tree, any other the one package.
+	forbidden := []string{
+		"go.etcd.io/etcd/server/", // the embedded etcd server
+		"k8s.io/",                 // the Kubernetes client (sigs.k8s.io/yaml is allowed)
+		"sigs.k8s.io/mcs-api/",
+		"github.com/spiffe/spire-api-sdk/",      // spire-sync
+		"github.com/quic-go/",                   // the gateway's QUIC
+		"github.com/strait-mesh/strait/gateway", // its tunnel codec (proto only) is allowed
+		"github.com/strait-mesh/strait/federation/embedded",
+		"github.com/strait-mesh/strait/federation/kube",
+		"github.com/strait-mesh/strait/internal/devcluster",
+		"github.com/spf13/cobra",
+		"golang.org/x/net/trace", // grpc without grpcnotrace
+		"text/template",          // dynamic method calls: no method is dead code
+		"html/template",
+		"net/http/pprof",
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 100 {
+		t.Fatalf("go list gave %d packages, want the whole graph", len(deps))
+	}
+	for _, dep := range deps {
+		for _, f := range forbidden {
+			if dep == f || strings.HasSuffix(f, "/") && strings.HasPrefix(dep, f) {
+				t.Errorf("strait-proxy links %s", dep)
+			}
+		}
+	}
+}
