@@ -127,13 +127,13 @@ func TestFootprint(t *testing.T) {
 		cpu := (after.cpu - before[i].cpu).Seconds()
 		per1000 := cpu / float64(res.Requests) * 1000
 		pk := peaks[i]
-		t.Logf("%s proxy: VmRSS %.1f MB (peak during load %.1f MB, VmHWM %.1f MB), RssAnon %.1f MB (peak during load %.1f MB), RssFile %.1f MB; CPU %.2f s for %d requests = %.4f s per 1000 requests",
+		t.Logf("%s proxy: VmRSS %.1f MiB (peak during load %.1f MiB, VmHWM %.1f MiB), RssAnon %.1f MiB (peak during load %.1f MiB), RssFile %.1f MiB; CPU %.2f s for %d requests = %.4f s per 1000 requests",
 			p.role, mb(after.rss), mb(pk.rss), mb(after.hwm), mb(after.anon), mb(pk.anon), mb(after.file), cpu, res.Requests, per1000)
 		if pk.rss > maxRSS {
-			t.Errorf("%s proxy: RSS reached %.1f MB under load, want at most %.0f MB", p.role, mb(pk.rss), mb(maxRSS))
+			t.Errorf("%s proxy: RSS reached %.1f MiB under load, want at most %.0f MiB", p.role, mb(pk.rss), mb(maxRSS))
 		}
 		if pk.anon > maxAnon {
-			t.Errorf("%s proxy: anonymous memory reached %.1f MB under load, want at most %.0f MB", p.role, mb(pk.anon), mb(maxAnon))
+			t.Errorf("%s proxy: anonymous memory reached %.1f MiB under load, want at most %.0f MiB", p.role, mb(pk.anon), mb(maxAnon))
 		}
 		if per1000 > maxCPUPer1000 {
 			t.Errorf("%s proxy: %.4f CPU seconds per 1000 requests, want at most %.3f", p.role, per1000, maxCPUPer1000)
