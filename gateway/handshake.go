@@ -27,12 +27,15 @@ const (
 	// handshakePeerClosed: the peer gave up (for example it refused this
 	// gateway's certificate).
 	handshakePeerClosed = "peer_closed"
+	// connPeerLimit: the handshake completed, but the peer identity
+	// already held MaxConnsPerPeer connections or the gateway was stopping.
+	connPeerLimit = "connection_limit"
 )
 
 // handshakeFailureReasons lists every reason label of
 // strait_gateway_ingress_handshake_failures_total.
 func handshakeFailureReasons() []string {
-	out := []string{handshakeTooMany, handshakeTimeout, handshakePeerClosed}
+	out := []string{handshakeTooMany, handshakeTimeout, handshakePeerClosed, connPeerLimit}
 	for _, r := range trust.HandshakeFailureReasons() {
 		out = append(out, string(r))
 	}
@@ -98,6 +101,17 @@ func (g *Gateway) handshakeFailed(info *quic.ClientInfo, cause error) {
 		args = append(args, logPeer, peer.String())
 	}
 	g.m.handshakeLog.Warn(g.log, "gateway: ingress handshake refused", args...)
+}
+
+// connRefused counts and logs a connection refused once its handshake
+// completed; peer may be zero.
+func (g *Gateway) connRefused(conn *quic.Conn, peer spiffeid.ID, reason string, err error) {
+	g.m.handshakeFails.WithLabelValues(reason).Inc()
+	args := []any{logPeerAddr, conn.RemoteAddr().String(), logRefusalReason, reason, logErr, err}
+	if !peer.IsZero() {
+		args = append(args, logPeer, peer.String())
+	}
+	g.m.handshakeLog.Warn(g.log, "gateway: ingress connection refused", args...)
 }
 
 // classifyHandshakeFailure tells why a handshake failed from the error that

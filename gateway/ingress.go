@@ -7,6 +7,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/strait-mesh/strait/trust"
 )
 
 // remote is the authenticated identity of an ingress connection's peer.
@@ -40,12 +42,12 @@ func (g *Gateway) serveConn(ctx context.Context, conn *quic.Conn) {
 		cluster, err = gatewayCluster(id)
 	}
 	if err != nil {
-		g.log.Warn("gateway: rejecting ingress connection", logPeerAddr, conn.RemoteAddr().String(), logErr, err)
+		g.connRefused(conn, id, string(trust.ReasonUnauthorized), err)
 		_ = conn.CloseWithError(ConnErrUnauthorized, "not a gateway")
 		return
 	}
 	if err := g.trackConn(conn, id); err != nil {
-		g.log.Warn("gateway: rejecting ingress connection", logPeer, id.String(), logPeerAddr, conn.RemoteAddr().String(), logErr, err)
+		g.connRefused(conn, id, connPeerLimit, err)
 		_ = conn.CloseWithError(ConnErrRefused, err.Error())
 		return
 	}

@@ -81,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"code"}),
 		handshakeFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_ingress_handshake_failures_total",
-			Help: "QUIC connection attempts to the ingress that were refused or whose handshake failed, by reason (a trust refusal reason such as unauthorized or expired, too_many_handshakes, timeout, peer_closed).",
+			Help: "QUIC connection attempts to the ingress that were refused or whose handshake failed, by reason (a trust refusal reason such as unauthorized or expired, too_many_handshakes, timeout, peer_closed, connection_limit).",
 		}, []string{"reason"}),
 		handshakeRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strait_gateway_ingress_handshakes_refused_total",

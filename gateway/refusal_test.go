@@ -366,3 +366,36 @@ func TestAdminRuntimeMetricsAndPprof(t *testing.T) {
 		})
 	}
 }
+
+// TestIngressConnectionLimitCounted: a connection refused after its
+// handshake, beyond MaxConnsPerPeer, is counted and logged with its reason.
+func TestIngressConnectionLimitCounted(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	var logs logLines
+	cfg := w.config("b", "b1", "")
+	cfg.MaxConnsPerPeer, cfg.Logger = 1, logs.logger()
+	b := w.start(cfg)
+	first := w.dialAs(t, "a", b)
+	st, err := first.OpenStreamSync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = st.Write(mustHeader(t, &straitv1.StreamHeader{Service: "x", Namespace: "default", Port: 1, SourceCluster: "a"}))
+	if _, err := tunnel.ReadReply(st, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	second := w.dialAs(t, "a", b)
+	select {
+	case <-second.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second connection of one peer was kept")
+	}
+	var ae *quic.ApplicationError
+	if cause := context.Cause(second.Context()); !errors.As(cause, &ae) || ae.ErrorCode != ConnErrRefused {
+		t.Fatalf("second connection closed with %v, want ConnErrRefused", cause)
+	}
+	untilCounted(t, b.m.handshakeFails.WithLabelValues(connPeerLimit), 1)
+	if !logs.has(t, "gateway: ingress connection refused", connPeerLimit, "spiffe://a.test/strait/gateway/a") {
+		t.Error("no WARN line with reason connection_limit and the peer")
+	}
+}

@@ -17,10 +17,10 @@ type metrics struct {
 	appHealthy     prometheus.Gauge
 	healthChecks   *prometheus.CounterVec // result
 	// inboundRefusals counts the inbound connections refused, by reason
-	// (see inboundRefusalReasons); refusalLog is the budget of their WARN
+	// (see inboundRefusalReasons); inboundLog is the budget of their WARN
 	// lines, which callers can cause at will.
 	inboundRefusals *prometheus.CounterVec // reason
-	refusalLog      *ratelog.Limiter
+	inboundLog      *ratelog.Limiter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Active health checks of the application, by result (ok, fail)."}, []string{"result"}),
 		inboundRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "inbound_refusals_total",
 			Help: "Inbound connections refused, by reason: the caller's certificate or identity (a trust refusal reason such as unauthorized or expired), timeout, peer_closed, bad_sni (no or an unparsable service name), misrouted."}, []string{"reason"}),
-		refusalLog: ratelog.New(ratelog.Config{}),
+		inboundLog: ratelog.New(ratelog.Config{}),
 	}
 	for _, r := range inboundRefusalReasons() {
 		m.inboundRefusals.WithLabelValues(r)

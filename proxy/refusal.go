@@ -159,7 +159,7 @@ func (p *Proxy) refuseSNI(log *slog.Logger, err error) {
 
 func (p *Proxy) refused(log *slog.Logger, msg, reason string, args ...any) {
 	p.metrics.inboundRefusals.WithLabelValues(reason).Inc()
-	p.metrics.refusalLog.Warn(log, msg, append([]any{logReason, reason}, args...)...)
+	p.metrics.inboundLog.Warn(log, msg, append([]any{logReason, reason}, args...)...)
 }
 
 // handshakeRefusal tells why an inbound handshake failed, and the log
