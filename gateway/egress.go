@@ -155,7 +155,7 @@ func resultLabel(code straitv1.StreamCode, err error) string {
 // refuse answers a proxy with the refusal alert and closes its connection.
 func (g *Gateway) refuse(c *net.TCPConn, code straitv1.StreamCode, name string, err error) {
 	g.m.refusals.WithLabelValues(tunnel.CodeName(code)).Inc()
-	g.log.Debug("gateway: egress refused", logServerName, name, logCode, tunnel.CodeName(code), logErr, err)
+	g.m.streamLog.Warn(g.log, "gateway: egress refused", logServerName, name, logPeerAddr, c.RemoteAddr().String(), logRefusalReason, tunnel.CodeName(code), logErr, err)
 	_ = c.SetWriteDeadline(time.Now().Add(refusalLinger))
 	_ = tunnel.WriteRefusal(c, code)
 	lingerClose(c)

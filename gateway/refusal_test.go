@@ -399,3 +399,30 @@ func TestIngressConnectionLimitCounted(t *testing.T) {
 		t.Error("no WARN line with reason connection_limit and the peer")
 	}
 }
+
+// TestEgressRefusalLogged: a proxy connection the egress refuses is logged
+// at WARN with its reason (beside strait_gateway_egress_refusals_total).
+func TestEgressRefusalLogged(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	var logs logLines
+	cfg := w.config("a", "a1", "")
+	cfg.Logger = logs.logger()
+	a := w.start(cfg)
+	got, err := roundTrip(a.EgressAddr(), clientHello(t, "9000.nope.default.any.strait"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, ok := tunnel.ParseRefusal(got); !ok || code != straitv1.StreamCode_STREAM_CODE_NOT_EXPORTED {
+		t.Fatalf("got % x, want the NOT_EXPORTED refusal", got)
+	}
+	if n := testutil.ToFloat64(a.m.refusals.WithLabelValues("not_exported")); n != 1 {
+		t.Errorf("strait_gateway_egress_refusals_total{code=not_exported} = %v, want 1", n)
+	}
+	var warned bool
+	for _, l := range logs.find(t, "gateway: egress refused") {
+		warned = warned || (l["level"] == "WARN" && l["reason"] == "not_exported" && l["server_name"] == "9000.nope.default.any.strait")
+	}
+	if !warned {
+		t.Error("the refusal was not logged at WARN with its reason and server name")
+	}
+}
