@@ -33,7 +33,7 @@ const (
 	DefaultDialTimeout        = 3 * time.Second
 	DefaultMaxIncomingStreams = 10000
 	DefaultRetryAboveRate     = 200
-	DefaultHandshakeTimeout   = 2 * time.Second
+	DefaultHandshakeTimeout   = 3 * time.Second
 	DefaultMaxConnsPerPeer    = 64
 	DefaultMaxHandshakes      = 32
 	// DefaultMaxHandshakesPerSource bounds the handshakes in progress from
