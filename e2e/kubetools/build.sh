@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# build.sh builds kube-apiserver and kube-controller-manager from the
-# k8s.io/kubernetes release pinned in e2e/kubetools/go.mod into
-# e2e/kubetools/bin (gitignored). A binary is rebuilt only when it is missing or
-# was built from another module version or Go version; the Go build cache keeps
-# rebuilds short. A cold build takes about 3 minutes per binary on 2 cores.
+# build.sh builds the Kubernetes binaries of the k8s.io/kubernetes release
+# pinned in e2e/kubetools/go.mod, and CoreDNS from the release pinned in
+# e2e/kubetools/coredns/go.mod, into e2e/kubetools/bin (gitignored). A binary
+# is rebuilt only when it is missing or was built from another module version
+# or Go version; the Go build cache keeps rebuilds short.
+#
+# Cold builds measured on 2 busy cores: kube-apiserver about 7 minutes, kubelet
+# 1.5, kube-controller-manager and kubectl under 1 each, kube-proxy and
+# kube-scheduler seconds once the others are cached, CoreDNS about 1.
 #
 # Usage: e2e/kubetools/build.sh [-f] [name...]
-#   name  binary names to build: kube-apiserver (the default) and
-#         kube-controller-manager (not used by the tests: they write
-#         EndpointSlices themselves)
+#   name  binaries to build: kube-apiserver (the default),
+#         kube-controller-manager, kube-scheduler, kube-proxy, kubelet,
+#         kubectl, coredns, or "node" for all of them (what e2e/kubenode runs)
 #   -f    rebuild even when up to date
 #
 # It prints the directory holding the binaries on stdout, so callers can do
@@ -22,41 +26,60 @@ if [[ "${1:-}" == "-f" ]]; then
 	force=1
 	shift
 fi
-want=("$@")
+want=()
+for name in "$@"; do
+	if [[ "${name}" == node ]]; then
+		want+=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl coredns)
+	else
+		want+=("${name}")
+	fi
+done
 if [[ ${#want[@]} -eq 0 ]]; then
 	want=(kube-apiserver)
 fi
 
 goversion="$(go env GOVERSION)"
-version="$(cd "${here}" && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
 mkdir -p "${bin}"
 # Test packages run in parallel and may build the same binary: one at a time.
 exec 9>"${bin}/.build.lock"
 flock 9
 for name in "${want[@]}"; do
 	case "${name}" in
-	kube-apiserver | kube-controller-manager) ;;
+	kube-apiserver | kube-controller-manager | kube-scheduler | kube-proxy | kubelet | kubectl)
+		dir="${here}"
+		mod=k8s.io/kubernetes
+		pkg="k8s.io/kubernetes/cmd/${name}"
+		;;
+	coredns)
+		dir="${here}/coredns"
+		mod=github.com/coredns/coredns
+		pkg=.
+		;;
 	*)
 		echo "build.sh: unknown binary ${name}" >&2
 		exit 1
 		;;
 	esac
+	version="$(cd "${dir}" && go list -m -f '{{.Version}}' "${mod}")"
 	stamp="${bin}/.${name}.stamp"
-	want_stamp="k8s.io/kubernetes@${version} ${goversion}"
+	want_stamp="${mod}@${version} ${goversion}"
 	if [[ ${force} -eq 0 && -x "${bin}/${name}" && -f "${stamp}" &&
 		"$(cat "${stamp}")" == "${want_stamp}" ]]; then
 		continue
 	fi
 	start=$(date +%s)
-	echo "building ${name} (k8s.io/kubernetes@${version})" >&2
+	echo "building ${name} (${mod}@${version})" >&2
 	# -trimpath and no debug information keep the binaries small; the
-	# version ldflags let the servers report the release they were built
-	# from instead of v0.0.0-master.
-	p="k8s.io/component-base/version"
-	ldflags="-s -w -X ${p}.gitVersion=${version} -X ${p}.gitMajor=1"
-	ldflags+=" -X ${p}.gitMinor=$(echo "${version}" | cut -d. -f2)"
-	(cd "${here}" && go build -trimpath -ldflags "${ldflags}" \
-		-o "${bin}/${name}.tmp" "k8s.io/kubernetes/cmd/${name}")
+	# version ldflags let the Kubernetes binaries report the release they
+	# were built from instead of v0.0.0-master.
+	ldflags="-s -w"
+	if [[ "${mod}" == k8s.io/kubernetes ]]; then
+		p="k8s.io/component-base/version"
+		ldflags+=" -X ${p}.gitVersion=${version} -X ${p}.gitMajor=1"
+		ldflags+=" -X ${p}.gitMinor=$(echo "${version}" | cut -d. -f2)"
+	fi
+	(cd "${dir}" && go build -trimpath -ldflags "${ldflags}" \
+		-o "${bin}/${name}.tmp" "${pkg}")
 	mv "${bin}/${name}.tmp" "${bin}/${name}"
 	echo "${want_stamp}" >"${stamp}"
 	echo "built ${name} in $(($(date +%s) - start))s" >&2

@@ -75,6 +75,11 @@ func TestWriteFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if st, err := os.Stat(out); err != nil {
+		t.Fatal(err)
+	} else if st.Mode().Perm() != 0o644 {
+		t.Errorf("image file mode %v, want 0644", st.Mode().Perm())
+	}
 	f, err := os.Open(out)
 	if err != nil {
 		t.Fatal(err)
