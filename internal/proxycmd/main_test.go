@@ -1,0 +1,76 @@
+package proxycmd
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+// Main parses the flags of both forms of the command (strait proxy and
+// strait-proxy) and refuses what it does not know before running anything.
+func TestMainArguments(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr string // empty: no error
+		wantOut string // in the usage printed on stderr
+	}{
+		{name: "help", args: []string{"--help"}, wantOut: "--upstream stringArray"},
+		{name: "short help", args: []string{"-h"}, wantOut: "Usage:\n  strait-proxy --config proxy.yaml"},
+		{name: "init help", args: []string{"init", "--help"}, wantOut: "--exclude-cidr strings"},
+		{name: "cleanup help", args: []string{"cleanup", "-h"}, wantOut: "Remove the capture rules"},
+		{name: "no config", args: nil, wantErr: `required flag "config" not set`},
+		{name: "missing config file", args: []string{"-c", "/nonexistent/proxy.yaml"}, wantErr: "no such file"},
+		{name: "unknown flag", args: []string{"--bogus"}, wantErr: "unknown flag: --bogus"},
+		{name: "argument", args: []string{"--config", "x.yaml", "extra"}, wantErr: `unexpected argument "extra"`},
+		{name: "init bad port", args: []string{"init", "--exclude-port", "0"}, wantErr: "--exclude-port 0 is not 1-65535"},
+		{name: "init bad cidr", args: []string{"init", "--exclude-cidr", "10.0.0.0/8,nope"}, wantErr: `--exclude-cidr "nope"`},
+		{name: "cleanup argument", args: []string{"cleanup", "now"}, wantErr: `unexpected argument "now"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := Main(context.Background(), "strait-proxy", tc.args, &stdout, &stderr)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("Main(%q) = %v, want no error", tc.args, err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("Main(%q) = %v, want an error with %q", tc.args, err, tc.wantErr)
+			}
+			if !strings.Contains(stderr.String(), tc.wantOut) {
+				t.Errorf("Main(%q) printed %q, want it to contain %q", tc.args, stderr.String(), tc.wantOut)
+			}
+		})
+	}
+}
+
+// The flags apply over the config file: --upstream adds to its upstreams,
+// --pprof turns pprof on.
+func TestFlagsOverFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "proxy.yaml")
+	data := "cluster: west\nupstreams: [\"a.default:80=127.0.0.1:8001\"]\nidentity: {trustDomain: west.test, caDir: /tmp/ca}\n"
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	fl := addFlags(fs)
+	if err := fs.Parse([]string{"-c", path, "--upstream", "b.default:81=127.0.0.1:8002", "--upstream=c.default:82=127.0.0.1:8003", "--pprof"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := fl.file()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a.default:80=127.0.0.1:8001", "b.default:81=127.0.0.1:8002", "c.default:82=127.0.0.1:8003"}
+	if !slices.Equal(f.Upstreams, want) || !f.Pprof || f.Cluster != "west" {
+		t.Errorf("file = upstreams %q pprof %v cluster %q, want %q true west", f.Upstreams, f.Pprof, f.Cluster, want)
+	}
+	if _, err := f.Config(); err != nil {
+		t.Errorf("Config: %v", err)
+	}
+}
