@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -402,6 +403,34 @@ func TestController(t *testing.T) {
 		eventually(t, "ghost exported", exportIn(env.store, "east", ns, "ghost", func(e *straitv1.Export) error {
 			if len(e.GetPorts()) != 1 || e.GetPorts()[0].GetName() != "tcp-7000" {
 				return fmt.Errorf("ports %v", e.GetPorts())
+			}
+			return nil
+		}))
+	})
+
+	t.Run("udp refused, servers annotation", func(t *testing.T) {
+		// Strait carries TCP only: a service with a UDP port is not
+		// exported, and the condition says why.
+		env.east.createService(t, ns, "dns", tcp("dns-tcp", 53), corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP})
+		env.east.export(t, ns, "dns", "")
+		eventually(t, "UnsupportedProtocol", wantCondition(env.east, ns, "dns", mcsv1alpha1.ServiceExportConditionValid, metav1.ConditionFalse, kube.ReasonUnsupportedProtocol))
+		cond, err := env.east.condition(context.Background(), ns, "dns", mcsv1alpha1.ServiceExportConditionValid)
+		if err != nil || !strings.Contains(cond.Message, "Strait carries TCP only") || !strings.Contains(cond.Message, "dns 53/UDP") {
+			t.Errorf("Valid condition = %+v, %v; want a message naming the UDP port and saying Strait carries TCP only", cond, err)
+		}
+		if _, err := env.store.GetExport(context.Background(), "east", ns, "dns"); !errors.Is(err, federation.ErrNotFound) {
+			t.Errorf("export of a UDP service: %v", err)
+		}
+
+		env.east.createService(t, ns, "search", tcp("http", 80))
+		se := &mcsv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: "search", Namespace: ns,
+			Annotations: map[string]string{kube.AnnotationServers: "search, search-canary"}}}
+		if _, err := env.east.mcs.MulticlusterV1alpha1().ServiceExports(ns).Create(context.Background(), se, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "servers in etcd", exportIn(env.store, "east", ns, "search", func(e *straitv1.Export) error {
+			if !slices.Equal(e.GetServers(), []string{"search", "search-canary"}) {
+				return fmt.Errorf("servers %v", e.GetServers())
 			}
 			return nil
 		}))
