@@ -35,6 +35,10 @@ const (
 	limitMaxAge   = "max_connection_age"
 )
 
+// minCloseLinger is the least time an expired connection lingers after its
+// last stream ended, for the stream's last bytes to be delivered.
+const minCloseLinger = 250 * time.Millisecond
+
 // connLimits returns the maximum connection age (zero: none) and the
 // expiry grace of the gateway's cluster, from the newest snapshot.
 func (g *Gateway) connLimits() (maxAge, grace time.Duration) {
@@ -118,7 +122,7 @@ func (l *ingressLife) admit(st *quic.Stream) bool {
 // closes it.
 func (l *ingressLife) done() {
 	if l.open.Add(-1) == 0 && l.expired.Load() {
-		l.close("streams finished")
+		l.closeSoon("streams finished")
 	}
 }
 
@@ -128,11 +132,19 @@ func (l *ingressLife) expire() {
 	l.g.log.Warn("gateway: ingress connection past its deadline: no new stream, closing once its streams end",
 		logPeer, l.peer.id.String(), logPeerAddr, l.conn.RemoteAddr().String(), logLimit, l.limit,
 		logNotAfter, l.deadline, logGrace, l.grace)
-	if l.open.Load() == 0 {
-		l.close("no stream open")
-		return
-	}
 	l.after(l.grace, func() { l.close("grace period over") })
+	if l.open.Load() == 0 {
+		l.closeSoon("no stream open")
+	}
+}
+
+// closeSoon closes the connection after a linger of a few round trips (at
+// most until the grace period ends): closing a connection discards the
+// stream data not yet delivered, and the last stream may have just written
+// its final bytes. New streams are refused meanwhile.
+func (l *ingressLife) closeSoon(why string) {
+	linger := max(4*l.conn.ConnectionStats().SmoothedRTT, minCloseLinger)
+	l.after(linger, func() { l.close(why) })
 }
 
 func (l *ingressLife) close(why string) {

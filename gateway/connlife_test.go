@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/strait-mesh/strait/federation"
 	"github.com/strait-mesh/strait/gateway/tunnel"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/trust"
@@ -282,7 +283,17 @@ func TestRotationKeepsTrafficFlowing(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // pacing the requests
 	}
 	expired := testutil.ToFloat64(b.m.streams.WithLabelValues(dirIngress, "a", resultExpired))
-	t.Logf("%d requests succeeded, %d failed (last: %v); %d pooled connections used; %v streams refused for expiry", ok, failed, lastErr, len(conns), expired)
+	closedByPeer := 0 // the ingress ended them: the pool was late
+	for c := range conns {
+		if closedForReconnect(c) {
+			closedByPeer++
+		}
+	}
+	t.Logf("%d requests succeeded, %d failed (last: %v); %d pooled connections used, %d of them closed by the ingress for expiry; %v streams refused for expiry",
+		ok, failed, lastErr, len(conns), closedByPeer, expired)
+	if closedByPeer > 0 {
+		t.Errorf("the ingress closed %d pooled connections for expiry or age: the pool did not replace them in time", closedByPeer)
+	}
 	if failed > 0 {
 		t.Errorf("%d requests failed during rotation (last: %v)", failed, lastErr)
 	}
@@ -291,5 +302,69 @@ func TestRotationKeepsTrafficFlowing(t *testing.T) {
 	}
 	if expired != 0 {
 		t.Errorf("the ingress refused %v streams for expiry: the pool did not replace its connection in time", expired)
+	}
+}
+
+// TestIngressAgeLimitReconnectsWithoutFailure: the ingress' cluster sets a
+// maximum connection age that the egress' cluster does not know, so the
+// ingress ends connections before the pool would. The pool treats the
+// ingress' ConnErrReconnect (and the streams refused with
+// StreamErrReconnect in between) as "reconnect": no request fails and no
+// peer failure is counted.
+func TestIngressAgeLimitReconnectsWithoutFailure(t *testing.T) {
+	t.Parallel()
+	const maxAge, run = 2 * time.Second, 9 * time.Second
+	w := newWorld(t, "a", "b")
+	w.export("b", "echo", 9000, "spiffe://a.test")
+	w.endpoint("b", "echo", "e1", echoServer(t))
+	w.reg.mu.Lock() // b's own configuration, which a does not read
+	w.reg.base = append(w.reg.base, federation.Record{
+		Info:    federation.KeyInfo{Kind: federation.KindConfig, Cluster: "b"},
+		Message: &straitv1.GatewayConfig{MaxConnectionAge: durationpb.New(maxAge), ExpiryGrace: durationpb.New(time.Second)},
+	})
+	w.reg.publishLocked()
+	w.reg.mu.Unlock()
+	b := w.start(w.config("b", "b1", ""))
+	a := w.start(w.config("a", "a1", ""))
+
+	hello := clientHello(t, "9000.echo.default.any.strait")
+	var ok, failed int
+	var lastErr error
+	conns := map[*pconn]bool{}
+	end := time.Now().Add(run)
+	for time.Now().Before(end) {
+		got, err := roundTrip(a.EgressAddr(), hello, []byte("ping"))
+		if err == nil && string(got) != string(hello)+"ping" {
+			err = errors.New("echo returned other bytes")
+		}
+		if err != nil {
+			failed++
+			lastErr = err
+		} else {
+			ok++
+		}
+		a.pool.mu.Lock()
+		for _, pr := range a.pool.peers {
+			pr.mu.Lock()
+			if pr.conn != nil {
+				conns[pr.conn] = true
+			}
+			pr.mu.Unlock()
+		}
+		a.pool.mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // pacing the requests
+	}
+	expired := testutil.ToFloat64(b.m.streams.WithLabelValues(dirIngress, "a", resultExpired))
+	peerFailures := testutil.ToFloat64(a.m.peerFailures.WithLabelValues("b", "b1"))
+	t.Logf("%d requests succeeded, %d failed (last: %v); %d pooled connections; %v streams refused for age at the ingress; %v peer failures counted by the pool",
+		ok, failed, lastErr, len(conns), expired, peerFailures)
+	if len(conns) < 3 {
+		t.Errorf("the pool used %d connections in %s with a %s maximum age at the ingress, want at least 3: the ingress did not end them", len(conns), run, maxAge)
+	}
+	if failed > 0 {
+		t.Errorf("%d requests failed while the ingress ended connections by age (last: %v)", failed, lastErr)
+	}
+	if peerFailures != 0 {
+		t.Errorf("the pool counted %v failures of b1: a reconnect is not a failure", peerFailures)
 	}
 }
