@@ -158,11 +158,13 @@ func exportServers(snap *federation.Snapshot, key federation.ServiceKey, pinned 
 // matchAnyPolicy matches an ID that one of the policies allows.
 func matchAnyPolicy(policies []federation.ServerPolicy) spiffeid.Matcher {
 	return func(id spiffeid.ID) error {
-		allowed := make([]string, 0, len(policies))
 		for _, p := range policies {
 			if p.Allows(id) {
 				return nil
 			}
+		}
+		allowed := make([]string, 0, len(policies))
+		for _, p := range policies {
 			allowed = append(allowed, p.String())
 		}
 		return fmt.Errorf("%w: server %s is not among the servers the exports allow %v", ErrUnexpectedServer, id, allowed)

@@ -46,8 +46,10 @@ type Config struct {
 	// proxy: no inbound listener, no health checks, no registration.
 	Service string
 	// ServiceAccount of the workload; its SVID is expected to be
-	// spiffe://<trust-domain>/ns/<Namespace>/sa/<ServiceAccount> (a mismatch
-	// is logged). Zero means Service.
+	// spiffe://<trust-domain>/ns/<Namespace>/sa/<ServiceAccount> (another
+	// service account is logged; with Service set, an SVID that is not a
+	// workload of Namespace stops Run, since callers would refuse it). Zero
+	// means Service.
 	ServiceAccount string
 	// ID identifies this endpoint within the service. Zero means the host
 	// name.
