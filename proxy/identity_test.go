@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -311,5 +312,31 @@ func TestMinHealthySpill(t *testing.T) {
 				t.Fatalf("candidates = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestServingNeedsNamespaceSVID: a serving proxy whose SVID is not a
+// workload of its namespace does not start (callers would refuse it, and
+// its Endpoint record would be invalid).
+func TestServingNeedsNamespaceSVID(t *testing.T) {
+	w := newWorld(t)
+	_, ln := startEcho(t)
+	p, err := New(Config{
+		Cluster: west, Namespace: "shop", Service: "echo", ID: "e",
+		InboundListenAddr: "127.0.0.1:0", AppAddr: ln.Addr().String(),
+		SVIDs:   w.svid(west, "echo"), // spiffe://west.strait.local/ns/default/sa/echo
+		Bundles: w.bundles, Snapshots: w.reg.src, Registry: w.reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	if !errors.Is(err, federation.ErrServerNotAllowed) || !strings.Contains(err.Error(), "namespace default is not the service's shop") {
+		t.Fatalf("Run() = %v, want a refusal of the SVID's namespace", err)
+	}
+	if n := len(w.reg.records); n != 0 {
+		t.Errorf("%d records registered", n)
 	}
 }
