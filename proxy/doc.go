@@ -11,11 +11,17 @@
 // power of two choices on outstanding connections, the rest by load), then
 // this cluster's egress gateways. It opens the inner TLS 1.3 connection with
 // the workload's SVID and the destination's name in the SNI,
-// "<port>.<service>.<namespace>.<cluster or any>.strait". The server must
-// present the SPIFFE ID its endpoint registered (local endpoints), or one in
-// the trust domain of a cluster that exports the service or of this cluster
-// (gateways). An attempt that fails before the handshake completes —
-// connection refused, gateway gone, or a gateway refusal with NO_ENDPOINT,
+// "<port>.<service>.<namespace>.<cluster or any>.strait". Who may answer is
+// the export's servers policy (federation.ServerPolicy: workloads of the
+// service's namespace in the exporting cluster's trust domain, narrowed to
+// Export.servers): a local endpoint is dialed only when the SPIFFE ID its
+// record names is allowed, judged with this proxy's own trust domain, and
+// must then present exactly that ID; through a gateway the server must be one
+// an export of the service allows. A trust domain alone is never enough. Any
+// other server fails the handshake (*trust.UnexpectedServerError, counted as
+// unexpected_server, WARN) before a byte of the application's is written. An
+// attempt that fails before the handshake completes — connection refused,
+// gateway gone, an unexpected server, or a gateway refusal with NO_ENDPOINT,
 // DRAINING or INTERNAL — moves on to the next candidate; the application's
 // bytes are read only once a handshake has succeeded, so nothing is lost.
 //
