@@ -16,6 +16,12 @@
 // decodes and validates a value against its key; anything invalid is an
 // [*InvalidRecordError] matching [ErrInvalidRecord].
 //
+// Who may serve an export is its [ServerPolicy]: workloads of the export's
+// namespace in the exporting cluster's trust domain, narrowed to
+// Export.servers. Every Endpoint names the SPIFFE ID that serves it; a
+// snapshot leaves out endpoints whose ID their cluster's export does not
+// allow ([Snapshot.RejectedEndpoints]), and the cache counts them.
+//
 // Writers: a [Registrar] keeps leased records (gateways, endpoints) alive and
 // re-registers them after a lost lease; a [Store] writes durable intent
 // (exports, configuration, trust bundles) with compare-and-swap.
