@@ -98,11 +98,15 @@ func (p ServerPolicy) String() string {
 // WorkloadParts splits a workload ID spiffe://<td>/ns/<namespace>/sa/<sa>
 // into its namespace and service account; ok is false for any other path.
 func WorkloadParts(id spiffeid.ID) (namespace, serviceAccount string, ok bool) {
-	seg := strings.Split(id.Path(), "/")
-	if len(seg) != 5 || seg[0] != "" || seg[1] != "ns" || seg[3] != "sa" || seg[2] == "" || seg[4] == "" {
+	rest, ok := strings.CutPrefix(id.Path(), "/ns/")
+	if !ok {
 		return "", "", false
 	}
-	return seg[2], seg[4], true
+	namespace, rest, ok = strings.Cut(rest, "/sa/")
+	if !ok || namespace == "" || rest == "" || strings.Contains(namespace, "/") || strings.Contains(rest, "/") {
+		return "", "", false
+	}
+	return namespace, rest, true
 }
 
 // ServerNotAllowedError is a SPIFFE ID that may not serve a service. It

@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -208,5 +209,32 @@ func TestCacheCountsRejectedEndpoints(t *testing.T) {
 	}
 	if len(invalid) != 0 || len(listed.Endpoints("west", key)) != 2 {
 		t.Errorf("ListSnapshot: %d endpoints, invalid %v", len(listed.Endpoints("west", key)), invalid)
+	}
+}
+
+// BenchmarkNewSnapshotEndpoints builds a snapshot of 10,000 endpoints (100
+// clusters, 10 exported services each, 10 endpoints per service), every one
+// judged against its cluster's servers policy.
+func BenchmarkNewSnapshotEndpoints(b *testing.B) {
+	ks := Keyspace{}
+	var records []Record
+	for cl := range 100 {
+		cluster := fmt.Sprintf("cluster-%03d", cl)
+		records = append(records, Record{Key: ks.Gateway(cluster, "gw-0"), Message: testGateway(cluster, "gw-0")})
+		for s := range 10 {
+			svc := fmt.Sprintf("svc-%02d", s)
+			records = append(records, Record{Key: ks.Export(cluster, "shop", svc),
+				Message: withServers(testExport(cluster, "shop", svc, time.Unix(int64(cl), 0)), svc)})
+			for e := range 10 {
+				id := fmt.Sprintf("ep-%d", e)
+				records = append(records, Record{Key: ks.Endpoint(cluster, "shop", svc, id), Message: testEndpoint(cluster, "shop", svc, id)})
+			}
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if s := NewSnapshot(1, records); len(s.RejectedEndpoints()) != 0 {
+			b.Fatalf("%d endpoints rejected", len(s.RejectedEndpoints()))
+		}
 	}
 }

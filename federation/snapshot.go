@@ -408,15 +408,25 @@ func (s *Snapshot) serverPolicy(cluster string, key ServiceKey, td string) Serve
 // service and keeps the others as rejected. Exports and gateways must be
 // in place.
 func (s *Snapshot) addEndpoints(records []Record, announced map[string]string) {
+	type clusterService struct {
+		cluster string
+		key     ServiceKey
+	}
+	policies := map[clusterService]ServerPolicy{}
 	for _, r := range records {
 		ep := r.Message.(*straitv1.Endpoint)
 		k := ServiceKey{Namespace: ep.GetNamespace(), Name: ep.GetService()}
+		cs := clusterService{ep.GetCluster(), k}
+		policy, ok := policies[cs]
+		if !ok {
+			policy = s.serverPolicy(cs.cluster, k, announced[cs.cluster])
+			policies[cs] = policy
+		}
 		id, err := spiffeid.FromString(ep.GetSpiffeId())
 		if err == nil {
-			err = s.serverPolicy(ep.GetCluster(), k, announced[ep.GetCluster()]).Check(id)
+			err = policy.Check(id)
 		} else {
-			err = &ServerNotAllowedError{Allowed: s.serverPolicy(ep.GetCluster(), k, announced[ep.GetCluster()]).String(),
-				Problem: fmt.Sprintf("spiffe_id %q: %v", ep.GetSpiffeId(), err)}
+			err = &ServerNotAllowedError{Allowed: policy.String(), Problem: fmt.Sprintf("spiffe_id %q: %v", ep.GetSpiffeId(), err)}
 		}
 		if err != nil {
 			s.rejected = append(s.rejected, RejectedEndpoint{Record: r, Err: err})
