@@ -238,3 +238,30 @@ func BenchmarkNewSnapshotEndpoints(b *testing.B) {
 		}
 	}
 }
+
+// FuzzWorkloadParts: whatever SPIFFE ID a record names, WorkloadParts
+// accepts exactly the paths /ns/<namespace>/sa/<service account>.
+func FuzzWorkloadParts(f *testing.F) {
+	for _, s := range []string{"spiffe://a/ns/shop/sa/api", "spiffe://a/ns/shop/sa/api/x", "spiffe://a/ns//sa/x",
+		"spiffe://a/ns/a/sa/b/sa/c", "spiffe://a/strait/gateway/a", "spiffe://a", "spiffe://a/ns/sa/sa/sa"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := spiffeid.FromString(s)
+		if err != nil {
+			return
+		}
+		ns, sa, ok := WorkloadParts(id)
+		want := strings.Count(id.Path(), "/") == 4 && strings.HasPrefix(id.Path(), "/ns/")
+		if want {
+			seg := strings.Split(id.Path(), "/")
+			want = seg[3] == "sa" && seg[2] != "" && seg[4] != ""
+		}
+		if ok != want {
+			t.Fatalf("WorkloadParts(%s) = %q, %q, %v; want ok %v", id, ns, sa, ok, want)
+		}
+		if ok && id.Path() != "/ns/"+ns+"/sa/"+sa {
+			t.Fatalf("WorkloadParts(%s) = %q, %q", id, ns, sa)
+		}
+	})
+}
