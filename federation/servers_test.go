@@ -265,3 +265,33 @@ func FuzzWorkloadParts(f *testing.F) {
 		}
 	})
 }
+
+// TestCacheSkipsUDPExport: an export with a UDP port written to etcd by
+// hand (the Store refuses it) is counted as invalid and never served:
+// Strait carries TCP only.
+func TestCacheSkipsUDPExport(t *testing.T) {
+	_, cli := etcdtest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	ks := Keyspace{}
+	exp := testExport("west", "shop", "dns", time.Now(), tcpPort("dns-tcp", 53),
+		&straitv1.ServicePort{Name: "dns", Port: 53, Protocol: straitv1.Protocol_PROTOCOL_UDP})
+	if _, err := NewStore(cli, ks).PutExport(ctx, exp); !errors.Is(err, ErrInvalidRecord) || !strings.Contains(err.Error(), "Strait carries TCP only") {
+		t.Fatalf("Store.PutExport of a UDP port = %v, want an invalid record error", err)
+	}
+	b, err := EncodeRecord(exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, ks.Export("west", "shop", "dns"), string(b)); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	c := startCache(t, CacheConfig{Sources: oneSource(cli), Metrics: reg})
+	if v := counterValue(t, reg, "strait_federation_invalid_records_total", map[string]string{"kind": "export", "reason": "validate"}); v != 1 {
+		t.Errorf("invalid exports counted = %v, want 1", v)
+	}
+	if _, ok := c.Snapshot().Service(ServiceKey{Namespace: "shop", Name: "dns"}); ok {
+		t.Error("the UDP export is served")
+	}
+}
