@@ -124,8 +124,8 @@ func (c *Cache) publish() {
 		}
 		records = append(records, e.rec)
 	}
-	snap := NewSnapshot(revision, records)
 	prev := c.state.Load()
+	snap := prev.snap.Next(revision, records)
 	next := &published{snap: snap, changed: make(chan struct{}), entries: entries, stale: stale,
 		rejected: c.countRejected(prev.rejected, snap)}
 	if !slices.Equal(prev.stale, stale) {

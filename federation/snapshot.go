@@ -57,6 +57,22 @@ type Snapshot struct {
 // unknown kind or with a message of the wrong type are ignored: validating
 // them is the caller's job.
 func NewSnapshot(revision int64, records []Record) *Snapshot {
+	return newSnapshot(revision, records, nil)
+}
+
+// Next builds the snapshot that follows s at revision from records, as
+// NewSnapshot does, except that a cluster no gateway record announces keeps
+// the trust domain s knew for it while the cluster still has an export or
+// an endpoint record. Its identity does not change while its gateways are
+// gone (all dead, or restarting faster than every watcher hears of it):
+// its endpoints stay admitted, and a caller whose snapshot lags behind its
+// gateway's still accepts the servers of that cluster's exports. A gateway
+// record announcing another trust domain replaces the remembered one.
+func (s *Snapshot) Next(revision int64, records []Record) *Snapshot {
+	return newSnapshot(revision, records, s.trustDomains)
+}
+
+func newSnapshot(revision int64, records []Record, remembered map[string]string) *Snapshot {
 	s := &Snapshot{
 		revision:      revision,
 		gateways:      map[string][]*straitv1.Gateway{},
@@ -86,6 +102,7 @@ func NewSnapshot(revision int64, records []Record) *Snapshot {
 		}
 	}
 	announced := gatewayTrustDomains(s.gateways)
+	s.remember(announced, remembered, endpoints)
 	s.addEndpoints(endpoints, announced)
 	s.trustDomains = clusterTrustDomains(announced, s.endpoints)
 	for _, gws := range s.gateways {
@@ -271,6 +288,18 @@ type GlobalService struct {
 	Conflicts []Conflict
 }
 
+// Exporters lists the clusters that export a service, live gateway or
+// not, oldest export first. Who may serve a service is a property of its
+// exports, not of which gateways are up at this instant. The slice is new.
+func (s *Snapshot) Exporters(key ServiceKey) []string {
+	exps := s.exports[key]
+	out := make([]string, 0, len(exps))
+	for _, e := range exps {
+		out = append(out, e.GetCluster())
+	}
+	return out
+}
+
 // Service resolves a global service. ok is false when no cluster exports it.
 // The result is computed once per snapshot and shared: its slices must not
 // be modified.
@@ -354,6 +383,31 @@ func gatewayTrustDomains(gateways map[string][]*straitv1.Gateway) map[string]str
 		}
 	}
 	return out
+}
+
+// remember adds to announced the remembered trust domain of every cluster
+// that no gateway announces and that still has an export or an endpoint
+// record. Exports must be in place.
+func (s *Snapshot) remember(announced, remembered map[string]string, endpoints []Record) {
+	if len(remembered) == 0 {
+		return
+	}
+	keep := func(cluster string) {
+		if _, ok := announced[cluster]; ok {
+			return
+		}
+		if td, ok := remembered[cluster]; ok {
+			announced[cluster] = td
+		}
+	}
+	for _, exps := range s.exports {
+		for _, e := range exps {
+			keep(e.GetCluster())
+		}
+	}
+	for _, r := range endpoints {
+		keep(r.Message.(*straitv1.Endpoint).GetCluster())
+	}
 }
 
 // clusterTrustDomains maps each cluster to its trust domain: the one its

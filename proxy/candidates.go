@@ -138,13 +138,15 @@ func exactServer(want spiffeid.ID) spiffeid.Matcher {
 
 // exportServers accepts, through a gateway, the servers that an export of
 // the service allows (Export.servers, in the exporting cluster's trust
-// domain and the service's namespace), of any cluster that exports it with
-// a live gateway (only the pinned one, if any). A cluster whose trust
-// domain is not known admits nobody.
+// domain and the service's namespace), of any cluster that exports it
+// (only the pinned one, if any), whether or not this proxy's snapshot has
+// a live gateway of that cluster: the egress gateway routes by its own
+// snapshot, which may be newer (a cluster's gateway just back), and the
+// identity an export allows does not depend on which gateways are up. A
+// cluster whose trust domain is not known admits nobody.
 func exportServers(snap *federation.Snapshot, key federation.ServiceKey, pinned string) spiffeid.Matcher {
 	var policies []federation.ServerPolicy
-	svc, _ := snap.Service(key)
-	for _, c := range svc.Clusters {
+	for _, c := range snap.Exporters(key) {
 		if pinned != "" && c != pinned {
 			continue
 		}
