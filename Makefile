@@ -120,3 +120,28 @@ fuzz-check:
 
 clean:
 	rm -rf bin .cache
+
+## image: Strait's container image (the static binaries of cmd/ in
+## /usr/local/bin, strait the entrypoint, run as the non-root user 65532) as
+## an OCI image layout tarball, bin/strait-image.tar, written without Docker
+## or a registry; load it with `ctr images import` or `docker load`.
+## deploy/Dockerfile builds the same image with Docker. IMAGE and IMAGE_TAR
+## change the name and the file.
+IMAGE ?= strait:dev
+IMAGE_TAR ?= bin/strait-image.tar
+.PHONY: image kube-tools e2e-kube
+image:
+	@rm -rf bin/linux && mkdir -p bin/linux
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "-s -w" -o bin/linux/ ./cmd/...
+	$(GO) run ./internal/ociimage/cmd/ociimage -ref $(IMAGE) -o $(IMAGE_TAR) -user 65532:65532 \
+		-entrypoint /usr/local/bin/strait $$(for f in bin/linux/*; do echo "$$f=/usr/local/bin/$${f##*/}"; done)
+
+## kube-tools: the pinned Kubernetes binaries and CoreDNS of real nodes
+## (e2e/kubetools/build.sh node; about 12 minutes of CPU when cold).
+kube-tools:
+	e2e/kubetools/build.sh node >/dev/null
+
+## e2e-kube: real Kubernetes nodes (root): kubelet, containerd, kube-proxy,
+## CoreDNS, control plane, each in its own network namespace (e2e/kubenode).
+e2e-kube: tools kube-tools
+	$(GO) test -tags kubenode -count=1 -timeout 40m -v ./e2e/kubenode/...

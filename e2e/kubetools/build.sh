@@ -44,6 +44,7 @@ mkdir -p "${bin}"
 exec 9>"${bin}/.build.lock"
 flock 9
 for name in "${want[@]}"; do
+	cgo="$(go env CGO_ENABLED)"
 	case "${name}" in
 	kube-apiserver | kube-controller-manager | kube-scheduler | kube-proxy | kubelet | kubectl)
 		dir="${here}"
@@ -54,6 +55,8 @@ for name in "${want[@]}"; do
 		dir="${here}/coredns"
 		mod=github.com/coredns/coredns
 		pkg=.
+		# It runs in a pod whose image holds nothing else: static.
+		cgo=0
 		;;
 	*)
 		echo "build.sh: unknown binary ${name}" >&2
@@ -63,6 +66,9 @@ for name in "${want[@]}"; do
 	version="$(cd "${dir}" && go list -m -f '{{.Version}}' "${mod}")"
 	stamp="${bin}/.${name}.stamp"
 	want_stamp="${mod}@${version} ${goversion}"
+	if [[ "${cgo}" == 0 ]]; then
+		want_stamp+=" static"
+	fi
 	if [[ ${force} -eq 0 && -x "${bin}/${name}" && -f "${stamp}" &&
 		"$(cat "${stamp}")" == "${want_stamp}" ]]; then
 		continue
@@ -78,7 +84,7 @@ for name in "${want[@]}"; do
 		ldflags+=" -X ${p}.gitVersion=${version} -X ${p}.gitMajor=1"
 		ldflags+=" -X ${p}.gitMinor=$(echo "${version}" | cut -d. -f2)"
 	fi
-	(cd "${dir}" && go build -trimpath -ldflags "${ldflags}" \
+	(cd "${dir}" && CGO_ENABLED="${cgo}" go build -trimpath -ldflags "${ldflags}" \
 		-o "${bin}/${name}.tmp" "${pkg}")
 	mv "${bin}/${name}.tmp" "${bin}/${name}"
 	echo "${want_stamp}" >"${stamp}"

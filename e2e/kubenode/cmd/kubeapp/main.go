@@ -1,0 +1,128 @@
+// Command kubeapp is the small application the e2e Kubernetes tests run in
+// pods (Debian's busybox wget crashes there, and images hold no shell).
+//
+//	kubeapp serve -listen :8080 -text "hello"   # GET / answers "<text> from <hostname>"
+//	kubeapp check -lookup web.default.svc.cluster.local -get http://web/ -timeout 30s
+//
+// check resolves the name through the pod's /etc/resolv.conf (Go's own
+// resolver, so search domains and ndots apply as for any client), then
+// fetches the URL, retrying both every 100 ms until they succeed or the
+// timeout passes; it prints "lookup <name>: <addresses>" and "get <url>:
+// <status> <body>" and exits 1 on failure.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: kubeapp serve|check [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "check":
+		err = check(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kubeapp:", err)
+		os.Exit(1)
+	}
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	listen := fs.String("listen", ":8080", "address to listen on")
+	text := fs.String("text", "hello", "first words of the answer")
+	_ = fs.Parse(args)
+	host, _ := os.Hostname()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "%s from %s\n", *text, host)
+	})
+	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return srv.ListenAndServe()
+}
+
+func check(args []string) error {
+	fs := flag.NewFlagSet("check", flag.ExitOnError)
+	lookup := fs.String("lookup", "", "name to resolve")
+	get := fs.String("get", "", "URL to fetch")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	_ = fs.Parse(args)
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	resolver := &net.Resolver{PreferGo: true}
+	if *lookup != "" {
+		addrs, attempts, err := retry(ctx, func(ctx context.Context) ([]string, error) {
+			return resolver.LookupHost(ctx, *lookup)
+		})
+		if err != nil {
+			return fmt.Errorf("lookup %s (%d attempts): %w", *lookup, attempts, err)
+		}
+		fmt.Printf("lookup %s: %s (attempts %d)\n", *lookup, strings.Join(addrs, ","), attempts)
+	}
+	if *get != "" {
+		client := &http.Client{
+			Timeout:   2 * time.Second,
+			Transport: &http.Transport{DisableKeepAlives: true, DialContext: (&net.Dialer{Resolver: resolver}).DialContext},
+		}
+		body, attempts, err := retry(ctx, func(ctx context.Context) ([]string, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, *get, nil)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return nil, err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			if err != nil {
+				return nil, err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("status %s", resp.Status)
+			}
+			return []string{strings.TrimSpace(string(b))}, nil
+		})
+		if err != nil {
+			return fmt.Errorf("get %s (%d attempts): %w", *get, attempts, err)
+		}
+		fmt.Printf("get %s: 200 %s (attempts %d)\n", *get, body[0], attempts)
+	}
+	return nil
+}
+
+// retry calls fn every 100 ms until it succeeds or ctx ends.
+func retry(ctx context.Context, fn func(context.Context) ([]string, error)) ([]string, int, error) {
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	var last error
+	for attempts := 1; ; attempts++ {
+		out, err := fn(ctx)
+		if err == nil {
+			return out, attempts, nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, attempts, errors.Join(ctx.Err(), last)
+		case <-ticker.C:
+		}
+	}
+}

@@ -1,0 +1,52 @@
+package kubenode
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"strings"
+	"text/template"
+)
+
+// DefaultCorefile returns the cluster DNS configuration: Services and pods
+// of domain, nothing forwarded (the nodes are offline). Callers that serve
+// more zones (clusterset.local) pass their own Corefile in
+// Config.Corefile.
+func DefaultCorefile(domain string) string {
+	return `.:53 {
+    errors
+    health {
+        lameduck 2s
+    }
+    ready
+    kubernetes ` + domain + ` in-addr.arpa ip6.arpa {
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }
+    cache 5
+    reload
+    loadbalance
+}
+`
+}
+
+//go:embed manifests/coredns.yaml
+var corednsYAML string
+
+var corednsTmpl = template.Must(template.New("coredns").Funcs(template.FuncMap{
+	"indent": func(n int, s string) string {
+		pad := strings.Repeat(" ", n)
+		return pad + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad)
+	},
+}).Parse(corednsYAML))
+
+// corednsManifest renders the CoreDNS installation.
+func corednsManifest(corefile, image, dnsIP string) ([]byte, error) {
+	var buf bytes.Buffer
+	err := corednsTmpl.Execute(&buf, map[string]string{"Corefile": corefile, "Image": image, "DNSIP": dnsIP})
+	if err != nil {
+		return nil, fmt.Errorf("kubenode: render coredns: %w", err)
+	}
+	return buf.Bytes(), nil
+}
