@@ -67,11 +67,12 @@ func (s *server) accept(ln net.Listener, handle func(*proxyproto.Conn)) error {
 			_ = c.Close()
 			continue
 		}
-		s.wg.Go(func() {
+		go func() {
+			defer s.wg.Done()
 			defer s.untrack(c)
 			defer c.Close()
 			handle(c.(*proxyproto.Conn))
-		})
+		}()
 	}
 }
 
@@ -81,6 +82,9 @@ func (s *server) isClosed() bool {
 	return s.closed
 }
 
+// track records c and counts its goroutine in wg, under the same lock
+// close takes, so that close's Wait never runs beside an Add from zero (a
+// connection accepted as Close began).
 func (s *server) track(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -88,6 +92,7 @@ func (s *server) track(c net.Conn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	s.wg.Add(1)
 	return true
 }
 
