@@ -21,11 +21,12 @@
 // root filesystems, pod volumes, pod network namespace handles) are in a
 // private mount namespace whose /run, /var/lib and /var/log are empty
 // tmpfs mounts, so containerd's shim sockets, the CNI cache and the
-// kubelet's log links never reach the host. What remains host-wide:
+// kubelet's log links never reach the host. The host-wide kernel settings
+// the kubelet insists on (vm.overcommit_memory, kernel.panic,
+// kernel.panic_on_oops, …) are files bound over /proc/sys in that
+// namespace: the kubelet reads the values it wants and the host's kernel
+// is never changed. What remains host-wide:
 //
-//   - the kubelet's kernel settings (vm.overcommit_memory, vm.panic_on_oom,
-//     kernel.panic, kernel.panic_on_oops, kernel.keys.root_max*): saved
-//     before the first node starts and restored when the last one stops;
 //   - the node's cgroup root (/strait-kubenode-<id> in every hierarchy),
 //     with the pods' containers in it: killed and removed by Close;
 //   - the node's state directory (certificates, etcd, containerd's root,

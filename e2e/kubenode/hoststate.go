@@ -22,25 +22,9 @@ import (
 )
 
 // StateDir records the nodes running on this host, so that what a crashed
-// run leaves behind (container processes, cgroups, state directories, the
-// kernel settings the kubelet changes) is removed by the next run, and the
-// kernel settings are restored once no node runs.
+// run leaves behind (container processes, cgroups, state directories) is
+// removed by the next run.
 const StateDir = "/run/strait-kubenode"
-
-// kubeletSysctls are the host-wide kernel settings the kubelet sets at start
-// (pkg/kubelet/cm/container_manager_linux.go, setupKernelTunables). They are
-// not per network namespace, so they are saved before the first node starts
-// and restored after the last one stops.
-var kubeletSysctls = []string{
-	"vm/overcommit_memory",
-	"vm/panic_on_oom",
-	"kernel/panic",
-	"kernel/panic_on_oops",
-	"kernel/keys/root_maxkeys",
-	"kernel/keys/root_maxbytes",
-}
-
-const sysctlFile = "sysctl-saved.json"
 
 // owner is the record of one running node.
 type owner struct {
@@ -82,9 +66,6 @@ func (s *hostState) owners() ([]owner, error) {
 	}
 	var out []owner
 	for _, p := range paths {
-		if filepath.Base(p) == sysctlFile {
-			continue
-		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue
@@ -114,70 +95,8 @@ func (s *hostState) writeOwner(o owner) error {
 	return nil
 }
 
-// saveSysctls records the kubelet's sysctls unless a record exists (another
-// node runs, or a crashed run's record waits to be restored).
-func (s *hostState) saveSysctls() error {
-	path := filepath.Join(StateDir, sysctlFile)
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	saved := map[string]string{}
-	for _, k := range kubeletSysctls {
-		b, err := os.ReadFile("/proc/sys/" + k)
-		if err != nil {
-			return fmt.Errorf("kubenode: read sysctl %s: %w", k, err)
-		}
-		saved[k] = strings.TrimSpace(string(b))
-	}
-	b, err := json.Marshal(saved)
-	if err != nil {
-		return fmt.Errorf("kubenode: %w", err)
-	}
-	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
-		return fmt.Errorf("kubenode: %w", err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		return fmt.Errorf("kubenode: %w", err)
-	}
-	return nil
-}
-
-// restoreSysctls writes the recorded values back and removes the record.
-func (s *hostState) restoreSysctls() error {
-	path := filepath.Join(StateDir, sysctlFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("kubenode: %w", err)
-	}
-	var saved map[string]string
-	if err := json.Unmarshal(b, &saved); err != nil {
-		return fmt.Errorf("kubenode: %s: %w", path, err)
-	}
-	var errs *multierror.Error
-	for k, v := range saved {
-		cur, err := os.ReadFile("/proc/sys/" + k)
-		if err == nil && strings.TrimSpace(string(cur)) == v {
-			continue
-		}
-		if err := os.WriteFile("/proc/sys/"+k, []byte(v+"\n"), 0o644); err != nil {
-			errs = multierror.Append(errs, fmt.Errorf("kubenode: restore sysctl %s=%s: %w", k, v, err))
-		}
-	}
-	if errs.ErrorOrNil() != nil {
-		return errs
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("kubenode: %w", err)
-	}
-	return nil
-}
-
-// sweepLocked removes the leftovers of nodes whose owner process is gone and,
-// when no node is left, restores the kernel settings. It returns the IDs
-// swept.
+// sweepLocked removes the leftovers of nodes whose owner process is gone and
+// returns their IDs.
 func (s *hostState) sweepLocked(ctx context.Context) ([]string, error) {
 	owners, err := s.owners()
 	if err != nil {
@@ -185,15 +104,12 @@ func (s *hostState) sweepLocked(ctx context.Context) ([]string, error) {
 	}
 	var swept []string
 	var errs *multierror.Error
-	live := 0
 	for _, o := range owners {
 		if procStart(o.PID) != "" && procStart(o.PID) == o.Start {
-			live++
 			continue
 		}
 		if err := cleanupNode(ctx, o); err != nil {
-			errs = multierror.Append(errs, err)
-			live++ // keep its record for the next sweep
+			errs = multierror.Append(errs, err) // its record stays for the next sweep
 			continue
 		}
 		if err := os.Remove(ownerPath(o.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -201,18 +117,12 @@ func (s *hostState) sweepLocked(ctx context.Context) ([]string, error) {
 		}
 		swept = append(swept, o.ID)
 	}
-	if live == 0 {
-		if err := s.restoreSysctls(); err != nil {
-			errs = multierror.Append(errs, err)
-		}
-	}
 	return swept, errs.ErrorOrNil()
 }
 
 // SweepStale removes what nodes of crashed or killed processes left on the
 // host: their container processes and cgroups, every process still in their
-// mount namespaces, their state directories; and it restores the kernel
-// settings the kubelet changed once no node runs. Nodes of running processes
+// mount namespaces, their state directories. Nodes of running processes
 // are left alone, so it is safe while other tests run. (Their network
 // namespaces are netns's: netns.SweepStale removes them.)
 func SweepStale(ctx context.Context) ([]string, error) {

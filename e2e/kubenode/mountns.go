@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +21,23 @@ import (
 // disappears with the namespace.
 var maskedDirs = []string{"/run", "/var/lib", "/var/log"}
 
+// kubeletSysctls are the kernel settings the kubelet sets at start
+// (pkg/kubelet/cm/container_manager_linux.go, setupKernelTunables: it fails
+// when it cannot). They are host-wide, not per network namespace, and would
+// change the behaviour of the whole machine (panic_on_oops) for every other
+// test running on it. In the node's mount namespace a file holding the
+// value the kubelet wants is bound over each of them: the kubelet reads what
+// it expects, writes nothing, and the host's kernel is never touched. Pods
+// mount a /proc of their own and see the real values.
+var kubeletSysctls = map[string]string{
+	"vm/overcommit_memory":      "1",
+	"vm/panic_on_oom":           "0",
+	"kernel/panic":              "10",
+	"kernel/panic_on_oops":      "1",
+	"kernel/keys/root_maxkeys":  "1000000",
+	"kernel/keys/root_maxbytes": "25000000",
+}
+
 // mountNS is a private mount namespace kept alive by a holder process. The
 // node's daemons join it (nsenter --mount), so that their mounts (overlay
 // root filesystems, pod volumes, network namespace handles, the kubelet's
@@ -30,10 +49,27 @@ type mountNS struct {
 	done chan struct{}
 }
 
-func startMountNS(ctx context.Context) (*mountNS, error) {
+// startMountNS starts the namespace; sysctlDir receives the files bound
+// over the kubelet's sysctls.
+func startMountNS(ctx context.Context, sysctlDir string) (*mountNS, error) {
 	var script strings.Builder
 	for _, d := range maskedDirs {
 		fmt.Fprintf(&script, "mount -t tmpfs -o mode=0755 strait-kubenode %s || exit 1\n", d)
+	}
+	if err := os.MkdirAll(sysctlDir, 0o755); err != nil {
+		return nil, fmt.Errorf("kubenode: mount namespace: %w", err)
+	}
+	keys := make([]string, 0, len(kubeletSysctls))
+	for k := range kubeletSysctls {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		file := filepath.Join(sysctlDir, strings.ReplaceAll(k, "/", "."))
+		if err := os.WriteFile(file, []byte(kubeletSysctls[k]+"\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("kubenode: mount namespace: %w", err)
+		}
+		fmt.Fprintf(&script, "mount --bind %s /proc/sys/%s || exit 1\n", file, k)
 	}
 	script.WriteString("echo ready\nexec sleep infinity\n")
 	cmd := exec.Command("unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", script.String())

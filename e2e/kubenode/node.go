@@ -177,8 +177,7 @@ func (n *Node) start(ctx context.Context) error {
 }
 
 // register records the node in StateDir (sweeping crashed runs' nodes
-// first), saves the kernel settings the kubelet will change, and creates
-// the node's cgroup root.
+// first) and creates the node's cgroup root.
 func (n *Node) register(ctx context.Context) error {
 	s, err := lockState()
 	if err != nil {
@@ -189,9 +188,6 @@ func (n *Node) register(ctx context.Context) error {
 		n.log.Warn("sweeping stale nodes", "err", err)
 	} else if len(swept) > 0 {
 		n.log.Info("swept stale nodes", "nodes", swept)
-	}
-	if err := s.saveSysctls(); err != nil {
-		return err
 	}
 	if err := s.writeOwner(n.owner()); err != nil {
 		return err
@@ -297,7 +293,7 @@ func (n *Node) writeFiles(context.Context) error {
 }
 
 func (n *Node) startMountNS(ctx context.Context) error {
-	m, err := startMountNS(ctx)
+	m, err := startMountNS(ctx, filepath.Join(n.paths.dir, "sysctl"))
 	if err != nil {
 		return err
 	}
@@ -581,9 +577,8 @@ func (n *Node) Kubectl(ctx context.Context, stdin []byte, args ...string) ([]byt
 }
 
 // Close stops every component (SIGKILL: nothing of the node is kept), kills
-// the pods' containers, removes the node's cgroups and state directory, and
-// restores the host's kernel settings once no other node runs. It is
-// idempotent and returns every problem it met.
+// the pods' containers, and removes the node's cgroups and state directory.
+// It is idempotent and returns every problem it met.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	if n.closed {
