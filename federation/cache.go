@@ -158,9 +158,12 @@ type Cache struct {
 	metrics *cacheMetrics
 	sources []*source
 
-	state   atomic.Pointer[published]
-	dirty   chan struct{} // buffered(1): some source changed
-	persist chan struct{} // buffered(1): a snapshot awaits persistence
+	state atomic.Pointer[published]
+	// publishMu serializes publish, which alone uses builder.
+	publishMu sync.Mutex
+	builder   *snapshotBuilder
+	dirty     chan struct{} // buffered(1): some source changed
+	persist   chan struct{} // buffered(1): a snapshot awaits persistence
 
 	started    time.Time
 	fromDisk   atomic.Bool
@@ -169,12 +172,11 @@ type Cache struct {
 	running    atomic.Bool
 }
 
-// published is what readers load: a snapshot, the channel closed when it is
-// replaced, and the entries it was built from (for persistence).
+// published is what readers load: a snapshot and the channel closed when
+// it is replaced.
 type published struct {
 	snap    *Snapshot
 	changed chan struct{}
-	entries []*entry
 	stale   []string // gateway keys left out as stale, sorted
 	// rejected maps the keys of the endpoints the snapshot rejected to
 	// their mod revision (counted once each).
@@ -196,6 +198,7 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		persist: make(chan struct{}, 1),
 		synced:  make(chan struct{}),
 		started: time.Now(),
+		builder: newSnapshotBuilder(),
 	}
 	for i, s := range cfg.Sources {
 		c.sources = append(c.sources, newSource(i, s))

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/strait-mesh/strait/internal/etcdtest"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
@@ -213,8 +215,10 @@ func BenchmarkDecodeRecord(b *testing.B) {
 
 var _ = straitv1.Protocol_PROTOCOL_TCP
 
-// BenchmarkPublish is the cost of building and publishing one snapshot of
-// 10,000 exports across 100 clusters: what every change costs the cache.
+// BenchmarkPublish is the cost of building and publishing a whole snapshot
+// of 10,000 exports across 100 clusters from scratch: the first publish
+// after a list. Later changes cost only what they touch
+// (BenchmarkPublishOneChange).
 func BenchmarkPublish(b *testing.B) {
 	ks := Keyspace{}
 	c, err := NewCache(CacheConfig{Sources: []Source{{Name: "x", Client: &clientv3.Client{}}}})
@@ -225,16 +229,102 @@ func BenchmarkPublish(b *testing.B) {
 	for cl := range 100 {
 		cluster := fmt.Sprintf("cluster-%03d", cl)
 		key := ks.Gateway(cluster, "gw-0")
-		s.entries[key] = newEntry(Record{Key: key, Message: testGateway(cluster, "gw-0")}, nil)
+		s.put(key, newEntry(Record{Key: key, Message: testGateway(cluster, "gw-0")}, nil))
 		for e := range 100 {
 			svc := fmt.Sprintf("svc-%04d", e)
 			key := ks.Export(cluster, "shop", svc)
-			s.entries[key] = newEntry(Record{Key: key, Message: testExport(cluster, "shop", svc, time.Unix(int64(cl), 0))}, nil)
+			s.put(key, newEntry(Record{Key: key, Message: testExport(cluster, "shop", svc, time.Unix(int64(cl), 0))}, nil))
 		}
 	}
 	s.listed = true
 	b.ReportAllocs()
 	for b.Loop() {
+		b.StopTimer()
+		c.builder = newSnapshotBuilder()
+		for k := range s.entries {
+			s.changed[k] = struct{}{}
+		}
+		b.StartTimer()
 		c.publish()
+	}
+	if n := len(c.Snapshot().Services()); n != 100 {
+		b.Fatalf("services = %d, want 100", n)
+	}
+}
+
+// scaleCache is a cache (never run) whose one source holds a federation of
+// exports/100 clusters, each with one gateway and 100 exports of the same
+// 100 services (global services), each with 3 endpoints, published once.
+func scaleCache(b *testing.B, exports int) (*Cache, *source) {
+	b.Helper()
+	ks := Keyspace{}
+	c, err := NewCache(CacheConfig{Sources: []Source{{Name: "x", Client: &clientv3.Client{}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := c.sources[0]
+	var events []*clientv3.Event
+	put := func(key string, m proto.Message) {
+		events = append(events, &clientv3.Event{Type: clientv3.EventTypePut,
+			Kv: &mvccpb.KeyValue{Key: []byte(key), Value: encode(b, m), ModRevision: int64(len(events) + 1)}})
+	}
+	for cl := range exports / 100 {
+		cluster := fmt.Sprintf("cluster-%04d", cl)
+		put(ks.Gateway(cluster, "gw-0"), testGateway(cluster, "gw-0"))
+		for e := range 100 {
+			svc := fmt.Sprintf("svc-%04d", e)
+			put(ks.Export(cluster, "shop", svc), testExport(cluster, "shop", svc, time.Unix(int64(cl), 0)))
+			for i := range 3 {
+				id := fmt.Sprintf("ep-%d", i)
+				ep := testEndpoint(cluster, "shop", svc, id)
+				ep.SpiffeId = "spiffe://" + cluster + ".example/ns/shop/sa/" + svc
+				put(ks.Endpoint(cluster, "shop", svc, id), ep)
+			}
+		}
+	}
+	c.apply(s, clientv3.WatchResponse{Events: events})
+	s.listed = true
+	c.publish()
+	return c, s
+}
+
+// BenchmarkPublishOneChange is what one endpoint's readiness change costs
+// the cache: apply the watch event and publish the next snapshot, at 1,000,
+// 10,000 and 100,000 exports with 3 endpoints each. It must not grow with
+// the number of exports.
+func BenchmarkPublishOneChange(b *testing.B) {
+	for _, exports := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprintf("exports=%d", exports), func(b *testing.B) {
+			c, s := scaleCache(b, exports)
+			ks := Keyspace{}
+			clusters := exports / 100
+			if got := len(c.Snapshot().Services()); got != 100 {
+				b.Fatalf("services = %d, want 100", got)
+			}
+			var samples []time.Duration
+			rev := int64(10_000_000)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				cluster := fmt.Sprintf("cluster-%04d", i%clusters)
+				svc := fmt.Sprintf("svc-%04d", (i/clusters)%100)
+				ep := testEndpoint(cluster, "shop", svc, "ep-1")
+				ep.Ready = i%2 == 1
+				rev++
+				ev := &clientv3.Event{Type: clientv3.EventTypePut,
+					Kv: &mvccpb.KeyValue{Key: []byte(ks.Endpoint(cluster, "shop", svc, "ep-1")), Value: encode(b, ep), ModRevision: rev}}
+				start := time.Now()
+				c.apply(s, clientv3.WatchResponse{Events: []*clientv3.Event{ev}})
+				c.publish()
+				samples = append(samples, time.Since(start))
+			}
+			b.StopTimer()
+			if n := len(c.Snapshot().ReadyEndpoints("cluster-0000", ServiceKey{Namespace: "shop", Name: "svc-0000"})); n != 2 && n != 3 {
+				b.Fatalf("ready endpoints = %d, want 2 or 3", n)
+			}
+			slices.Sort(samples)
+			b.ReportMetric(float64(samples[len(samples)/2].Nanoseconds())/1e6, "p50-ms")
+			b.ReportMetric(float64(samples[len(samples)*99/100].Nanoseconds())/1e6, "p99-ms")
+		})
 	}
 }

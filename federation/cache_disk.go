@@ -54,27 +54,34 @@ func (c *Cache) runPersister(ctx context.Context) {
 	}
 }
 
-// writeDisk writes a snapshot atomically: a temporary file in the same
-// directory, fsynced, renamed over the old one, and the directory fsynced.
+// writeDisk writes the sources' records atomically: a temporary file in
+// the same directory, fsynced, renamed over the old one, and the directory
+// fsynced. They are at least as new as the snapshot p, which only decides
+// whether anything is new.
 func (c *Cache) writeDisk(p *published) error {
-	ds := diskSnapshot{Format: diskFormat, Revision: p.snap.Revision(), SavedAt: time.Now().UTC()}
-	ds.Records = make([]diskRecord, 0, len(p.entries))
+	ds := diskSnapshot{Format: diskFormat, SavedAt: time.Now().UTC()}
 	ds.Revisions = map[string]int64{}
-	sourceOf := map[string]string{}
+	seen := map[string]bool{}
 	for _, s := range c.sources {
 		s.mu.Lock()
 		ds.Revisions[s.name] = s.rev
-		for k := range s.entries {
-			if _, ok := sourceOf[k]; !ok {
-				sourceOf[k] = s.name
+		ds.Revision += s.rev
+		if ds.Records == nil {
+			ds.Records = make([]diskRecord, 0, len(s.entries))
+		}
+		for k, e := range s.entries {
+			if len(c.sources) > 1 {
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
 			}
+			ds.Records = append(ds.Records, diskRecord{Source: s.name, Key: k, ModRevision: e.rec.ModRevision, Value: e.value})
 		}
 		s.mu.Unlock()
 	}
-	for _, e := range p.entries {
-		ds.Records = append(ds.Records, diskRecord{
-			Source: sourceOf[e.rec.Key], Key: e.rec.Key, ModRevision: e.rec.ModRevision, Value: e.value,
-		})
+	if ds.Revision < p.snap.Revision() {
+		ds.Revision = p.snap.Revision()
 	}
 	data, err := json.Marshal(ds)
 	if err != nil {
@@ -155,7 +162,7 @@ func (c *Cache) loadDisk() {
 		rec.ModRevision = r.ModRevision
 		s.mu.Lock()
 		if !s.listed {
-			s.entries[r.Key] = newEntry(rec, r.Value)
+			s.put(r.Key, newEntry(rec, r.Value))
 			s.fromDisk = true
 			loaded++
 		}

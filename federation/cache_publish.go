@@ -71,6 +71,23 @@ func (c *Cache) staleGateways() []string {
 	if c.cfg.GatewayStaleAfter <= 0 {
 		return nil
 	}
+	for _, s := range c.sources {
+		s.mu.Lock()
+	}
+	defer func() {
+		for _, s := range c.sources {
+			s.mu.Unlock()
+		}
+	}()
+	return c.staleGatewaysLocked()
+}
+
+// staleGatewaysLocked is staleGateways for a caller holding every
+// source's lock.
+func (c *Cache) staleGatewaysLocked() []string {
+	if c.cfg.GatewayStaleAfter <= 0 {
+		return nil
+	}
 	var out []string
 	now := time.Now().UnixNano()
 	// A source silent for longer than this is unreachable, not idle.
@@ -83,51 +100,61 @@ func (c *Cache) staleGateways() []string {
 		if heard := s.lastHeard.Load(); now-heard > int64(silent) {
 			ref = heard // the clock stops while the source is unreachable
 		}
-		s.mu.Lock()
-		for k, e := range s.entries {
-			if e.rec.Info.Kind == KindGateway && ref-e.written.Load() > int64(c.cfg.GatewayStaleAfter) {
+		for k, e := range s.gateways {
+			if ref-e.written.Load() > int64(c.cfg.GatewayStaleAfter) {
 				out = append(out, k)
 			}
 		}
-		s.mu.Unlock()
 	}
 	slices.Sort(out)
 	return out
 }
 
-// publish merges the sources' records into a new snapshot and swaps it in.
+// publish applies the records that changed since the last publish to the
+// snapshot builder and swaps the new snapshot in. It rebuilds only what
+// the changes touch: a change costs its own service or cluster, not the
+// whole federation.
 func (c *Cache) publish() {
-	var entries []*entry
-	seen := map[string]bool{}
+	c.publishMu.Lock()
+	defer c.publishMu.Unlock()
+	prev := c.state.Load()
 	var revision int64
 	allListed, anyDisk := true, false
+	// Every source is locked at once so that the revision and the records
+	// read agree; apply only ever holds one source's lock.
 	for _, s := range c.sources {
 		s.mu.Lock()
+	}
+	stale := c.staleGatewaysLocked()
+	changed := c.takeChanged()
+	for _, k := range symmetricDifference(prev.stale, stale) {
+		changed[k] = struct{}{}
+	}
+	for _, s := range c.sources {
 		revision += s.rev
 		allListed = allListed && s.listed
 		anyDisk = anyDisk || s.fromDisk
-		for k, e := range s.entries {
-			if len(c.sources) == 1 {
-				entries = append(entries, e)
-			} else if !seen[k] {
-				seen[k] = true
-				entries = append(entries, e)
+	}
+	for k := range changed {
+		var rec *Record
+		if _, found := slices.BinarySearch(stale, k); !found {
+			for _, s := range c.sources {
+				if e, ok := s.entries[k]; ok {
+					rec = &e.rec
+					break
+				}
 			}
 		}
+		c.builder.set(k, rec)
+	}
+	for _, s := range c.sources {
 		s.mu.Unlock()
 	}
-	stale := c.staleGateways()
-	records := make([]Record, 0, len(entries))
-	for _, e := range entries {
-		if _, found := slices.BinarySearch(stale, e.rec.Key); found {
-			continue
-		}
-		records = append(records, e.rec)
+	snap := c.builder.build(revision)
+	next := &published{snap: snap, changed: make(chan struct{}), stale: stale, rejected: prev.rejected}
+	if !sameRejected(prev.snap, snap) {
+		next.rejected = c.countRejected(prev.rejected, snap)
 	}
-	prev := c.state.Load()
-	snap := prev.snap.Next(revision, records)
-	next := &published{snap: snap, changed: make(chan struct{}), entries: entries, stale: stale,
-		rejected: c.countRejected(prev.rejected, snap)}
 	if !slices.Equal(prev.stale, stale) {
 		c.cfg.Logger.Warn("federation: the set of gateways withdrawn for a missed heartbeat changed",
 			logStale, stale, logRevision, revision)
@@ -139,7 +166,7 @@ func (c *Cache) publish() {
 
 	c.metrics.snapshots.Inc()
 	c.metrics.revision.Set(float64(revision))
-	c.metrics.conflicts.Set(float64(countConflicts(snap)))
+	c.metrics.conflicts.Set(float64(snap.conflicts))
 	if allListed {
 		c.markSynced()
 	}
@@ -151,15 +178,46 @@ func (c *Cache) publish() {
 	}
 }
 
-// countConflicts counts the exports in conflict across every service.
-func countConflicts(s *Snapshot) int {
-	n := 0
-	for _, k := range s.Services() {
-		if svc, ok := s.Service(k); ok {
-			n += len(svc.Conflicts)
+// takeChanged collects and clears the keys every source changed. The
+// caller holds every source's lock.
+func (c *Cache) takeChanged() map[string]struct{} {
+	if len(c.sources) == 1 {
+		s := c.sources[0]
+		out := s.changed
+		s.changed = make(map[string]struct{}, min(len(out), 1024))
+		return out
+	}
+	out := map[string]struct{}{}
+	for _, s := range c.sources {
+		for k := range s.changed {
+			out[k] = struct{}{}
+		}
+		clear(s.changed)
+	}
+	return out
+}
+
+// symmetricDifference lists the keys in exactly one of two sorted lists.
+func symmetricDifference(a, b []string) []string {
+	var out []string
+	for _, k := range a {
+		if _, found := slices.BinarySearch(b, k); !found {
+			out = append(out, k)
 		}
 	}
-	return n
+	for _, k := range b {
+		if _, found := slices.BinarySearch(a, k); !found {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// sameRejected reports whether two snapshots share their rejected
+// endpoints (the builder shares the list when no change touched it).
+func sameRejected(a, b *Snapshot) bool {
+	ra, rb := a.RejectedEndpoints(), b.RejectedEndpoints()
+	return len(ra) == len(rb) && (len(ra) == 0 || &ra[0] == &rb[0])
 }
 
 // countRejected counts and logs the endpoint records a snapshot left out

@@ -43,8 +43,12 @@ type source struct {
 
 	mu       sync.Mutex
 	entries  map[string]*entry // valid records by key
-	invalid  map[string]int64  // key → mod revision already logged as invalid
-	rev      int64             // revision caught up with
+	gateways map[string]*entry // the gateway records of entries
+	// changed holds the keys whose entry changed since the last publish:
+	// the publisher rebuilds only what they touch.
+	changed  map[string]struct{}
+	invalid  map[string]int64 // key → mod revision already logged as invalid
+	rev      int64            // revision caught up with
 	listed   bool
 	fromDisk bool // entries were loaded from the snapshot file
 
@@ -53,12 +57,31 @@ type source struct {
 
 func newSource(idx int, s Source) *source {
 	return &source{
-		idx:     idx,
-		name:    s.Name,
-		cli:     s.Client,
-		entries: map[string]*entry{},
-		invalid: map[string]int64{},
+		idx:      idx,
+		name:     s.Name,
+		cli:      s.Client,
+		entries:  map[string]*entry{},
+		gateways: map[string]*entry{},
+		changed:  map[string]struct{}{},
+		invalid:  map[string]int64{},
 	}
+}
+
+// put sets the entry of key and notes the change. The caller holds s.mu.
+func (s *source) put(key string, e *entry) {
+	s.entries[key] = e
+	if e.rec.Info.Kind == KindGateway {
+		s.gateways[key] = e
+	}
+	s.changed[key] = struct{}{}
+}
+
+// remove removes the entry of key and notes the change. The caller holds
+// s.mu.
+func (s *source) remove(key string) {
+	delete(s.entries, key)
+	delete(s.gateways, key)
+	s.changed[key] = struct{}{}
 }
 
 func (s *source) heard() { s.lastHeard.Store(time.Now().UnixNano()) }
@@ -140,7 +163,16 @@ func (c *Cache) relist(ctx context.Context, s *source) error {
 			delete(s.invalid, key)
 		}
 	}
-	s.entries = next
+	for key, e := range s.entries {
+		if next[key] != e {
+			s.remove(key)
+		}
+	}
+	for key, e := range next {
+		if s.entries[key] != e {
+			s.put(key, e)
+		}
+	}
 	s.rev = rev
 	s.listed = true
 	s.fromDisk = false
@@ -264,7 +296,7 @@ func (c *Cache) apply(s *source, resp clientv3.WatchResponse) {
 		switch ev.Type {
 		case clientv3.EventTypeDelete:
 			if _, ok := s.entries[key]; ok {
-				delete(s.entries, key)
+				s.remove(key)
 				changed = true
 			}
 			delete(s.invalid, key)
@@ -276,7 +308,7 @@ func (c *Cache) apply(s *source, resp clientv3.WatchResponse) {
 				continue
 			}
 			if e := c.decode(s, ev.Kv); e != nil {
-				s.entries[key] = e
+				s.put(key, e)
 				changed = true
 			}
 		}

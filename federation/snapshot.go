@@ -2,8 +2,6 @@ package federation
 
 import (
 	"cmp"
-	"fmt"
-	"maps"
 	"slices"
 	"sync"
 
@@ -30,21 +28,29 @@ type Record struct {
 // Snapshot is an immutable view of the keyspace at one etcd revision. Its
 // methods are safe for concurrent use and the messages they return must not
 // be modified.
+//
+// A cache derives each snapshot from the previous one (snapshotBuilder):
+// its maps are persistent and share everything a change did not touch.
 type Snapshot struct {
 	revision      int64
-	gateways      map[string][]*straitv1.Gateway      // by cluster, sorted by ID
-	exports       map[ServiceKey][]*straitv1.Export   // by service, oldest first
-	endpoints     map[ServiceKey][]*straitv1.Endpoint // by service, sorted by cluster then ID
-	bundles       map[string]*straitv1.TrustBundle    // by trust domain
+	gateways      pmap[string, []*straitv1.Gateway]          // by cluster, sorted by ID
+	exports       pmap[ServiceKey, []*straitv1.Export]       // by service, oldest first
+	endpoints     pmap[clusterService, []*straitv1.Endpoint] // admitted, by cluster and service, sorted by ID
+	bundles       pmap[string, *straitv1.TrustBundle]        // by trust domain
 	globalConfig  *straitv1.GatewayConfig
-	clusterConfig map[string]*straitv1.GatewayConfig
-	// trustDomains by cluster: from its gateways' records, else from its
-	// endpoints' SPIFFE IDs (so that a moment without a gateway record does
-	// not make the cluster's identity unknown).
-	trustDomains map[string]string
+	clusterConfig pmap[string, *straitv1.GatewayConfig]
+	// trustDomains by cluster: from its gateways' records, else the one
+	// the previous snapshot knew while the cluster has an export or an
+	// endpoint record (Next), else from its admitted endpoints' SPIFFE IDs.
+	trustDomains pmap[string, string]
 	// rejected are the endpoint records left out because their SPIFFE ID
 	// may not serve their service, sorted by key.
 	rejected []RejectedEndpoint
+	// clusters and services are the sorted lists Clusters and Services
+	// copy; conflicts counts the exports in conflict.
+	clusters  []string
+	services  []ServiceKey
+	conflicts int
 	// resolved memoizes Service: ServiceKey → GlobalService. The snapshot
 	// is immutable, so a resolution never goes stale.
 	resolved sync.Map
@@ -57,7 +63,7 @@ type Snapshot struct {
 // unknown kind or with a message of the wrong type are ignored: validating
 // them is the caller's job.
 func NewSnapshot(revision int64, records []Record) *Snapshot {
-	return newSnapshot(revision, records, nil)
+	return buildSnapshot(revision, records, nil)
 }
 
 // Next builds the snapshot that follows s at revision from records, as
@@ -68,56 +74,15 @@ func NewSnapshot(revision int64, records []Record) *Snapshot {
 // its endpoints stay admitted, and a caller whose snapshot lags behind its
 // gateway's still accepts the servers of that cluster's exports. A gateway
 // record announcing another trust domain replaces the remembered one.
+//
+// A Cache derives each snapshot from the previous one incrementally, with
+// the same result as Next over all its records.
 func (s *Snapshot) Next(revision int64, records []Record) *Snapshot {
-	return newSnapshot(revision, records, s.trustDomains)
+	return buildSnapshot(revision, records, s)
 }
 
-func newSnapshot(revision int64, records []Record, remembered map[string]string) *Snapshot {
-	s := &Snapshot{
-		revision:      revision,
-		gateways:      map[string][]*straitv1.Gateway{},
-		exports:       map[ServiceKey][]*straitv1.Export{},
-		endpoints:     map[ServiceKey][]*straitv1.Endpoint{},
-		bundles:       map[string]*straitv1.TrustBundle{},
-		clusterConfig: map[string]*straitv1.GatewayConfig{},
-	}
-	var endpoints []Record
-	for _, r := range records {
-		switch m := r.Message.(type) {
-		case *straitv1.Gateway:
-			s.gateways[m.GetCluster()] = append(s.gateways[m.GetCluster()], m)
-		case *straitv1.Export:
-			k := ServiceKey{Namespace: m.GetNamespace(), Name: m.GetService()}
-			s.exports[k] = append(s.exports[k], m)
-		case *straitv1.Endpoint:
-			endpoints = append(endpoints, r)
-		case *straitv1.TrustBundle:
-			s.bundles[m.GetTrustDomain()] = m
-		case *straitv1.GatewayConfig:
-			if r.Info.Cluster == "" {
-				s.globalConfig = m
-			} else {
-				s.clusterConfig[r.Info.Cluster] = m
-			}
-		}
-	}
-	announced := gatewayTrustDomains(s.gateways)
-	s.remember(announced, remembered, endpoints)
-	s.addEndpoints(endpoints, announced)
-	s.trustDomains = clusterTrustDomains(announced, s.endpoints)
-	for _, gws := range s.gateways {
-		slices.SortFunc(gws, func(a, b *straitv1.Gateway) int { return cmp.Compare(a.GetId(), b.GetId()) })
-	}
-	for _, exps := range s.exports {
-		slices.SortFunc(exps, compareExportAge)
-	}
-	for _, eps := range s.endpoints {
-		slices.SortFunc(eps, func(a, b *straitv1.Endpoint) int {
-			return cmp.Or(cmp.Compare(a.GetCluster(), b.GetCluster()), cmp.Compare(a.GetId(), b.GetId()))
-		})
-	}
-	return s
-}
+// emptySnapshot is the snapshot of no records.
+func emptySnapshot() *Snapshot { return &Snapshot{} }
 
 // compareExportAge orders exports oldest first, then by cluster name, so
 // that conflict resolution is deterministic.
@@ -134,31 +99,17 @@ func (s *Snapshot) Revision() int64 { return s.revision }
 
 // Clusters lists, sorted, every cluster that has a live gateway or an export.
 func (s *Snapshot) Clusters() []string {
-	seen := map[string]bool{}
-	for c := range s.gateways {
-		seen[c] = true
-	}
-	for _, exps := range s.exports {
-		for _, e := range exps {
-			seen[e.GetCluster()] = true
-		}
-	}
-	out := make([]string, 0, len(seen))
-	for c := range seen {
-		out = append(out, c)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Clone(s.clusters)
 }
 
 // Gateways returns the live gateways of a cluster, sorted by ID.
-func (s *Snapshot) Gateways(cluster string) []*straitv1.Gateway { return s.gateways[cluster] }
+func (s *Snapshot) Gateways(cluster string) []*straitv1.Gateway { return s.gateways.at(cluster) }
 
 // ClusterAlive reports whether a cluster has at least one live gateway that
 // is not draining. The gateways' leases are the cluster's health signal: when
 // they expire, its exports stop being candidates.
 func (s *Snapshot) ClusterAlive(cluster string) bool {
-	for _, g := range s.gateways[cluster] {
+	for _, g := range s.gateways.at(cluster) {
 		if !g.GetDraining() {
 			return true
 		}
@@ -169,26 +120,19 @@ func (s *Snapshot) ClusterAlive(cluster string) bool {
 // TrustDomain returns the trust domain a cluster's gateways announce or,
 // while it has no gateway record, the one its endpoints' SPIFFE IDs name; ""
 // when neither is known.
-func (s *Snapshot) TrustDomain(cluster string) string { return s.trustDomains[cluster] }
+func (s *Snapshot) TrustDomain(cluster string) string { return s.trustDomains.at(cluster) }
 
 // Exports returns every export of a service, oldest first.
-func (s *Snapshot) Exports(key ServiceKey) []*straitv1.Export { return s.exports[key] }
+func (s *Snapshot) Exports(key ServiceKey) []*straitv1.Export { return s.exports.at(key) }
 
 // Services lists every exported service, sorted.
 func (s *Snapshot) Services() []ServiceKey {
-	out := make([]ServiceKey, 0, len(s.exports))
-	for k := range s.exports {
-		out = append(out, k)
-	}
-	slices.SortFunc(out, func(a, b ServiceKey) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
-	})
-	return out
+	return slices.Clone(s.services)
 }
 
 // Export returns a cluster's export of a service, or nil.
 func (s *Snapshot) Export(cluster string, key ServiceKey) *straitv1.Export {
-	for _, e := range s.exports[key] {
+	for _, e := range s.exports.at(key) {
 		if e.GetCluster() == cluster {
 			return e
 		}
@@ -198,20 +142,14 @@ func (s *Snapshot) Export(cluster string, key ServiceKey) *straitv1.Export {
 
 // Endpoints returns a cluster's endpoints of a service, ready or not.
 func (s *Snapshot) Endpoints(cluster string, key ServiceKey) []*straitv1.Endpoint {
-	var out []*straitv1.Endpoint
-	for _, ep := range s.endpoints[key] {
-		if ep.GetCluster() == cluster {
-			out = append(out, ep)
-		}
-	}
-	return out
+	return slices.Clone(s.endpoints.at(clusterService{cluster, key}))
 }
 
 // ReadyEndpoints returns a cluster's ready endpoints of a service.
 func (s *Snapshot) ReadyEndpoints(cluster string, key ServiceKey) []*straitv1.Endpoint {
 	var out []*straitv1.Endpoint
-	for _, ep := range s.endpoints[key] {
-		if ep.GetCluster() == cluster && ep.GetReady() {
+	for _, ep := range s.endpoints.at(clusterService{cluster, key}) {
+		if ep.GetReady() {
 			out = append(out, ep)
 		}
 	}
@@ -219,14 +157,12 @@ func (s *Snapshot) ReadyEndpoints(cluster string, key ServiceKey) []*straitv1.En
 }
 
 // Bundle returns the bundle of a trust domain, or nil.
-func (s *Snapshot) Bundle(trustDomain string) *straitv1.TrustBundle { return s.bundles[trustDomain] }
+func (s *Snapshot) Bundle(trustDomain string) *straitv1.TrustBundle { return s.bundles.at(trustDomain) }
 
 // Bundles returns every trust bundle, sorted by trust domain.
 func (s *Snapshot) Bundles() []*straitv1.TrustBundle {
-	out := make([]*straitv1.TrustBundle, 0, len(s.bundles))
-	for _, b := range s.bundles {
-		out = append(out, b)
-	}
+	out := make([]*straitv1.TrustBundle, 0, s.bundles.len())
+	s.bundles.all(func(_ string, b *straitv1.TrustBundle) { out = append(out, b) })
 	slices.SortFunc(out, func(a, b *straitv1.TrustBundle) int { return cmp.Compare(a.GetTrustDomain(), b.GetTrustDomain()) })
 	return out
 }
@@ -250,7 +186,7 @@ func (s *Snapshot) mergeConfig(cluster string) *straitv1.GatewayConfig {
 	if s.globalConfig != nil {
 		proto.Merge(out, s.globalConfig)
 	}
-	if c := s.clusterConfig[cluster]; c != nil {
+	if c := s.clusterConfig.at(cluster); c != nil {
 		overlay(out.ProtoReflect(), c.ProtoReflect())
 	}
 	return out
@@ -292,7 +228,7 @@ type GlobalService struct {
 // not, oldest export first. Who may serve a service is a property of its
 // exports, not of which gateways are up at this instant. The slice is new.
 func (s *Snapshot) Exporters(key ServiceKey) []string {
-	exps := s.exports[key]
+	exps := s.exports.at(key)
 	out := make([]string, 0, len(exps))
 	for _, e := range exps {
 		out = append(out, e.GetCluster())
@@ -316,7 +252,7 @@ func (s *Snapshot) Service(key ServiceKey) (svc GlobalService, ok bool) {
 
 // resolveService computes Service.
 func (s *Snapshot) resolveService(key ServiceKey) (svc GlobalService, ok bool) {
-	exps := s.exports[key]
+	exps := s.exports.at(key)
 	if len(exps) == 0 {
 		return GlobalService{}, false
 	}
@@ -370,64 +306,6 @@ func portConflict(want, got []*straitv1.ServicePort) string {
 	return ""
 }
 
-// gatewayTrustDomains maps each cluster to the first trust domain its
-// gateway records announce.
-func gatewayTrustDomains(gateways map[string][]*straitv1.Gateway) map[string]string {
-	out := map[string]string{}
-	for cluster, gws := range gateways {
-		for _, g := range gws {
-			if td := g.GetTrustDomain(); td != "" {
-				out[cluster] = td
-				break
-			}
-		}
-	}
-	return out
-}
-
-// remember adds to announced the remembered trust domain of every cluster
-// that no gateway announces and that still has an export or an endpoint
-// record. Exports must be in place.
-func (s *Snapshot) remember(announced, remembered map[string]string, endpoints []Record) {
-	if len(remembered) == 0 {
-		return
-	}
-	keep := func(cluster string) {
-		if _, ok := announced[cluster]; ok {
-			return
-		}
-		if td, ok := remembered[cluster]; ok {
-			announced[cluster] = td
-		}
-	}
-	for _, exps := range s.exports {
-		for _, e := range exps {
-			keep(e.GetCluster())
-		}
-	}
-	for _, r := range endpoints {
-		keep(r.Message.(*straitv1.Endpoint).GetCluster())
-	}
-}
-
-// clusterTrustDomains maps each cluster to its trust domain: the one its
-// gateway records announce, else the trust domain of an admitted
-// endpoint's SPIFFE ID.
-func clusterTrustDomains(announced map[string]string, endpoints map[ServiceKey][]*straitv1.Endpoint) map[string]string {
-	out := maps.Clone(announced)
-	for _, eps := range endpoints {
-		for _, ep := range eps {
-			if _, ok := out[ep.GetCluster()]; ok {
-				continue
-			}
-			if id, err := spiffeid.FromString(ep.GetSpiffeId()); err == nil {
-				out[ep.GetCluster()] = id.TrustDomain().Name()
-			}
-		}
-	}
-	return out
-}
-
 // RejectedEndpoint is an endpoint record the snapshot left out because the
 // SPIFFE ID it names may not serve its service.
 type RejectedEndpoint struct {
@@ -448,7 +326,7 @@ func (s *Snapshot) RejectedEndpoints() []RejectedEndpoint { return s.rejected }
 // the cluster's export of it (or the default, when it exports none) in the
 // trust domain the cluster's gateways announce (zero when none does).
 func (s *Snapshot) ServerPolicy(cluster string, key ServiceKey) ServerPolicy {
-	return s.serverPolicy(cluster, key, s.trustDomains[cluster])
+	return s.serverPolicy(cluster, key, s.trustDomains.at(cluster))
 }
 
 func (s *Snapshot) serverPolicy(cluster string, key ServiceKey, td string) ServerPolicy {
@@ -458,44 +336,11 @@ func (s *Snapshot) serverPolicy(cluster string, key ServiceKey, td string) Serve
 	return ExportServers(d, key.Namespace, s.Export(cluster, key))
 }
 
-// addEndpoints admits the endpoint records whose SPIFFE ID may serve their
-// service and keeps the others as rejected. Exports and gateways must be
-// in place.
-func (s *Snapshot) addEndpoints(records []Record, announced map[string]string) {
-	type clusterService struct {
-		cluster string
-		key     ServiceKey
-	}
-	policies := map[clusterService]ServerPolicy{}
-	for _, r := range records {
-		ep := r.Message.(*straitv1.Endpoint)
-		k := ServiceKey{Namespace: ep.GetNamespace(), Name: ep.GetService()}
-		cs := clusterService{ep.GetCluster(), k}
-		policy, ok := policies[cs]
-		if !ok {
-			policy = s.serverPolicy(cs.cluster, k, announced[cs.cluster])
-			policies[cs] = policy
-		}
-		id, err := spiffeid.FromString(ep.GetSpiffeId())
-		if err == nil {
-			err = policy.Check(id)
-		} else {
-			err = &ServerNotAllowedError{Allowed: policy.String(), Problem: fmt.Sprintf("spiffe_id %q: %v", ep.GetSpiffeId(), err)}
-		}
-		if err != nil {
-			s.rejected = append(s.rejected, RejectedEndpoint{Record: r, Err: err})
-			continue
-		}
-		s.endpoints[k] = append(s.endpoints[k], ep)
-	}
-	slices.SortFunc(s.rejected, func(a, b RejectedEndpoint) int { return cmp.Compare(a.Record.Key, b.Record.Key) })
-}
-
 // FailoverPolicy is the failover policy of a service as a cluster applies
 // it: the policy of the oldest export that sets one (a per-export
 // override), else the cluster's live configuration's. It may be nil.
 func (s *Snapshot) FailoverPolicy(cluster string, key ServiceKey) *straitv1.FailoverPolicy {
-	for _, e := range s.exports[key] {
+	for _, e := range s.exports.at(key) {
 		if f := e.GetFailover(); f != nil {
 			return f
 		}
@@ -512,10 +357,7 @@ func (s *Snapshot) BelowHealthy(cluster string, key ServiceKey, minPercent uint3
 		return false
 	}
 	total, ready := 0, 0
-	for _, ep := range s.endpoints[key] {
-		if ep.GetCluster() != cluster {
-			continue
-		}
+	for _, ep := range s.endpoints.at(clusterService{cluster, key}) {
 		total++
 		if ep.GetReady() {
 			ready++
