@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/strait-mesh/strait/e2e/netns"
 )
@@ -78,6 +79,12 @@ type Config struct {
 	// into the node's containerd before the kubelet starts. The pause and
 	// CoreDNS images are always imported.
 	Images []string
+	// LocalVolumes is how many PersistentVolumes (directories of the node)
+	// the default StorageClass "standard" offers, each of VolumeSize.
+	// Zero means 8; negative means none (and no StorageClass).
+	LocalVolumes int
+	// VolumeSize is each local volume's capacity. Zero means 1Gi.
+	VolumeSize resource.Quantity
 	// Corefile is CoreDNS's configuration. Default: DefaultCorefile of
 	// ClusterDomain.
 	Corefile string
@@ -102,6 +109,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = DefaultClusterDomain
+	}
+	if c.LocalVolumes == 0 {
+		c.LocalVolumes = 8
+	}
+	if c.LocalVolumes < 0 {
+		c.LocalVolumes = 0
+	}
+	if c.VolumeSize.IsZero() {
+		c.VolumeSize = resource.MustParse("1Gi")
 	}
 	if c.Corefile == "" {
 		c.Corefile = DefaultCorefile(c.ClusterDomain)

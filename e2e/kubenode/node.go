@@ -166,6 +166,9 @@ func (n *Node) start(ctx context.Context) error {
 		{"controllers", n.startControllers},
 		{"kubelet", n.startKubelet},
 		{"node ready", n.waitNodeReady},
+		{"local volumes", func(ctx context.Context) error {
+			return n.addLocalVolumes(ctx, n.cfg.LocalVolumes, n.cfg.VolumeSize)
+		}},
 		{"coredns", n.installCoreDNS},
 	}
 	for _, s := range steps {

@@ -3,6 +3,7 @@
 //
 //	kubeapp serve -listen :8080 -text "hello"   # GET / answers "<text> from <hostname>"
 //	kubeapp check -lookup web.default.svc.cluster.local -get http://web/ -timeout 30s
+//	kubeapp write -file /data/hello -text hello    # writes, reads back, prints "wrote <file>: <text>"
 //
 // check resolves the name through the pod's /etc/resolv.conf (Go's own
 // resolver, so search domains and ndots apply as for any client), then
@@ -26,7 +27,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: kubeapp serve|check [flags]")
+		fmt.Fprintln(os.Stderr, "usage: kubeapp serve|check|write [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -35,6 +36,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "check":
 		err = check(os.Args[2:])
+	case "write":
+		err = write(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -56,6 +59,22 @@ func serve(args []string) error {
 	})
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return srv.ListenAndServe()
+}
+
+func write(args []string) error {
+	fs := flag.NewFlagSet("write", flag.ExitOnError)
+	file := fs.String("file", "", "file to write")
+	text := fs.String("text", "hello", "content")
+	_ = fs.Parse(args)
+	if err := os.WriteFile(*file, []byte(*text), 0o644); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(*file)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s: %s\n", *file, b)
+	return nil
 }
 
 func check(args []string) error {
