@@ -44,7 +44,7 @@ func TestThreeClustersAcrossWAN(t *testing.T) {
 		spec.Clusters = append(spec.Clusters, netns.ClusterSpec{Name: n, Hosts: []string{"node"}})
 	}
 	topo := netns.BuildT(t, spec)
-	app, err := kubenode.BuildGoImage(ctx, t.TempDir(), "./e2e/kubenode/cmd/kubeapp", appImage, "65532:65532")
+	app, err := kubenode.BuildGoImage(ctx, t.TempDir(), kubenode.GoImage{Package: "./e2e/kubenode/cmd/kubeapp", Ref: appImage, User: "65532:65532"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,14 @@ func (n *Node) PodReport(ctx context.Context, namespace, selector string) string
 	}
 	var b strings.Builder
 	for _, p := range pods.Items {
-		fmt.Fprintf(&b, "pod %s/%s: %s\n", p.Namespace, p.Name, p.Status.Phase)
-		for _, cs := range p.Status.ContainerStatuses {
+		fmt.Fprintf(&b, "pod %s/%s: %s %s\n", p.Namespace, p.Name, p.Status.Phase, p.Status.Reason)
+		for _, c := range p.Status.Conditions {
+			if c.Status != corev1.ConditionTrue && c.Message != "" {
+				fmt.Fprintf(&b, "  %s: %s\n", c.Type, c.Message)
+			}
+		}
+		statuses := append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
+		for _, cs := range statuses {
 			fmt.Fprintf(&b, "  container %s: restarts %d, state %s\n", cs.Name, cs.RestartCount, containerState(cs.State))
 			opts := &corev1.PodLogOptions{Container: cs.Name, Previous: cs.RestartCount > 0, TailLines: ptrTo(int64(15))}
 			logs, err := n.client.CoreV1().Pods(p.Namespace).GetLogs(p.Name, opts).DoRaw(ctx)

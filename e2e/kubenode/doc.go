@@ -6,9 +6,12 @@
 // namespaces of their own behind a bridge in it. Images come from tarballs
 // (package ociimage) imported into the node's containerd; nothing is pulled.
 // The Kubernetes binaries and CoreDNS are pinned in e2e/kubetools and built
-// once into its gitignored bin/ (Binaries).
+// once into its gitignored bin/ (Binaries). It needs root, iproute2,
+// util-linux (unshare, nsenter), iptables, and Debian's containerd, runc and
+// containernetworking-plugins.
 //
 //	topo := netns.BuildT(t, netns.Spec{Clusters: []netns.ClusterSpec{{Name: "east", Hosts: []string{"node"}}}})
+//	appTar, err := kubenode.BuildGoImage(ctx, t.TempDir(), kubenode.GoImage{Package: "./e2e/kubenode/cmd/kubeapp", Ref: "strait.test/kubeapp:v1"})
 //	node := kubenode.StartT(t, kubenode.Config{Host: topo.Host("east", "node"), Images: []string{appTar}})
 //	pods, err := node.Client().CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
 //	out, err := node.Kubectl(ctx, nil, "get", "pods", "-A")

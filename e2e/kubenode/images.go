@@ -21,31 +21,41 @@ const (
 	CoreDNSImage = "strait.test/kubenode/coredns:v1"
 )
 
-// BuildGoImage builds the main package pkg (an import path of this module,
-// e.g. "./e2e/kubenode/cmd/pause", relative to the repository root) as a
-// static Linux binary and writes it as the image ref, with the binary at
-// /<base name of pkg> as entrypoint, into dir. It returns the tarball's path.
-func BuildGoImage(ctx context.Context, dir, pkg, ref string, user string) (string, error) {
+// GoImage is an image of one static Go program of this module.
+type GoImage struct {
+	// Package is the main package, relative to the repository root, e.g.
+	// "./e2e/kubenode/cmd/kubeapp".
+	Package string
+	// Ref names the image, with a tag.
+	Ref string
+	// User runs the program, "uid:gid". Zero means root.
+	User string
+}
+
+// BuildGoImage builds img.Package as a static Linux binary and writes the
+// image, with the binary at /<base name of the package> as its entrypoint,
+// into dir. It returns the tarball's path.
+func BuildGoImage(ctx context.Context, dir string, img GoImage) (string, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return "", err
 	}
-	name := filepath.Base(pkg)
+	name := filepath.Base(img.Package)
 	bin := filepath.Join(dir, name+".bin")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, pkg)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, img.Package)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("kubenode: go build %s: %w: %s", pkg, err, bytes.TrimSpace(stderr.Bytes()))
+		return "", fmt.Errorf("kubenode: go build %s: %w: %s", img.Package, err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	defer os.Remove(bin)
 	return writeImage(dir, name, ociimage.Spec{
-		Ref:        ref,
+		Ref:        img.Ref,
 		Files:      []ociimage.File{{Path: "/" + name, Source: bin, Mode: 0o755}},
 		Entrypoint: []string{"/" + name},
-		User:       user,
+		User:       img.User,
 	})
 }
 
@@ -60,7 +70,7 @@ func writeImage(dir, name string, spec ociimage.Spec) (string, error) {
 
 // baseImages writes the pause and CoreDNS images into dir.
 func baseImages(ctx context.Context, dir, binDir string) ([]string, error) {
-	pause, err := BuildGoImage(ctx, dir, "./e2e/kubenode/cmd/pause", PauseImage, "65535:65535")
+	pause, err := BuildGoImage(ctx, dir, GoImage{Package: "./e2e/kubenode/cmd/pause", Ref: PauseImage, User: "65535:65535"})
 	if err != nil {
 		return nil, err
 	}

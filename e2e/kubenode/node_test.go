@@ -89,7 +89,7 @@ func TestNodeRunsPods(t *testing.T) {
 	topo := netns.BuildT(t, netns.Spec{Prefix: "sk-" + hex.EncodeToString(suffix),
 		Clusters: []netns.ClusterSpec{{Name: "east", Hosts: []string{"node"}}}})
 	imgDir := t.TempDir()
-	app, err := kubenode.BuildGoImage(ctx, imgDir, "./e2e/kubenode/cmd/kubeapp", appImage, "65532:65532")
+	app, err := kubenode.BuildGoImage(ctx, imgDir, kubenode.GoImage{Package: "./e2e/kubenode/cmd/kubeapp", Ref: appImage, User: "65532:65532"})
 	if err != nil {
 		t.Fatal(err)
 	}
