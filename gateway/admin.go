@@ -9,7 +9,8 @@ import (
 
 // adminHandler serves /metrics (the gateway's metrics with the Go runtime
 // and process metrics), /healthz (the process is up), /readyz (the gateway
-// accepts new streams: ready and not draining) and, with Config.Pprof,
+// accepts new streams: ready and not draining), /probe (a signed path
+// probe to a remote cluster, see Probe) and, with Config.Pprof,
 // /debug/pprof/.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -24,6 +25,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	mux.HandleFunc("GET /probe", g.handleProbe)
 	if g.cfg.Pprof {
 		admin.HandlePprof(mux)
 	}

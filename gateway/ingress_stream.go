@@ -10,6 +10,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/strait-mesh/strait/federation"
+	"github.com/strait-mesh/strait/gateway/probe"
 	"github.com/strait-mesh/strait/gateway/relay"
 	"github.com/strait-mesh/strait/gateway/tunnel"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
@@ -28,6 +29,10 @@ func (g *Gateway) handleIngress(ctx context.Context, peer remote, st *quic.Strea
 	hdr, err := tunnel.ReadHeader(st, live.header)
 	if err != nil {
 		g.badHeader(peer, st, err)
+		return
+	}
+	if probe.IsProbe(hdr) {
+		g.serveProbe(peer, st, hdr, live)
 		return
 	}
 	key, code, msg := g.admit(g.cfg.Snapshots.Snapshot(), peer, hdr)
