@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/strait-mesh/strait/federation"
+	"github.com/strait-mesh/strait/internal/check"
+	"github.com/strait-mesh/strait/internal/devcluster"
+)
+
+// childEnv makes the test binary run the strait command line given in its
+// arguments instead of the tests: a gateway in a process of its own that a
+// test can SIGKILL.
+const childEnv = "STRAIT_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startDev runs dev mode's federation (on free ports) until the test ends.
+// It returns the federation and its data directory.
+func startDev(t *testing.T) (*devcluster.Federation, string) {
+	t.Helper()
+	cfg := devcluster.DefaultConfig(t.TempDir())
+	cfg.EtcdClientURL = ""
+	cfg.Clusters[0].Client.Upstreams[0].ListenAddr = "127.0.0.1:0"
+	f, err := devcluster.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("federation: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("federation did not stop within 20s")
+		}
+	})
+	select {
+	case <-f.Ready():
+	case err := <-done:
+		t.Fatalf("federation ended before ready: %v", err)
+	case <-time.After(90 * time.Second):
+		t.Fatal("federation not ready after 90s")
+	}
+	return f, cfg.DataDir
+}
+
+// runCheckCmd runs `strait check -o json` with args and returns the report
+// and the command's error.
+func runCheckCmd(t *testing.T, args ...string) (*check.Report, error) {
+	t.Helper()
+	var out bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(append([]string{"check", "-o", "json"}, args...))
+	err := root.ExecuteContext(context.Background())
+	var rep check.Report
+	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil {
+		t.Fatalf("check printed no JSON report (%v): %s", jerr, out.String())
+	}
+	return &rep, err
+}
+
+// find returns the results of a category whose check is name.
+func find(rep *check.Report, category, name string) []check.Result {
+	var out []check.Result
+	for _, r := range rep.Results {
+		if r.Category == category && r.Check == name {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func logReport(t *testing.T, rep *check.Report) {
+	t.Helper()
+	var b strings.Builder
+	for _, r := range rep.Results {
+		fmt.Fprintf(&b, "\n  %-4s %-8s %-22s %-8s %s", r.Status, r.Category, r.Check, r.Layer, r.Message)
+	}
+	t.Log(b.String())
+}
+
+// TestCheckDevFederation: against dev mode every check is ok, and each of
+// the checks the federation calls for is there.
+func TestCheckDevFederation(t *testing.T) {
+	f, _ := startDev(t)
+	etcd := strings.Join(f.EtcdEndpoints(), ",")
+	rep, err := runCheckCmd(t, "--etcd", etcd, "--timeout", "60s")
+	logReport(t, rep)
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if n := rep.Count(check.OK); n != len(rep.Results) {
+		t.Fatalf("%d of %d checks ok, want all", n, len(rep.Results))
+	}
+	for _, want := range []struct{ category, check string }{
+		{check.CategoryTrust, "east"}, {check.CategoryTrust, "west"},
+		{check.CategoryGateways, "east/gw-0"}, {check.CategoryGateways, "west/gw-0"},
+		{check.CategoryExports, "hello.default from west"},
+		{check.CategoryPath, "east -> west"}, {check.CategoryPath, "west -> east"},
+	} {
+		got := find(rep, want.category, want.check)
+		if len(got) != 1 {
+			t.Errorf("%s %q: %d results, want 1", want.category, want.check, len(got))
+			continue
+		}
+		if want.category == check.CategoryGateways || want.category == check.CategoryPath {
+			if got[0].RTTSeconds <= 0 {
+				t.Errorf("%s %q: no RTT measured", want.category, want.check)
+			}
+		}
+	}
+	if len(find(rep, check.CategoryEtcd, f.EtcdEndpoints()[0])) != 1 {
+		t.Errorf("no etcd check for %s", f.EtcdEndpoints()[0])
+	}
+}
+
+// TestCheckKilledGateway: a second gateway of west runs in its own process;
+// once the check is all ok with it, the process is SIGKILLed (its record
+// stays in etcd until its lease expires). The check then fails at the QUIC
+// layer for that gateway, naming it, within its timeout; the path checks
+// still pass through west's other gateway.
+func TestCheckKilledGateway(t *testing.T) {
+	f, dataDir := startDev(t)
+	etcd := f.EtcdEndpoints()
+	dir := t.TempDir()
+	conf := map[string]any{
+		"cluster": "west", "id": "gw-1", "region": "us-west", "zone": "us-west-1b",
+		"etcd":          map[string]any{"endpoints": etcd, "leaseTTL": "60s"},
+		"identity":      map[string]any{"trustDomain": "west.strait.local", "caDir": filepath.Join(dataDir, "west", "ca")},
+		"ingress":       map[string]any{"listen": "127.0.0.1:0"},
+		"egress":        map[string]any{"listen": "127.0.0.1:0"},
+		"admin":         map[string]any{"listen": "127.0.0.1:0"},
+		"snapshotPath":  filepath.Join(dir, "snapshot.json"),
+		"endpointCIDRs": []string{"127.0.0.0/8"},
+		"logLevel":      "warn",
+	}
+	b, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "gateway.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command(os.Args[0], "gateway", "--config", path)
+	child.Env = append(os.Environ(), childEnv+"=1")
+	logFile, err := os.Create(filepath.Join(dir, "gateway.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	child.Stdout, child.Stderr = logFile, logFile
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{}) // closed when the child has exited
+	var waitErr error
+	go func() { waitErr = child.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = child.Process.Kill()
+		<-exited
+	})
+
+	// Poll until the whole federation, with gw-1, checks ok.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rep, err := runCheckCmd(t, "--etcd", strings.Join(etcd, ","), "--timeout", "30s")
+		if err == nil && len(find(rep, check.CategoryGateways, "west/gw-1")) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			logReport(t, rep)
+			log, _ := os.ReadFile(logFile.Name())
+			t.Fatalf("the federation with west/gw-1 did not check ok within 60s: %v\ngateway log:\n%s", err, log)
+		}
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(logFile.Name())
+			t.Fatalf("gateway gw-1 exited: %v\n%s", waitErr, log)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	const timeout = 20 * time.Second
+	start := time.Now()
+	rep, err := runCheckCmd(t, "--etcd", strings.Join(etcd, ","), "--timeout", timeout.String())
+	took := time.Since(start)
+	logReport(t, rep)
+	if err == nil {
+		t.Fatal("check passed with west/gw-1 killed")
+	}
+	if took > timeout {
+		t.Errorf("check took %s, beyond its timeout %s", took, timeout)
+	}
+	got := find(rep, check.CategoryGateways, "west/gw-1")
+	if len(got) != 1 {
+		t.Fatalf("%d results for gateways west/gw-1, want 1", len(got))
+	}
+	if r := got[0]; r.Status != check.Fail || r.Layer != check.LayerQUIC || !strings.Contains(r.Message, "gw-1") || r.Cluster != "west" {
+		t.Errorf("west/gw-1: %+v, want a failure at the quic layer naming gw-1", r)
+	}
+	// Exactly that check fails: west's other gateway carries the paths.
+	if n := rep.Count(check.Fail); n != 1 {
+		t.Errorf("%d checks failed, want 1 (west/gw-1)", n)
+	}
+	for _, name := range []string{"east -> west", "west -> east"} {
+		if p := find(rep, check.CategoryPath, name); len(p) != 1 || p[0].Status != check.OK {
+			t.Errorf("path %s: %+v, want ok through west/gw-0", name, p)
+		}
+	}
+}
+
+// TestCheckDeletedBundle: east's bundle deleted and not restored fails the
+// trust check, naming east. In the live keyspace east's publisher restores
+// a deleted bundle within about a second (by design), so the check runs
+// against a copy of the keyspace taken at one revision without that key.
+func TestCheckDeletedBundle(t *testing.T) {
+	f, _ := startDev(t)
+	cli, err := federation.Dial(federation.ClientConfig{Endpoints: f.EtcdEndpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	live, copied := federation.Keyspace{}, federation.Keyspace{Prefix: "/check-copy/"}
+	resp, err := cli.Get(ctx, live.Root(), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := live.Bundle("east.strait.local")
+	found := false
+	for _, kv := range resp.Kvs {
+		if string(kv.Key) == deleted {
+			found = true
+			continue
+		}
+		key := copied.Root() + strings.TrimPrefix(string(kv.Key), live.Root())
+		if _, err := cli.Put(ctx, key, string(kv.Value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !found {
+		t.Fatalf("east's bundle %s is not in etcd", deleted)
+	}
+	rep, err := runCheckCmd(t, "--etcd", strings.Join(f.EtcdEndpoints(), ","), "--prefix", copied.Root(), "--timeout", "60s")
+	logReport(t, rep)
+	if err == nil {
+		t.Fatal("check passed without east's bundle")
+	}
+	east := find(rep, check.CategoryTrust, "east")
+	if len(east) != 1 || east[0].Status != check.Fail || !strings.Contains(east[0].Message, "east") {
+		t.Fatalf("trust east: %+v, want a failure naming east", east)
+	}
+	if west := find(rep, check.CategoryTrust, "west"); len(west) != 1 || west[0].Status != check.OK {
+		t.Errorf("trust west: %+v, want ok", west)
+	}
+	// Nothing east signs verifies any more: its gateway's identity and the
+	// path to east fail too, at the identity layer.
+	for _, r := range append(find(rep, check.CategoryGateways, "east/gw-0"), find(rep, check.CategoryPath, "west -> east")...) {
+		if r.Status != check.Fail || r.Layer != check.LayerIdentity {
+			t.Errorf("%s %s: %+v, want an identity failure", r.Category, r.Check, r)
+		}
+	}
+}
