@@ -88,6 +88,11 @@ type Config struct {
 	// Corefile is CoreDNS's configuration. Default: DefaultCorefile of
 	// ClusterDomain.
 	Corefile string
+	// Manifests are files or directories of manifests applied (kubectl
+	// apply --server-side) once the node is Ready and before CoreDNS is
+	// installed; their CRDs are waited for. The MCS CRDs that
+	// MulticlusterCorefile needs go here.
+	Manifests []string
 	// StartTimeout bounds Start once binaries and images exist. Default:
 	// DefaultStartTimeout.
 	StartTimeout time.Duration

@@ -97,3 +97,12 @@ func TestCNIConflist(t *testing.T) {
 		}
 	}
 }
+
+func TestMulticlusterCorefile(t *testing.T) {
+	got := MulticlusterCorefile("cluster.local")
+	for _, want := range []string{"kubernetes cluster.local clusterset.local in-addr.arpa ip6.arpa {", "multicluster clusterset.local"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Corefile lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -31,6 +31,23 @@ func DefaultCorefile(domain string) string {
 `
 }
 
+// ClustersetDomain is the Multi-Cluster Services API's DNS zone (KEP-1645):
+// <service>.<namespace>.svc.clusterset.local names a ServiceImport.
+const ClustersetDomain = "clusterset.local"
+
+// MulticlusterCorefile returns DefaultCorefile with CoreDNS's kubernetes
+// plugin also serving ServiceImports under clusterset.local (the
+// "multicluster" option): hello.demo.svc.clusterset.local answers the
+// ServiceImport's IPs. It is what a cluster running Strait's MCS controller
+// needs (deploy/README.md); the ServiceImport CRD must exist before CoreDNS
+// starts, and CoreDNS's ClusterRole must allow listing and watching
+// ServiceImports (manifests/coredns.yaml does).
+func MulticlusterCorefile(domain string) string {
+	return strings.Replace(DefaultCorefile(domain),
+		"    kubernetes "+domain+" in-addr.arpa ip6.arpa {\n",
+		"    kubernetes "+domain+" "+ClustersetDomain+" in-addr.arpa ip6.arpa {\n        multicluster "+ClustersetDomain+"\n", 1)
+}
+
 //go:embed manifests/coredns.yaml
 var corednsYAML string
 

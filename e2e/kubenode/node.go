@@ -169,6 +169,7 @@ func (n *Node) start(ctx context.Context) error {
 		{"local volumes", func(ctx context.Context) error {
 			return n.addLocalVolumes(ctx, n.cfg.LocalVolumes, n.cfg.VolumeSize)
 		}},
+		{"manifests", n.applyManifests},
 		{"coredns", n.installCoreDNS},
 	}
 	for _, s := range steps {
@@ -474,6 +475,26 @@ func (n *Node) waitNodeReady(ctx context.Context) error {
 		}
 		return false, nil
 	})
+}
+
+func (n *Node) applyManifests(ctx context.Context) error {
+	if len(n.cfg.Manifests) == 0 {
+		return nil
+	}
+	args := []string{"apply", "--server-side"}
+	for _, m := range n.cfg.Manifests {
+		args = append(args, "-f", m)
+	}
+	if _, err := n.Kubectl(ctx, nil, args...); err != nil {
+		return err
+	}
+	// A CRD serves its resources once Established.
+	crds, err := n.Kubectl(ctx, nil, "get", "crd", "-o", "name")
+	if err != nil || len(strings.TrimSpace(string(crds))) == 0 {
+		return err
+	}
+	_, err = n.Kubectl(ctx, nil, "wait", "--for", "condition=Established", "crd", "--all", "--timeout", "60s")
+	return err
 }
 
 func (n *Node) installCoreDNS(ctx context.Context) error {

@@ -84,9 +84,7 @@ func TestNodeRunsPods(t *testing.T) {
 	t.Logf("binaries ready in %s", time.Since(buildStart).Round(time.Millisecond))
 	sysctlsBefore := readSysctls(t)
 
-	suffix := make([]byte, 3)
-	_, _ = rand.Read(suffix)
-	topo := netns.BuildT(t, netns.Spec{Prefix: "sk-" + hex.EncodeToString(suffix),
+	topo := netns.BuildT(t, netns.Spec{Prefix: "sk-" + randomSuffix(),
 		Clusters: []netns.ClusterSpec{{Name: "east", Hosts: []string{"node"}}}})
 	imgDir := t.TempDir()
 	app, err := kubenode.BuildGoImage(ctx, imgDir, kubenode.GoImage{Package: "./e2e/kubenode/cmd/kubeapp", Ref: appImage, User: "65532:65532"})
@@ -223,6 +221,13 @@ func TestNodeRunsPods(t *testing.T) {
 	if after := readSysctls(t); fmt.Sprint(after) != fmt.Sprint(sysctlsBefore) {
 		t.Errorf("kernel settings changed: before %v, after %v", sysctlsBefore, after)
 	}
+}
+
+// randomSuffix returns 6 hex digits for a topology prefix.
+func randomSuffix() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // runToCompletion creates pod, waits until it has finished, fails the test
