@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -10,7 +11,8 @@ import (
 // adminHandler serves /metrics (the gateway's metrics with the Go runtime
 // and process metrics), /healthz (the process is up), /readyz (the gateway
 // accepts new streams: ready and not draining), /probe (a signed path
-// probe to a remote cluster, see Probe) and, with Config.Pprof,
+// probe to a remote cluster, see Probe), /links (the measures of the
+// links to remote gateways, see Links) and, with Config.Pprof,
 // /debug/pprof/.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -26,6 +28,10 @@ func (g *Gateway) adminHandler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.HandleFunc("GET /probe", g.handleProbe)
+	mux.HandleFunc("GET /links", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(g.Links())
+	})
 	if g.cfg.Pprof {
 		admin.HandlePprof(mux)
 	}

@@ -214,7 +214,9 @@ func (g *Gateway) attempt(ctx context.Context, cand candidate, sn federation.Ser
 		if err != nil {
 			return nil, straitv1.StreamCode_STREAM_CODE_INTERNAL, err
 		}
+		opened := time.Now()
 		st, code, err := g.openStream(ctx, pc.Conn, g.header(sn, name, cand.cluster), hello)
+		g.noteLink(cand, opened, code, err)
 		if err == nil && code == straitv1.StreamCode_STREAM_CODE_ACCEPTED {
 			return &stream{Stream: st, pc: pc}, code, nil
 		}

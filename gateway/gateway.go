@@ -24,6 +24,7 @@ type Gateway struct {
 	gatherer prometheus.Gatherer
 	relay    *relay.Relay
 	pool     *pool
+	links    *links // measures of the links to remote gateways
 	live     atomic.Pointer[liveConfig]
 	active   *tracker // streams in both directions
 	peers    *tracker // accepted ingress connections
@@ -100,6 +101,11 @@ func New(cfg Config) (*Gateway, error) {
 	if g.dialGuard, err = newDialGuard(labeled); err != nil {
 		return nil, err
 	}
+	lm, err := newLinkMetrics(labeled)
+	if err != nil {
+		return nil, err
+	}
+	g.links = newLinks(lm)
 	g.pool = newPool(g)
 	return g, nil
 }

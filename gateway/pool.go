@@ -165,6 +165,7 @@ func (p *pool) dial(ctx context.Context, pr *peer, rec *straitv1.Gateway, done c
 		pr.noteFailureLocked(p.g.cfg.Now())
 		p.g.m.peerUp.WithLabelValues(pr.cluster, pr.id).Set(0)
 		p.g.m.peerFailures.WithLabelValues(pr.cluster, pr.id).Inc()
+		p.g.links.failed(pr.cluster, pr.id, err, p.g.cfg.Now())
 		p.g.log.Warn("gateway: dial remote gateway failed", logPeerCluster, pr.cluster, logPeer, pr.id, logPeerAddr, rec.GetAddress(),
 			logFailures, pr.failures, logRetryIn, pr.retryAt.Sub(p.g.cfg.Now()).Round(time.Millisecond), logErr, err)
 		return
@@ -278,6 +279,7 @@ func (p *pool) closePeer(pr *peer) {
 	p.g.m.peerUp.DeleteLabelValues(pr.cluster, pr.id)
 	p.g.m.peerRTT.DeleteLabelValues(pr.cluster, pr.id)
 	p.g.m.peerFailures.DeleteLabelValues(pr.cluster, pr.id)
+	p.g.links.remove(pr.cluster, pr.id)
 	if c != nil {
 		c.retire()
 	}
@@ -308,8 +310,9 @@ func (p *pool) sample() {
 	p.mu.Unlock()
 	for _, pr := range peers {
 		pr.mu.Lock()
-		c := pr.conn
+		c, addr := pr.conn, pr.rec.GetAddress()
 		pr.mu.Unlock()
+		p.g.links.sample(pr.cluster, pr.id, addr, c, p.g.cfg.Now())
 		up := c != nil && c.alive()
 		if up {
 			p.g.m.peerRTT.WithLabelValues(pr.cluster, pr.id).Set(c.ConnectionStats().SmoothedRTT.Seconds())
