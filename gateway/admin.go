@@ -12,7 +12,8 @@ import (
 // and process metrics), /healthz (the process is up), /readyz (the gateway
 // accepts new streams: ready and not draining), /probe (a signed path
 // probe to a remote cluster, see Probe), /links (the measures of the
-// links to remote gateways, see Links) and, with Config.Pprof,
+// links to remote gateways, see Links), /topology (a live page of the
+// federation, polling /topology.json, see Topology) and, with Config.Pprof,
 // /debug/pprof/.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -28,6 +29,8 @@ func (g *Gateway) adminHandler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.HandleFunc("GET /probe", g.handleProbe)
+	mux.HandleFunc("GET /topology", g.handleTopologyPage)
+	mux.HandleFunc("GET /topology.json", g.handleTopology)
 	mux.HandleFunc("GET /links", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(g.Links())
