@@ -148,44 +148,7 @@ func TestCheckDevFederation(t *testing.T) {
 func TestCheckKilledGateway(t *testing.T) {
 	f, dataDir := startDev(t)
 	etcd := f.EtcdEndpoints()
-	dir := t.TempDir()
-	conf := map[string]any{
-		"cluster": "west", "id": "gw-1", "region": "us-west", "zone": "us-west-1b",
-		"etcd":          map[string]any{"endpoints": etcd, "leaseTTL": "60s"},
-		"identity":      map[string]any{"trustDomain": "west.strait.local", "caDir": filepath.Join(dataDir, "west", "ca")},
-		"ingress":       map[string]any{"listen": "127.0.0.1:0"},
-		"egress":        map[string]any{"listen": "127.0.0.1:0"},
-		"admin":         map[string]any{"listen": "127.0.0.1:0"},
-		"snapshotPath":  filepath.Join(dir, "snapshot.json"),
-		"endpointCIDRs": []string{"127.0.0.0/8"},
-		"logLevel":      "warn",
-	}
-	b, err := json.Marshal(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "gateway.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	child := exec.Command(os.Args[0], "gateway", "--config", path)
-	child.Env = append(os.Environ(), childEnv+"=1")
-	logFile, err := os.Create(filepath.Join(dir, "gateway.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	child.Stdout, child.Stderr = logFile, logFile
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{}) // closed when the child has exited
-	var waitErr error
-	go func() { waitErr = child.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = child.Process.Kill()
-		<-exited
-	})
+	child := startChildGateway(t, etcd, dataDir)
 
 	// Poll until the whole federation, with gw-1, checks ok.
 	deadline := time.Now().Add(60 * time.Second)
@@ -196,21 +159,12 @@ func TestCheckKilledGateway(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			logReport(t, rep)
-			log, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("the federation with west/gw-1 did not check ok within 60s: %v\ngateway log:\n%s", err, log)
+			t.Fatalf("the federation with west/gw-1 did not check ok within 60s: %v\ngateway log:\n%s", err, child.log())
 		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("gateway gw-1 exited: %v\n%s", waitErr, log)
-		case <-time.After(200 * time.Millisecond):
-		}
+		child.pause(t, 200*time.Millisecond)
 	}
 
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
+	child.kill(t)
 	const timeout = 20 * time.Second
 	start := time.Now()
 	rep, err := runCheckCmd(t, "--etcd", strings.Join(etcd, ","), "--timeout", timeout.String())
@@ -292,4 +246,80 @@ func TestCheckDeletedBundle(t *testing.T) {
 			t.Errorf("%s %s: %+v, want an identity failure", r.Category, r.Check, r)
 		}
 	}
+}
+
+// childGateway is a gateway of west, "gw-1", in a process of its own.
+type childGateway struct {
+	cmd     *exec.Cmd
+	logPath string
+	exited  chan struct{} // closed when the process has exited
+	waitErr error
+}
+
+// startChildGateway starts west's gateway gw-1 in a child process with
+// west's CA (loaded from the dev federation's data directory); its record
+// lives under a 60s lease, so that it outlasts a SIGKILL during the test.
+func startChildGateway(t *testing.T, etcd []string, dataDir string) *childGateway {
+	t.Helper()
+	dir := t.TempDir()
+	conf := map[string]any{
+		"cluster": "west", "id": "gw-1", "region": "us-west", "zone": "us-west-1b",
+		"etcd":          map[string]any{"endpoints": etcd, "leaseTTL": "60s"},
+		"identity":      map[string]any{"trustDomain": "west.strait.local", "caDir": filepath.Join(dataDir, "west", "ca")},
+		"ingress":       map[string]any{"listen": "127.0.0.1:0"},
+		"egress":        map[string]any{"listen": "127.0.0.1:0"},
+		"admin":         map[string]any{"listen": "127.0.0.1:0"},
+		"snapshotPath":  filepath.Join(dir, "snapshot.json"),
+		"endpointCIDRs": []string{"127.0.0.0/8"},
+		"logLevel":      "warn",
+	}
+	b, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "gateway.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &childGateway{cmd: exec.Command(os.Args[0], "gateway", "--config", path), logPath: filepath.Join(dir, "gateway.log"), exited: make(chan struct{})}
+	c.cmd.Env = append(os.Environ(), childEnv+"=1")
+	logFile, err := os.Create(c.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.waitErr = c.cmd.Wait(); close(c.exited) }()
+	t.Cleanup(func() {
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	})
+	return c
+}
+
+func (c *childGateway) log() string {
+	b, _ := os.ReadFile(c.logPath)
+	return string(b)
+}
+
+// pause waits d between two polls, failing the test if the child exits.
+func (c *childGateway) pause(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case <-c.exited:
+		t.Fatalf("gateway gw-1 exited: %v\n%s", c.waitErr, c.log())
+	case <-time.After(d):
+	}
+}
+
+// kill SIGKILLs the child and waits for it to be gone.
+func (c *childGateway) kill(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.exited
 }

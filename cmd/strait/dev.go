@@ -134,6 +134,9 @@ func printDev(out io.Writer, f *devcluster.Federation, cfg devcluster.Config) {
 	}
 	b.WriteString("Try it (east -> west through both gateways):\n")
 	fmt.Fprintf(&b, "curl http://%s/\n", f.UpstreamAddr("east", "hello"))
-	b.WriteString("Inspect it: strait status; Ctrl-C stops everything.\n")
+	if c := f.Cluster(cfg.Clusters[0].Name); c != nil {
+		fmt.Fprintf(&b, "Topology (live): http://%s/topology\n", c.Gateway.AdminAddr())
+	}
+	b.WriteString("Inspect it: strait status, strait check, strait gateways; Ctrl-C stops everything.\n")
 	fmt.Fprint(out, b.String())
 }
