@@ -26,7 +26,8 @@ import (
 // TestThreeClustersAcrossWAN starts east, west and central at once, each a
 // real node in its own cluster of one topology, and proves that a pod in
 // east reaches a Service of west only through a WAN link in front of west's
-// NodePort (the way gateways will), and not directly. It reports the start
+// NodePort (the way gateways will), over TCP and UDP (a UDP NodePort, as
+// the gateways' QUIC ingress), and not directly. It reports the start
 // time and the memory of the three clusters.
 func TestThreeClustersAcrossWAN(t *testing.T) {
 	netns.RequireRoot(t)
@@ -89,9 +90,11 @@ func TestThreeClustersAcrossWAN(t *testing.T) {
 	t.Logf("three clusters Ready with CoreDNS in %s", time.Since(start).Round(time.Millisecond))
 
 	west := nodes["west"]
+	// West's web pods also echo UDP, behind a UDP NodePort (as the
+	// gateways' QUIC ingress is).
 	manifest := strings.ReplaceAll(webManifest, "ports: [{port: 80, targetPort: 8080}]",
-		"type: NodePort\n  ports: [{port: 80, targetPort: 8080}]")
-	manifest = strings.ReplaceAll(manifest, "hello from web", "hello from west")
+		"type: NodePort\n  ports: [{name: http, port: 80, targetPort: 8080}, {name: udp, port: 9000, protocol: UDP, targetPort: 9000}]")
+	manifest = strings.ReplaceAll(manifest, `-text, "hello from web"]`, `-text, "hello from west", -udp, ":9000"]`)
 	if _, err := west.Kubectl(ctx, []byte(manifest), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +114,12 @@ func TestThreeClustersAcrossWAN(t *testing.T) {
 	}
 	nodePort := int(svc.Spec.Ports[0].NodePort)
 	link, err := topo.StartLink(ctx, wan.LinkConfig{Listen: ":8080",
-		Backends: []string{west.Host().AddrPort(nodePort)}, Delay: 15 * time.Millisecond})
+		Backends: []string{west.Host().AddrPort(nodePort)}, Delay: 15 * time.Millisecond, DisableUDP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpLink, err := topo.StartLink(ctx, wan.LinkConfig{Listen: ":9000",
+		Backends: []string{west.Host().AddrPort(int(svc.Spec.Ports[1].NodePort))}, Delay: 15 * time.Millisecond, DisableTCP: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +131,7 @@ func TestThreeClustersAcrossWAN(t *testing.T) {
 			RestartPolicy: corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{
 				Name: "client", Image: appImage, ImagePullPolicy: corev1.PullNever,
-				Args: []string{"check", "-get", "http://" + link.Addr().String() + "/", "-timeout", "60s"},
+				Args: []string{"check", "-get", "http://" + link.Addr().String() + "/", "-udp", udpLink.Addr().String(), "-timeout", "60s"},
 			}},
 		},
 	}, "hello from west from web-")

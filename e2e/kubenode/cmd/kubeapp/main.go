@@ -4,6 +4,8 @@
 //	kubeapp serve -listen :8080 -text "hello"   # GET / answers "<text> from <hostname>"
 //	kubeapp check -lookup web.default.svc.cluster.local -get http://web/ -timeout 30s
 //	kubeapp write -file /data/hello -text hello    # writes, reads back, prints "wrote <file>: <text>"
+//	kubeapp serve -listen :8080 -udp :9000         # also echoes UDP datagrams, prefixed with the hostname
+//	kubeapp check -udp 10.0.0.1:9000               # sends a datagram, prints "udp <addr>: <reply>"
 //
 // check resolves the name through the pod's /etc/resolv.conf (Go's own
 // resolver, so search domains and ndots apply as for any client), then
@@ -51,8 +53,25 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	listen := fs.String("listen", ":8080", "address to listen on")
 	text := fs.String("text", "hello", "first words of the answer")
+	udp := fs.String("udp", "", "UDP address to echo datagrams on (none by default)")
 	_ = fs.Parse(args)
 	host, _ := os.Hostname()
+	if *udp != "" {
+		pc, err := net.ListenPacket("udp", *udp)
+		if err != nil {
+			return err
+		}
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				_, _ = pc.WriteTo([]byte(host+" "+string(buf[:n])), from)
+			}
+		}()
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "%s from %s\n", *text, host)
@@ -81,6 +100,7 @@ func check(args []string) error {
 	fs := flag.NewFlagSet("check", flag.ExitOnError)
 	lookup := fs.String("lookup", "", "name to resolve")
 	get := fs.String("get", "", "URL to fetch")
+	udp := fs.String("udp", "", "UDP address to send a datagram to, expecting an echo")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	_ = fs.Parse(args)
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
@@ -123,6 +143,29 @@ func check(args []string) error {
 			return fmt.Errorf("get %s (%d attempts): %w", *get, attempts, err)
 		}
 		fmt.Printf("get %s: 200 %s (attempts %d)\n", *get, body[0], attempts)
+	}
+	if *udp != "" {
+		reply, attempts, err := retry(ctx, func(ctx context.Context) ([]string, error) {
+			c, err := net.Dial("udp", *udp)
+			if err != nil {
+				return nil, err
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+			if _, err := c.Write([]byte("ping")); err != nil {
+				return nil, err
+			}
+			buf := make([]byte, 2048)
+			n, err := c.Read(buf)
+			if err != nil {
+				return nil, err
+			}
+			return []string{string(buf[:n])}, nil
+		})
+		if err != nil {
+			return fmt.Errorf("udp %s (%d attempts): %w", *udp, attempts, err)
+		}
+		fmt.Printf("udp %s: %s (attempts %d)\n", *udp, reply[0], attempts)
 	}
 	return nil
 }
