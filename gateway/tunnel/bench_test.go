@@ -10,7 +10,7 @@ import (
 func benchHeader() *straitv1.StreamHeader {
 	return &straitv1.StreamHeader{
 		Service: "payments", Namespace: "default", Port: 9000, SourceCluster: "west", TargetCluster: "any",
-		Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", ServerName: "9000.payments.default.any.strait",
+		ServerName: "9000.payments.default.any.strait",
 	}
 }
 

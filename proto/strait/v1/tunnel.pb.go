@@ -108,8 +108,6 @@ type StreamHeader struct {
 	SourceCluster string `protobuf:"bytes,4,opt,name=source_cluster,json=sourceCluster,proto3" json:"source_cluster,omitempty"`
 	// TargetCluster is the cluster the caller expects to serve the stream.
 	TargetCluster string `protobuf:"bytes,5,opt,name=target_cluster,json=targetCluster,proto3" json:"target_cluster,omitempty"`
-	// Traceparent is a W3C trace context header, if the caller has one.
-	Traceparent string `protobuf:"bytes,6,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	// ServerName is the SNI of the inner ClientHello, for logging.
 	ServerName    string `protobuf:"bytes,7,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -181,13 +179,6 @@ func (x *StreamHeader) GetTargetCluster() string {
 	return ""
 }
 
-func (x *StreamHeader) GetTraceparent() string {
-	if x != nil {
-		return x.Traceparent
-	}
-	return ""
-}
-
 func (x *StreamHeader) GetServerName() string {
 	if x != nil {
 		return x.ServerName
@@ -252,16 +243,15 @@ var File_strait_v1_tunnel_proto protoreflect.FileDescriptor
 
 const file_strait_v1_tunnel_proto_rawDesc = "" +
 	"\n" +
-	"\x16strait/v1/tunnel.proto\x12\tstrait.v1\"\xeb\x01\n" +
+	"\x16strait/v1/tunnel.proto\x12\tstrait.v1\"\xdc\x01\n" +
 	"\fStreamHeader\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\rR\x04port\x12%\n" +
 	"\x0esource_cluster\x18\x04 \x01(\tR\rsourceCluster\x12%\n" +
-	"\x0etarget_cluster\x18\x05 \x01(\tR\rtargetCluster\x12 \n" +
-	"\vtraceparent\x18\x06 \x01(\tR\vtraceparent\x12\x1f\n" +
+	"\x0etarget_cluster\x18\x05 \x01(\tR\rtargetCluster\x12\x1f\n" +
 	"\vserver_name\x18\a \x01(\tR\n" +
-	"serverName\"R\n" +
+	"serverNameJ\x04\b\x06\x10\aR\vtraceparent\"R\n" +
 	"\vStreamReply\x12)\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x15.strait.v1.StreamCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage*\xed\x01\n" +
