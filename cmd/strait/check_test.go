@@ -183,6 +183,10 @@ func TestCheckKilledGateway(t *testing.T) {
 	if r := got[0]; r.Status != check.Fail || r.Layer != check.LayerQUIC || !strings.Contains(r.Message, "gw-1") || r.Cluster != "west" {
 		t.Errorf("west/gw-1: %+v, want a failure at the quic layer naming gw-1", r)
 	}
+	// On loopback the kernel answers for the dead process' port.
+	if !strings.Contains(got[0].Message, "UDP port unreachable") {
+		t.Errorf("west/gw-1: %q does not say that the UDP port is closed", got[0].Message)
+	}
 	// Exactly that check fails: west's other gateway carries the paths.
 	if n := rep.Count(check.Fail); n != 1 {
 		t.Errorf("%d checks failed, want 1 (west/gw-1)", n)

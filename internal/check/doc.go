@@ -6,7 +6,8 @@
 // anything not ok. A failing peer is diagnosed by layer, lowest first:
 // dns (the advertised host does not resolve), quic (no QUIC answer from
 // the address: UDP unreachable, gateway down or a handshake that does not
-// complete), identity (the gateway answered with another SPIFFE ID than
+// complete; the message says whether the host reported the UDP port
+// closed), identity (the gateway answered with another SPIFFE ID than
 // its cluster's gateway ID, or one its cluster's bundle does not verify)
 // and stream (a gateway refused the probe stream, with its code).
 //

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -182,6 +183,30 @@ func (r *runner) handshake(ctx context.Context, addr string, want spiffeid.ID, b
 	case err == nil:
 		return handshakeResult{layer: LayerIdentity, err: errors.New("handshake completed without a verified certificate")}
 	default:
-		return handshakeResult{layer: LayerQUIC, err: fmt.Errorf("no QUIC handshake within %s: %w", r.cfg.HandshakeTimeout, err)}
+		return handshakeResult{layer: LayerQUIC, err: fmt.Errorf("no QUIC handshake within %s (%s): %w", r.cfg.HandshakeTimeout, udpReach(addr), err)}
 	}
+}
+
+// udpReachTimeout bounds the UDP reachability probe of a failed handshake.
+const udpReachTimeout = 300 * time.Millisecond
+
+// udpReach tells, for an address that did not answer QUIC, whether its
+// host reported the UDP port closed (an ICMP port unreachable, seen on a
+// connected socket) or said nothing at all. It sends one datagram that is
+// not a QUIC packet, which a QUIC server drops.
+func udpReach(addr string) string {
+	c, err := net.DialTimeout("udp", addr, udpReachTimeout)
+	if err != nil {
+		return fmt.Sprintf("UDP: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(udpReachTimeout))
+	_, err = c.Write(make([]byte, 64))
+	if err == nil {
+		_, err = c.Read(make([]byte, 64))
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return "UDP port unreachable: nothing listens there"
+	}
+	return "no ICMP error either: the host is down, UDP is filtered, or the gateway hangs"
 }
