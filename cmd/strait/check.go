@@ -59,7 +59,7 @@ With --wait it repeats until nothing fails or --timeout passes.`,
 			return fmt.Errorf("check: %w", err)
 		}
 		defer cli.Close()
-		rep, err := runCheck(ctx, cli, ef, wait)
+		rep, err := runCheck(ctx, cli, ef, wait, cmd.ErrOrStderr())
 		if err != nil {
 			return err
 		}
@@ -80,12 +80,19 @@ With --wait it repeats until nothing fails or --timeout passes.`,
 	return cmd
 }
 
-func runCheck(ctx context.Context, cli *clientv3.Client, ef *etcdFlags, wait bool) (*check.Report, error) {
+func runCheck(ctx context.Context, cli *clientv3.Client, ef *etcdFlags, wait bool, progress io.Writer) (*check.Report, error) {
 	cfg := check.Config{Etcd: cli, Keyspace: ef.keyspace(), EtcdCertFile: ef.cert}
-	if wait {
-		return check.Wait(ctx, cfg, time.Second)
+	if !wait {
+		return check.Run(ctx, cfg)
 	}
-	return check.Run(ctx, cfg)
+	return check.Wait(ctx, cfg, time.Second, func(rep *check.Report) {
+		for _, r := range rep.Results {
+			if r.Status == check.Fail {
+				fmt.Fprintf(progress, "waiting: %d checks fail, first %s %s: %s\n", rep.Count(check.Fail), r.Category, r.Check, r.Message)
+				return
+			}
+		}
+	})
 }
 
 func printCheckTable(w io.Writer, rep *check.Report) error {

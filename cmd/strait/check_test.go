@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"github.com/strait-mesh/strait/federation"
 	"github.com/strait-mesh/strait/internal/check"
 	"github.com/strait-mesh/strait/internal/devcluster"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 
 // childEnv makes the test binary run the strait command line given in its
@@ -326,4 +329,60 @@ func (c *childGateway) kill(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-c.exited
+}
+
+// TestCheckWait: `strait check --wait` keeps checking while an export has
+// no ready endpoint, says so, and exits ok once that export is withdrawn.
+func TestCheckWait(t *testing.T) {
+	f, _ := startDev(t)
+	cli, err := federation.Dial(federation.ClientConfig{Endpoints: f.EtcdEndpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	st := federation.NewStore(cli, federation.Keyspace{})
+	_, err = st.PutExport(ctx, &straitv1.Export{Cluster: "west", Namespace: "default", Service: "later",
+		Ports:     []*straitv1.ServicePort{{Name: "tcp", Port: 9999, Protocol: straitv1.Protocol_PROTOCOL_TCP}},
+		Consumers: []string{"spiffe://east.strait.local"}, Servers: []string{"later"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	progress, progressW := io.Pipe()
+	var out bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetErr(progressW)
+	root.SetArgs([]string{"check", "-o", "json", "--wait", "--timeout", "60s", "--etcd", strings.Join(f.EtcdEndpoints(), ",")})
+	done := make(chan error, 1)
+	go func() {
+		err := root.ExecuteContext(ctx)
+		progressW.Close()
+		done <- err
+	}()
+	sc := bufio.NewScanner(progress)
+	if !sc.Scan() {
+		t.Fatalf("check --wait exited without waiting: %v", <-done)
+	}
+	line := sc.Text()
+	if !strings.Contains(line, "waiting:") || !strings.Contains(line, "later.default from west") {
+		t.Fatalf("progress %q, want a wait for the export later.default", line)
+	}
+	go func() { _, _ = io.Copy(io.Discard, progress) }()
+	if err := st.DeleteExport(ctx, "west", "default", "later"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("check --wait: %v\n%s", err, out.String())
+	}
+	var rep check.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	logReport(t, &rep)
+	if rep.Count(check.OK) != len(rep.Results) || len(find(&rep, check.CategoryExports, "later.default from west")) != 0 {
+		t.Fatalf("final report is not all ok without the export later.default")
+	}
 }

@@ -178,19 +178,32 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 // Wait runs the checks until none fails or ctx ends, and returns the last
-// report. interval is the pause between runs; zero means one second.
-func Wait(ctx context.Context, cfg Config, interval time.Duration) (*Report, error) {
+// complete report (a run that ctx cut short is not one, unless it is the
+// only run). interval is the pause between runs; zero means one second.
+// retry, if not nil, receives each failing report before the next run.
+func Wait(ctx context.Context, cfg Config, interval time.Duration, retry func(*Report)) (*Report, error) {
 	interval = or(interval, time.Second)
+	var last *Report
 	for {
 		rep, err := Run(ctx, cfg)
-		if err != nil || !rep.Failed() {
-			return rep, err
+		if err != nil {
+			return nil, err
+		}
+		if ctx.Err() != nil && last != nil {
+			return last, nil
+		}
+		if !rep.Failed() || ctx.Err() != nil {
+			return rep, nil
+		}
+		last = rep
+		if retry != nil {
+			retry(rep)
 		}
 		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return rep, nil
+			return last, nil
 		case <-t.C:
 		}
 	}
