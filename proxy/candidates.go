@@ -24,6 +24,9 @@ type candidate struct {
 	allowed spiffeid.Matcher
 }
 
+// key names a candidate among those of one connection.
+func (c candidate) key() string { return c.path + " " + c.addr + " " + c.sni }
+
 // candidates lists, in the order to try them, where a connection to up may
 // go: ready local endpoints (power of two choices on outstanding
 // connections first, then the rest by load) and then this cluster's egress

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
@@ -21,21 +22,57 @@ func (p *Proxy) serveOutbound(ctx context.Context, up Upstream, app net.Conn) {
 	log := p.log.With(logDirection, dirOutbound, logUpstream, up.Name(), logRemote, app.RemoteAddr().String())
 
 	start := time.Now()
-	conn, cand, err := p.connect(ctx, up, log)
-	if err != nil {
-		abort(app)
-		p.countFailure(log, err)
+	skip := map[string]bool{}
+	var unsent []byte
+	for {
+		conn, cand, err := p.connectSkipping(ctx, up, log, skip)
+		if err != nil {
+			abort(app)
+			p.countFailure(log, err)
+			return
+		}
+		m.connectSeconds.WithLabelValues(cand.path).Observe(time.Since(start).Seconds())
+		dest := &firstByteConn{Conn: conn}
+		var res relayResult
+		retry := false
+		if len(unsent) > 0 {
+			_, _ = dest.Write(unsent) // a failure shows in dest, and in the relay
+			res.Up = int64(len(unsent))
+		}
+		if dest.unexchanged() {
+			retry = true
+		} else {
+			var r relayResult
+			r, retry = p.relayOutbound(app, dest)
+			r.Up += res.Up
+			res = r
+		}
+		cand.release()
+		if retry {
+			// The destination failed after the inner handshake but
+			// before any byte crossed it either way: no byte of the
+			// request reached it, so the connection goes to the next
+			// candidate with what the application sent so far.
+			_ = dest.Conn.Close()
+			if re, ok := destinationRefusal(dest.err, cand.addr); ok && !re.Retryable() {
+				abort(app)
+				p.finish(log.With(logAddr, cand.addr, logPath, cand.path), dirOutbound, res, start, re)
+				return
+			}
+			p.metrics.attempts.WithLabelValues(cand.path, "error").Inc()
+			log.Debug("attempt failed", logAddr, cand.addr, logPath, cand.path, logErr, &unexchangedError{dest.err})
+			skip[cand.key()] = true
+			unsent = dest.unsent
+			continue
+		}
+		log = log.With(logAddr, cand.addr, logPath, cand.path)
+		var refusal *RouteError
+		if re, ok := destinationRefusal(res.DownErr, cand.addr); ok && res.Down == 0 {
+			refusal = re // relay has reset the application's connection
+		}
+		p.finish(log, dirOutbound, res, start, refusal)
 		return
 	}
-	defer cand.release()
-	m.connectSeconds.WithLabelValues(cand.path).Observe(time.Since(start).Seconds())
-	log = log.With(logAddr, cand.addr, logPath, cand.path)
-	res := p.relay(app, conn)
-	var refusal *RouteError
-	if re, ok := destinationRefusal(res.DownErr, cand.addr); ok && res.Down == 0 {
-		refusal = re // relay has reset the application's connection
-	}
-	p.finish(log, dirOutbound, res, start, refusal)
 }
 
 // connected is a candidate the connection went to.
@@ -48,11 +85,17 @@ type connected struct {
 // handshake. An attempt that fails is retried on the next candidate unless
 // it was refused for good (NOT_EXPORTED, UNAUTHORIZED).
 func (p *Proxy) connect(ctx context.Context, up Upstream, log *slog.Logger) (*tls.Conn, connected, error) {
+	return p.connectSkipping(ctx, up, log, nil)
+}
+
+// connectSkipping is connect without the candidates whose key is in skip
+// (they failed this connection already).
+func (p *Proxy) connectSkipping(ctx context.Context, up Upstream, log *slog.Logger, skip map[string]bool) (*tls.Conn, connected, error) {
 	own, err := p.trustDomain()
 	if err != nil {
 		return nil, connected{}, err
 	}
-	cands := p.candidates(p.cfg.Snapshots.Snapshot(), up, own)
+	cands := slices.DeleteFunc(p.candidates(p.cfg.Snapshots.Snapshot(), up, own), func(c candidate) bool { return skip[c.key()] })
 	if len(cands) == 0 {
 		return nil, connected{}, &RouteError{Code: straitv1.StreamCode_STREAM_CODE_NO_ENDPOINT, Err: ErrNoCandidate}
 	}
