@@ -50,6 +50,7 @@ Start with 'strait dev': a whole two-cluster federation in one process.`,
 		newConfigCmd(),
 		newDemoCmd(),
 		newSPIRESyncCmd(),
+		newInjectCmd(),
 	)
 	return root
 }
