@@ -178,6 +178,9 @@ type published struct {
 	snap    *Snapshot
 	changed chan struct{}
 	stale   []string // gateway keys left out as stale, sorted
+	// listed and fromDisk say whether the snapshot holds a source's
+	// listing, or records of the snapshot file.
+	listed, fromDisk bool
 	// rejected maps the keys of the endpoints the snapshot rejected to
 	// their mod revision (counted once each).
 	rejected map[string]int64

@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/strait-mesh/strait/internal/etcdtest"
 
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
@@ -180,4 +183,51 @@ func compareSnapshots(got, want *Snapshot) string {
 		}
 	}
 	return ""
+}
+
+// TestFallbackWaitsForTheFirstSnapshot: a cache whose source is listed but
+// whose first snapshot is still being built (a large federation takes
+// seconds) must not declare itself synced with an empty snapshot when
+// FallbackAfter passes; it is synced once that snapshot is out.
+func TestFallbackWaitsForTheFirstSnapshot(t *testing.T) {
+	_, cli := etcdtest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := NewStore(cli, Keyspace{}).PutExport(ctx, testExport("west", "shop", "payments", time.Unix(1, 0))); err != nil {
+		t.Fatal(err)
+	}
+	const fallback = 50 * time.Millisecond
+	c, err := NewCache(CacheConfig{Sources: oneSource(cli), FallbackAfter: fallback, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Holding the publisher stands for a first snapshot that takes long
+	// to build.
+	c.publishMu.Lock()
+	held := true
+	rctx, rcancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(rctx) }()
+	defer func() { rcancel(); <-done }()
+	defer func() {
+		if held {
+			c.publishMu.Unlock()
+		}
+	}()
+	poll(t, "the source listed", func() bool { return c.Sources()[0].Listed })
+	select {
+	case <-c.Synced():
+		t.Fatalf("synced with %d services before any snapshot held the listing", len(c.Snapshot().Services()))
+	case <-time.After(10 * fallback):
+	}
+	c.publishMu.Unlock()
+	held = false
+	select {
+	case <-c.Synced():
+	case <-time.After(waitTimeout):
+		t.Fatal("not synced after the first snapshot")
+	}
+	if n := len(c.Snapshot().Services()); n != 1 {
+		t.Errorf("synced with %d services, want 1", n)
+	}
 }

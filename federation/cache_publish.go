@@ -6,27 +6,34 @@ import (
 	"time"
 )
 
-// runFallback declares the cache synced after FallbackAfter if it serves
-// anything by then.
+// runFallback declares the cache synced after FallbackAfter as soon as it
+// publishes a snapshot that serves something: a source's listing or the
+// snapshot file. It looks at published snapshots, not at the sources: a
+// source may be listed while its first snapshot is still being built.
 func (c *Cache) runFallback(ctx context.Context) {
 	if !sleepCtx(ctx.Done(), c.cfg.FallbackAfter) {
 		return
 	}
-	select {
-	case <-c.synced:
-		return
-	default:
-	}
-	anyListed := false
-	for _, s := range c.sources {
-		s.mu.Lock()
-		anyListed = anyListed || s.listed
-		s.mu.Unlock()
-	}
-	if anyListed || c.fromDisk.Load() {
-		c.cfg.Logger.Warn("federation: serving a partial or persisted snapshot: some sources are unreachable",
-			logRevision, c.Snapshot().Revision())
-		c.markSynced()
+	for {
+		p := c.state.Load()
+		select {
+		case <-c.synced:
+			return
+		default:
+		}
+		if p.listed || p.fromDisk {
+			c.cfg.Logger.Warn("federation: serving a partial or persisted snapshot: some sources are unreachable",
+				logRevision, p.snap.Revision())
+			c.markSynced()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.synced:
+			return
+		case <-p.changed:
+		}
 	}
 }
 
@@ -119,7 +126,7 @@ func (c *Cache) publish() {
 	defer c.publishMu.Unlock()
 	prev := c.state.Load()
 	var revision int64
-	allListed, anyDisk := true, false
+	allListed, anyListed, anyDisk := true, false, false
 	// Every source is locked at once so that the revision and the records
 	// read agree; apply only ever holds one source's lock.
 	for _, s := range c.sources {
@@ -133,6 +140,7 @@ func (c *Cache) publish() {
 	for _, s := range c.sources {
 		revision += s.rev
 		allListed = allListed && s.listed
+		anyListed = anyListed || s.listed
 		anyDisk = anyDisk || s.fromDisk
 	}
 	for k := range changed {
@@ -151,7 +159,8 @@ func (c *Cache) publish() {
 		s.mu.Unlock()
 	}
 	snap := c.builder.build(revision)
-	next := &published{snap: snap, changed: make(chan struct{}), stale: stale, rejected: prev.rejected}
+	next := &published{snap: snap, changed: make(chan struct{}), stale: stale, rejected: prev.rejected,
+		listed: anyListed, fromDisk: anyDisk}
 	if !sameRejected(prev.snap, snap) {
 		next.rejected = c.countRejected(prev.rejected, snap)
 	}
