@@ -141,6 +141,20 @@ func TestCheckDevFederation(t *testing.T) {
 	if len(find(rep, check.CategoryEtcd, f.EtcdEndpoints()[0])) != 1 {
 		t.Errorf("no etcd check for %s", f.EtcdEndpoints()[0])
 	}
+
+	// The table form: one line per check and the tally.
+	var out bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetArgs([]string{"check", "--etcd", etcd, "--timeout", "60s"})
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("check (table): %v\n%s", err, out.String())
+	}
+	t.Logf("\n%s", out.String())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if !strings.HasPrefix(lines[0], "STATUS") || lines[len(lines)-1] != fmt.Sprintf("%d ok, 0 warn, 0 fail", len(rep.Results)) {
+		t.Errorf("table output:\n%s", out.String())
+	}
 }
 
 // TestCheckKilledGateway: a second gateway of west runs in its own process;
