@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -95,11 +98,19 @@ type ListenFile struct {
 }
 
 // ReadFile reads a YAML or JSON file into v, refusing unknown fields: a
-// typo must not silently fall back to a default.
+// typo must not silently fall back to a default. Placeholders @NAME@ in the
+// file are first replaced by the environment variable NAME (see
+// ExpandPlaceholders), so that a Kubernetes ConfigMap can be a template
+// that each pod fills from its own environment (@POD_IP@ from the downward
+// API) without an init container to render it.
 func ReadFile(path string, v any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
+	}
+	data, err = ExpandPlaceholders(data, os.LookupEnv)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	if err := yaml.UnmarshalStrict(data, v); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -114,4 +125,35 @@ func ParseLevel(s string) (slog.Level, error) {
 		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// placeholder is @NAME@ with NAME an environment variable name in capitals.
+var placeholder = regexp.MustCompile(`@[A-Z][A-Z0-9_]*@`)
+
+// ErrUnsetPlaceholder is wrapped by ExpandPlaceholders' error for a
+// placeholder whose variable is not set.
+var ErrUnsetPlaceholder = errors.New("placeholder of an unset environment variable")
+
+// ExpandPlaceholders replaces each @NAME@ in data (NAME: capital letters,
+// digits and underscores, starting with a letter) by the value lookup gives
+// NAME, verbatim. A placeholder whose variable is unset is an error that
+// wraps ErrUnsetPlaceholder and names every such placeholder: a config file
+// must not run with an address left as "@POD_IP@".
+func ExpandPlaceholders(data []byte, lookup func(string) (string, bool)) ([]byte, error) {
+	var unset []string
+	out := placeholder.ReplaceAllFunc(data, func(m []byte) []byte {
+		name := string(m[1 : len(m)-1])
+		v, ok := lookup(name)
+		if !ok {
+			if !slices.Contains(unset, string(m)) {
+				unset = append(unset, string(m))
+			}
+			return m
+		}
+		return []byte(v)
+	})
+	if len(unset) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrUnsetPlaceholder, strings.Join(unset, ", "))
+	}
+	return out, nil
 }
