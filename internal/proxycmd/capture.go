@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -16,7 +20,11 @@ const (
 rules in the current network namespace (run it in the pod's) that redirect
 outbound TCP to the proxy's transparent listener and DNS queries to its DNS
 responder, except the proxy's own (marked) connections and loopback. Running
-it again changes nothing. Needs CAP_NET_ADMIN.`
+it again changes nothing. Needs CAP_NET_ADMIN.
+
+With --own-dir it also hands directories to the proxy's user (--owner), as
+the hostPath directory of the built-in CA, which the kubelet creates owned
+by root, needs (CAP_CHOWN); --no-capture then skips the rules.`
 	cleanupHelp = "Remove the capture rules that init installed."
 )
 
@@ -26,6 +34,10 @@ type captureFlags struct {
 	excludeCIDRs []string
 	excludeUIDs  []uint
 	excludePorts []uint
+	// init only
+	noCapture bool
+	ownDirs   []string
+	owner     string
 }
 
 func addCaptureFlags(fs *pflag.FlagSet) *captureFlags {
@@ -38,6 +50,45 @@ func addCaptureFlags(fs *pflag.FlagSet) *captureFlags {
 	fs.StringSliceVar(&f.excludeCIDRs, "exclude-cidr", nil, "destinations that are not captured, besides loopback (comma-separated CIDRs)")
 	fs.UintSliceVar(&f.excludePorts, "exclude-port", nil, "TCP destination ports that are not captured")
 	return f
+}
+
+// addInitFlags adds the flags that only init has.
+func addInitFlags(fs *pflag.FlagSet, f *captureFlags) {
+	fs.BoolVar(&f.noCapture, "no-capture", false, "install no capture rules (with --own-dir: only prepare the directories)")
+	fs.StringSliceVar(&f.ownDirs, "own-dir", nil, "directories to hand to --owner (comma-separated or repeated), e.g. the built-in CA's hostPath")
+	fs.StringVar(&f.owner, "owner", "65532:65532", "user:group that --own-dir directories get (numeric)")
+}
+
+// parseOwner parses a numeric "uid:gid".
+func parseOwner(s string) (uid, gid int, err error) {
+	u, g, ok := strings.Cut(s, ":")
+	if ok {
+		uid, err = strconv.Atoi(u)
+		if err == nil {
+			gid, err = strconv.Atoi(g)
+		}
+	}
+	if !ok || err != nil || uid < 0 || gid < 0 {
+		return 0, 0, fmt.Errorf("--owner %q: want numeric user:group such as 65532:65532", s)
+	}
+	return uid, gid, nil
+}
+
+// ownDirs hands each directory to uid:gid, creating it when missing.
+func ownDirs(dirs []string, uid, gid int, out io.Writer) error {
+	for _, d := range dirs {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("proxy init: --own-dir %q is not absolute", d)
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("proxy init: %w", err)
+		}
+		if err := os.Chown(d, uid, gid); err != nil {
+			return fmt.Errorf("proxy init: %w", err)
+		}
+		fmt.Fprintf(out, "%s owned by %d:%d\n", d, uid, gid)
+	}
+	return nil
 }
 
 func (f *captureFlags) config() (capture.Config, error) {
@@ -61,11 +112,22 @@ func (f *captureFlags) config() (capture.Config, error) {
 	return cfg, nil
 }
 
-// runInit installs the capture rules that f describes.
+// runInit hands the --own-dir directories to their owner and installs the
+// capture rules that f describes.
 func runInit(ctx context.Context, f *captureFlags, out io.Writer) error {
 	cfg, err := f.config()
 	if err != nil {
 		return err
+	}
+	uid, gid, err := parseOwner(f.owner)
+	if err != nil {
+		return err
+	}
+	if err := ownDirs(f.ownDirs, uid, gid, out); err != nil {
+		return err
+	}
+	if f.noCapture {
+		return nil
 	}
 	if err := capture.Install(ctx, cfg); err != nil {
 		return fmt.Errorf("proxy init: %w", err)

@@ -20,9 +20,9 @@ func Main(ctx context.Context, invocation string, args []string, stdout, stderr 
 	if len(args) > 0 {
 		switch args[0] {
 		case "init":
-			return mainCapture(ctx, invocation+" init", initHelp, args[1:], stdout, stderr, runInit)
+			return mainCapture(ctx, invocation+" init", initHelp, args[1:], stdout, stderr, runInit, true)
 		case "cleanup":
-			return mainCapture(ctx, invocation+" cleanup", cleanupHelp, args[1:], stdout, stderr, runCleanup)
+			return mainCapture(ctx, invocation+" cleanup", cleanupHelp, args[1:], stdout, stderr, runCleanup, false)
 		}
 	}
 	fs := pflag.NewFlagSet(invocation, pflag.ContinueOnError)
@@ -50,10 +50,13 @@ func Main(ctx context.Context, invocation string, args []string, stdout, stderr 
 
 // mainCapture runs the init or cleanup subcommand with args.
 func mainCapture(ctx context.Context, invocation, help string, args []string, stdout, stderr io.Writer,
-	run func(context.Context, *captureFlags, io.Writer) error) error {
+	run func(context.Context, *captureFlags, io.Writer) error, initFlags bool) error {
 	fs := pflag.NewFlagSet(invocation, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cf := addCaptureFlags(fs)
+	if initFlags {
+		addInitFlags(fs, cf)
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "%s\n\nUsage:\n  %s [flags]\n\nFlags:\n%s", help, invocation, fs.FlagUsages())
 	}

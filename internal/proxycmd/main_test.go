@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -32,6 +34,9 @@ func TestMainArguments(t *testing.T) {
 		{name: "init bad port", args: []string{"init", "--exclude-port", "0"}, wantErr: "--exclude-port 0 is not 1-65535"},
 		{name: "init bad cidr", args: []string{"init", "--exclude-cidr", "10.0.0.0/8,nope"}, wantErr: `--exclude-cidr "nope"`},
 		{name: "cleanup argument", args: []string{"cleanup", "now"}, wantErr: `unexpected argument "now"`},
+		{name: "init bad owner", args: []string{"init", "--own-dir", "/nonexistent/x", "--owner", "nobody"}, wantErr: `--owner "nobody": want numeric user:group`},
+		{name: "init relative dir", args: []string{"init", "--no-capture", "--own-dir", "var/lib/strait/ca"}, wantErr: `--own-dir "var/lib/strait/ca" is not absolute`},
+		{name: "cleanup has no own-dir", args: []string{"cleanup", "--own-dir", "/x"}, wantErr: "unknown flag: --own-dir"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -72,5 +77,32 @@ func TestFlagsOverFile(t *testing.T) {
 	}
 	if _, err := f.Config(); err != nil {
 		t.Errorf("Config: %v", err)
+	}
+}
+
+// init --own-dir creates the directory and hands it to --owner; with
+// --no-capture it installs no rules (this test runs in the host's network
+// namespace: a rule installed here would fail the test's premise).
+func TestInitOwnDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = 65532, 65532 // root can give it away, as in the init container
+	}
+	owner := strconv.Itoa(uid) + ":" + strconv.Itoa(gid)
+	var stdout, stderr bytes.Buffer
+	if err := Main(context.Background(), "strait-proxy", []string{"init", "--no-capture", "--own-dir", dir, "--owner", owner}, &stdout, &stderr); err != nil {
+		t.Fatalf("init: %v (%s)", err, stderr.String())
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if !st.IsDir() || int(sys.Uid) != uid || int(sys.Gid) != gid {
+		t.Errorf("%s: dir %v owner %d:%d, want %s", dir, st.IsDir(), sys.Uid, sys.Gid, owner)
+	}
+	if strings.Contains(stdout.String(), "capture rules installed") || !strings.Contains(stdout.String(), "owned by "+owner) {
+		t.Errorf("output %q", stdout.String())
 	}
 }
