@@ -109,7 +109,7 @@ func TestInjectionByAPIServer(t *testing.T) {
 		refused     string // part of the error message
 	}{
 		{ns: "demo", name: "plain", inits: "strait-init", ctrs: "app,strait-proxy"},
-		{ns: "demo", name: "no-capture", annotations: map[string]string{"strait.io/capture": "false", "strait.io/proxy-config": "hello-proxy"}, ctrs: "app,strait-proxy"},
+		{ns: "demo", name: "no-capture", annotations: map[string]string{"strait.io/capture": "false", "strait.io/proxy-config": "hello-proxy"}, inits: "strait-init", ctrs: "app,strait-proxy"},
 		{ns: "demo", name: "opted-out", annotations: map[string]string{"strait.io/inject": "false"}, ctrs: "app"},
 		{ns: "demo", name: "hand-built", handBuilt: true, ctrs: "app,strait-proxy"},
 		{ns: "other", name: "annotated", annotations: map[string]string{"strait.io/inject": "true"}, inits: "strait-init", ctrs: "app,strait-proxy"},

@@ -254,21 +254,39 @@ func (in *Injector) Sidecar(pod *corev1.Pod) (inits, containers []corev1.Contain
 		},
 		VolumeMounts: mounts,
 	}
-	if capture, _ := boolAnnotation(pod, AnnotationCapture); capture == nil || *capture {
-		inits = append(inits, corev1.Container{
+	// The init container installs the capture rules and hands the CA's
+	// hostPath directory (created owned by root) to the proxy's user.
+	capture, _ := boolAnnotation(pod, AnnotationCapture)
+	args := []string{proxyBinary, "init"}
+	var caps []corev1.Capability
+	if capture == nil || *capture {
+		// The proxy's own connections carry its SO_MARK and are not
+		// captured. Its user is not excluded: applications often run as
+		// the same non-root user.
+		caps = append(caps, "NET_ADMIN", "NET_RAW")
+	} else {
+		args = append(args, "--no-capture")
+	}
+	if c.CADir != "-" {
+		args = append(args, "--own-dir", c.CADir, "--owner", fmt.Sprintf("%d:%d", c.ProxyUser, c.ProxyUser))
+		caps = append(caps, "CHOWN")
+	}
+	if len(caps) > 0 {
+		init := corev1.Container{
 			Name:            ContainerCapture,
 			Image:           c.Image,
 			ImagePullPolicy: c.PullPolicy,
-			// The proxy's own connections carry its SO_MARK and are not
-			// captured. Its user is not excluded: applications often run
-			// as the same non-root user.
-			Command: []string{proxyBinary, "init"},
+			Command:         args,
 			SecurityContext: &corev1.SecurityContext{
 				RunAsUser: ptr(int64(0)), RunAsNonRoot: ptr(false),
 				AllowPrivilegeEscalation: ptr(false), ReadOnlyRootFilesystem: ptr(true),
-				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}},
+				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: caps},
 			},
-		})
+		}
+		if c.CADir != "-" {
+			init.VolumeMounts = []corev1.VolumeMount{{Name: VolumeCA, MountPath: c.CADir}}
+		}
+		inits = append(inits, init)
 	}
 	return inits, []corev1.Container{proxy}, volumes
 }

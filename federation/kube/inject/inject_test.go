@@ -119,7 +119,7 @@ func TestReview(t *testing.T) {
 		{name: "existing init containers and volumes are kept first", mode: ModeNamespace, pod: pod(map[string]string{"a": "b"}, withInit), result: ResultInjected,
 			inits: "migrate,strait-init", ctrs: "app,strait-proxy", volumes: "data,strait-proxy-config,strait-state,strait-ca", config: "strait-proxy"},
 		{name: "own config map, no capture", mode: ModeNamespace, pod: pod(map[string]string{"strait.io/proxy-config": "hello-proxy", "strait.io/capture": "false"}), result: ResultInjected,
-			inits: "", ctrs: "app,strait-proxy", volumes: "strait-proxy-config,strait-state,strait-ca", config: "hello-proxy"},
+			inits: "strait-init", ctrs: "app,strait-proxy", volumes: "strait-proxy-config,strait-state,strait-ca", config: "hello-proxy"},
 		{name: "pod annotation in another namespace", mode: ModePod, pod: pod(map[string]string{"strait.io/inject": "true"}), result: ResultInjected,
 			inits: "strait-init", ctrs: "app,strait-proxy", volumes: "strait-proxy-config,strait-state,strait-ca", config: "strait-proxy"},
 		{name: "opted out in an enabled namespace", mode: ModeNamespace, pod: pod(map[string]string{"strait.io/inject": "false"}), result: ResultOptedOut,
@@ -243,13 +243,45 @@ func checkSidecar(t *testing.T, p *corev1.Pod, configMap string) {
 			t.Errorf("config map %s, want %s", v.ConfigMap.Name, configMap)
 		}
 	}
+	capture := p.Annotations[AnnotationCapture] != "false"
 	for _, c := range p.Spec.InitContainers {
-		if c.Name == ContainerCapture {
-			caps := c.SecurityContext.Capabilities.Add
-			if len(caps) != 2 || caps[0] != "NET_ADMIN" || strings.Join(c.Command, " ") != "/usr/local/bin/strait-proxy init" {
-				t.Errorf("capture container %+v", c)
-			}
+		if c.Name != ContainerCapture {
+			continue
 		}
+		wantCmd, wantCaps := "/usr/local/bin/strait-proxy init --own-dir /var/lib/strait/ca --owner 65532:65532", "CHOWN"
+		if capture {
+			wantCaps = "NET_ADMIN,NET_RAW,CHOWN"
+		} else {
+			wantCmd = "/usr/local/bin/strait-proxy init --no-capture --own-dir /var/lib/strait/ca --owner 65532:65532"
+		}
+		var caps []string
+		for _, c := range c.SecurityContext.Capabilities.Add {
+			caps = append(caps, string(c))
+		}
+		if strings.Join(c.Command, " ") != wantCmd || strings.Join(caps, ",") != wantCaps || *c.SecurityContext.RunAsUser != 0 {
+			t.Errorf("init container command %q caps %v, want %q %s", c.Command, caps, wantCmd, wantCaps)
+		}
+		// (The API server's ServiceAccount admission may add its token.)
+		if len(c.VolumeMounts) == 0 || c.VolumeMounts[0].Name != VolumeCA || c.VolumeMounts[0].MountPath != "/var/lib/strait/ca" {
+			t.Errorf("init container mounts %+v", c.VolumeMounts)
+		}
+	}
+}
+
+// With SPIRE (no CA directory) and no capture, there is nothing for an
+// init container to do.
+func TestSidecarWithoutCADir(t *testing.T) {
+	in, err := New(Config{CADir: "-", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inits, ctrs, vols := in.Sidecar(pod(map[string]string{"strait.io/capture": "false"}))
+	if len(inits) != 0 || names(ctrs) != "strait-proxy" || volumeNames(vols) != "strait-proxy-config,strait-state" {
+		t.Errorf("inits %s containers %s volumes %s", names(inits), names(ctrs), volumeNames(vols))
+	}
+	inits, _, _ = in.Sidecar(pod(nil))
+	if len(inits) != 1 || strings.Join(inits[0].Command, " ") != "/usr/local/bin/strait-proxy init" || len(inits[0].VolumeMounts) != 0 {
+		t.Errorf("capture init without CA dir: %+v", inits)
 	}
 }
 
