@@ -1,0 +1,511 @@
+package scale
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/strait-mesh/strait/federation"
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+)
+
+// Config describes a run. Zero values mean the documented default.
+type Config struct {
+	// Clusters simulated. Default 1000.
+	Clusters int
+	// ExportsPerCluster, each of a service every cluster exports (global
+	// services). Default 100.
+	ExportsPerCluster int
+	// EndpointsPerExport. Default 3.
+	EndpointsPerExport int
+	// Caches are the real federation.Cache instances watching. Default 10.
+	Caches int
+	// Churn is the share of endpoints changing readiness per second.
+	// Default 0.01 (1 %).
+	Churn float64
+	// Duration of the churn phase. Default 60s.
+	Duration time.Duration
+	// LeaseTTL of every registrar. Default federation.DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// Clients are the etcd clients the simulated clusters share (the
+	// clusters whose gateways die have their own). Default 8.
+	Clients int
+	// EtcdBinary is the etcd binary. Required.
+	EtcdBinary string
+	// Dir holds etcd's data and logs and a cache's snapshot file. Required.
+	Dir string
+	// Logf receives progress lines. Nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// deaths is how many clusters' gateways die (and return) during churn.
+const deaths = 2
+
+func (c *Config) populate() {
+	if c.Clusters == 0 {
+		c.Clusters = 1000
+	}
+	if c.ExportsPerCluster == 0 {
+		c.ExportsPerCluster = 100
+	}
+	if c.EndpointsPerExport == 0 {
+		c.EndpointsPerExport = 3
+	}
+	if c.Caches == 0 {
+		c.Caches = 10
+	}
+	if c.Churn == 0 {
+		c.Churn = 0.01
+	}
+	if c.Duration == 0 {
+		c.Duration = 60 * time.Second
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = federation.DefaultLeaseTTL
+	}
+	if c.Clients == 0 {
+		c.Clients = 8
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+}
+
+func (c *Config) validate() error {
+	var errs *multierror.Error
+	if c.Clusters < deaths+1 || c.ExportsPerCluster < 1 || c.EndpointsPerExport < 1 {
+		errs = multierror.Append(errs, fmt.Errorf("need at least %d clusters, 1 export and 1 endpoint", deaths+1))
+	}
+	if c.Caches < 1 || c.Caches > 64 {
+		errs = multierror.Append(errs, fmt.Errorf("caches %d: want 1 to 64", c.Caches))
+	}
+	if c.Churn < 0 || c.Duration < 0 || c.LeaseTTL < 2*time.Second {
+		errs = multierror.Append(errs, errors.New("churn and duration must not be negative, lease TTL at least 2s"))
+	}
+	if c.EtcdBinary == "" || c.Dir == "" {
+		errs = multierror.Append(errs, errors.New("an etcd binary and a directory are required"))
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return fmt.Errorf("scale: config: %w", err)
+	}
+	return nil
+}
+
+// sim is one run.
+type sim struct {
+	cfg     Config
+	ks      federation.Keyspace
+	etcd    *etcdCluster
+	clients []*clientv3.Client
+	ca      []byte
+	rng     *mrand.Rand
+
+	// endpoint registrars by cluster, and the readiness they last wrote.
+	endpointRegs []*federation.Registrar
+	readyMu      sync.Mutex
+	ready        map[string]bool // endpoint key → ready
+	inFlight     map[string]bool // endpoint key → a probe awaits it
+
+	gateways []*gatewayPair // by cluster
+	caches   []*federation.Cache
+	probes   probes
+	regWG    sync.WaitGroup
+}
+
+// gatewayPair is a cluster's two gateway registrars; the clusters whose
+// gateways die have their own client, so that closing it stops their
+// keepalives without revoking the leases (as a killed process would).
+type gatewayPair struct {
+	cancel context.CancelFunc
+	client *clientv3.Client // nil: a shared client
+	done   chan struct{}
+}
+
+// Run simulates the federation cfg describes, measures it and returns the
+// report.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.populate()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &sim{cfg: cfg, rng: mrand.New(mrand.NewPCG(1, 2)), ready: map[string]bool{}, inFlight: map[string]bool{}}
+	rep := &Report{Config: cfg, CPUs: runtime.NumCPU()}
+	rep.LoadBefore = loadAverage()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var err error
+	if s.ca, err = selfSignedCA(); err != nil {
+		return nil, err
+	}
+	quota := int64(8) << 30
+	if s.etcd, err = startEtcd(ctx, cfg.EtcdBinary, cfg.Dir, 3, quota); err != nil {
+		return nil, err
+	}
+	defer s.etcd.kill()
+	for range cfg.Clients {
+		cli, err := s.dial()
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = cli.Close() }()
+		s.clients = append(s.clients, cli)
+	}
+	defer func() {
+		cancel()
+		s.regWG.Wait()
+	}()
+
+	start := time.Now()
+	if err := s.seed(ctx); err != nil {
+		return nil, err
+	}
+	rep.SeedTime = time.Since(start)
+	cfg.Logf("seeded %d exports and %d bundles in %s", cfg.Clusters*cfg.ExportsPerCluster, cfg.Clusters, rep.SeedTime.Round(time.Millisecond))
+
+	start = time.Now()
+	if err := s.register(ctx); err != nil {
+		return nil, err
+	}
+	rep.RegisterTime = time.Since(start)
+	cfg.Logf("registered %d gateways and %d endpoints under %d leases in %s", 2*cfg.Clusters,
+		cfg.Clusters*cfg.ExportsPerCluster*cfg.EndpointsPerExport, 3*cfg.Clusters, rep.RegisterTime.Round(time.Millisecond))
+
+	if err := s.startCaches(ctx, rep); err != nil {
+		return nil, err
+	}
+	if err := s.churn(ctx, rep); err != nil {
+		return nil, err
+	}
+	rep.LoadAfter = loadAverage()
+	return rep, nil
+}
+
+func (s *sim) dial() (*clientv3.Client, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: s.etcd.endpoints(), DialTimeout: 10 * time.Second,
+		Logger: zap.NewNop(), MaxCallSendMsgSize: 64 << 20, MaxCallRecvMsgSize: 256 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("scale: etcd client: %w", err)
+	}
+	return cli, nil
+}
+
+func clusterName(i int) string { return fmt.Sprintf("c%04d", i) }
+func serviceName(i int) string { return fmt.Sprintf("svc-%03d", i) }
+func trustDomain(c string) string {
+	return c + ".scale.example"
+}
+
+// seed writes the durable records: every export and every bundle.
+func (s *sim) seed(ctx context.Context) error {
+	created := time.Unix(1_700_000_000, 0)
+	work := make(chan []clientv3.Op)
+	errc := make(chan error, len(s.clients))
+	var wg sync.WaitGroup
+	for _, cli := range s.clients {
+		wg.Go(func() {
+			for ops := range work {
+				if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+					errc <- fmt.Errorf("scale: seed: %w", err)
+					return
+				}
+			}
+		})
+	}
+	var ops []clientv3.Op
+	send := func() bool {
+		select {
+		case work <- ops:
+		case err := <-errc:
+			errc <- err
+			return false
+		}
+		ops = nil
+		return true
+	}
+	ok := true
+	for c := 0; c < s.cfg.Clusters && ok; c++ {
+		cluster := clusterName(c)
+		b := &straitv1.TrustBundle{TrustDomain: trustDomain(cluster), Sequence: 1, X509Authorities: [][]byte{s.ca},
+			UpdatedAt: timestamppb.Now()}
+		ops = append(ops, clientv3.OpPut(s.ks.Bundle(b.GetTrustDomain()), mustMarshal(b)))
+		for e := 0; e < s.cfg.ExportsPerCluster && ok; e++ {
+			exp := &straitv1.Export{Cluster: cluster, Namespace: "shop", Service: serviceName(e),
+				Ports:     []*straitv1.ServicePort{{Name: "http", Port: 8080, Protocol: straitv1.Protocol_PROTOCOL_TCP}},
+				CreatedAt: timestamppb.New(created.Add(time.Duration(c) * time.Second))}
+			ops = append(ops, clientv3.OpPut(s.ks.Export(cluster, "shop", exp.GetService()), mustMarshal(exp)))
+			if len(ops) >= 64 {
+				ok = send()
+			}
+		}
+	}
+	if ok && len(ops) > 0 {
+		send()
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func mustMarshal(m proto.Message) string {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		panic(err) // only for messages this package builds
+	}
+	return string(b)
+}
+
+// register starts every cluster's gateway registrars and endpoint
+// registrar and waits until all have written their records.
+func (s *sim) register(ctx context.Context) error {
+	for c := range s.cfg.Clusters {
+		cluster := clusterName(c)
+		cli := s.clients[c%len(s.clients)]
+		reg, err := federation.NewRegistrar(federation.RegistrarConfig{Client: cli, TTL: s.cfg.LeaseTTL, Heartbeat: -1})
+		if err != nil {
+			return err
+		}
+		for e := range s.cfg.ExportsPerCluster {
+			for i := range s.cfg.EndpointsPerExport {
+				key, ep := s.endpoint(cluster, e, i, true)
+				reg.Put(key, ep)
+				s.ready[key] = true
+			}
+		}
+		s.regWG.Go(func() { _ = reg.Run(ctx) })
+		s.endpointRegs = append(s.endpointRegs, reg)
+		pair, err := s.startGateways(ctx, c)
+		if err != nil {
+			return err
+		}
+		s.gateways = append(s.gateways, pair)
+	}
+	for _, r := range s.endpointRegs {
+		select {
+		case <-r.Registered():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// endpoint returns the key and record of endpoint i of export e.
+func (s *sim) endpoint(cluster string, e, i int, ready bool) (string, *straitv1.Endpoint) {
+	svc := serviceName(e)
+	id := fmt.Sprintf("ep-%d", i)
+	ep := &straitv1.Endpoint{Cluster: cluster, Namespace: "shop", Service: svc, Id: id,
+		Address: fmt.Sprintf("10.%d.%d.%d:15006", e%250, i%250, 1+e/250), Ready: ready,
+		Ports:    []*straitv1.ServicePort{{Name: "http", Port: 8080, Protocol: straitv1.Protocol_PROTOCOL_TCP}},
+		SpiffeId: "spiffe://" + trustDomain(cluster) + "/ns/shop/sa/" + svc}
+	return s.ks.Endpoint(cluster, "shop", svc, id), ep
+}
+
+// startGateways runs cluster c's two gateway registrars, on their own
+// client for the clusters whose gateways will die.
+func (s *sim) startGateways(ctx context.Context, c int) (*gatewayPair, error) {
+	cluster := clusterName(c)
+	pair := &gatewayPair{done: make(chan struct{})}
+	cli := s.clients[c%len(s.clients)]
+	if c < deaths {
+		own, err := s.dial()
+		if err != nil {
+			return nil, err
+		}
+		pair.client, cli = own, own
+	}
+	gctx, cancel := context.WithCancel(ctx)
+	pair.cancel = cancel
+	var regs []*federation.Registrar
+	for g := range 2 {
+		id := fmt.Sprintf("gw-%d", g)
+		reg, err := federation.NewRegistrar(federation.RegistrarConfig{Client: cli, TTL: s.cfg.LeaseTTL})
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		td := trustDomain(cluster)
+		reg.Put(s.ks.Gateway(cluster, id), &straitv1.Gateway{Cluster: cluster, Id: id, TrustDomain: td,
+			SpiffeId: "spiffe://" + td + "/strait/gateway/" + cluster,
+			Address:  fmt.Sprintf("10.255.%d.%d:15443", c/250, 1+c%250), EgressAddress: fmt.Sprintf("10.255.%d.%d:15001", c/250, 1+c%250),
+			Region: fmt.Sprintf("r%d", c%5), Zone: "a", StartedAt: timestamppb.Now()})
+		regs = append(regs, reg)
+	}
+	var wg sync.WaitGroup
+	for _, r := range regs {
+		wg.Go(func() { _ = r.Run(gctx) })
+	}
+	s.regWG.Go(func() { wg.Wait(); close(pair.done) })
+	for _, r := range regs {
+		select {
+		case <-r.Registered():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return pair, nil
+}
+
+// kill stops a cluster's gateways as a SIGKILL would: their client goes
+// away first, so their leases are not revoked and expire after their TTL.
+func (p *gatewayPair) kill() {
+	_ = p.client.Close()
+	p.cancel()
+	<-p.done
+}
+
+// startCaches starts the first cache alone (its sync time and heap are
+// measured on a quiet process), then the others together.
+func (s *sim) startCaches(ctx context.Context, rep *Report) error {
+	heapBefore := heapInUse()
+	start := time.Now()
+	first, err := s.startCache(ctx, 0)
+	if err != nil {
+		return err
+	}
+	rep.FirstSync = time.Since(start)
+	rep.HeapPerCache = int64(heapInUse()) - int64(heapBefore)
+	rep.Services = len(first.Snapshot().Services())
+	s.cfg.Logf("first cache synced in %s, heap %d MiB", rep.FirstSync.Round(time.Millisecond), rep.HeapPerCache>>20)
+	start = time.Now()
+	errc := make(chan error, s.cfg.Caches)
+	var wg sync.WaitGroup
+	for i := 1; i < s.cfg.Caches; i++ {
+		wg.Go(func() {
+			if _, err := s.startCache(ctx, i); err != nil {
+				errc <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return err
+	}
+	rep.AllSync = time.Since(start)
+	rep.HeapAllCaches = heapInUse()
+	s.cfg.Logf("%d more caches synced together in %s", s.cfg.Caches-1, rep.AllSync.Round(time.Millisecond))
+	if fi, err := waitFile(ctx, filepath.Join(s.cfg.Dir, "snapshot.json")); err == nil {
+		rep.SnapshotFileBytes = fi.Size()
+	}
+	return nil
+}
+
+// startCache runs cache i on its own client until ctx ends and waits for
+// its first sync; cache 0 persists its snapshot.
+func (s *sim) startCache(ctx context.Context, i int) (*federation.Cache, error) {
+	cli, err := s.dial()
+	if err != nil {
+		return nil, err
+	}
+	cfg := federation.CacheConfig{Sources: []federation.Source{{Client: cli}}, GatewayStaleAfter: s.cfg.LeaseTTL}
+	if i == 0 {
+		cfg.SnapshotPath = filepath.Join(s.cfg.Dir, "snapshot.json")
+	}
+	c, err := federation.NewCache(cfg)
+	if err != nil {
+		_ = cli.Close()
+		return nil, err
+	}
+	s.regWG.Go(func() { _ = c.Run(ctx); _ = cli.Close() })
+	select {
+	case <-c.Synced():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	want := s.cfg.Clusters * s.cfg.ExportsPerCluster * s.cfg.EndpointsPerExport
+	if got := countEndpoints(c.Snapshot(), s.cfg); got != want {
+		return nil, fmt.Errorf("scale: cache %d synced with %d endpoints, want %d (sources %+v, %d services, %d clusters, %d rejected)",
+			i, got, want, c.Sources(), len(c.Snapshot().Services()), len(c.Snapshot().Clusters()), len(c.Snapshot().RejectedEndpoints()))
+	}
+	s.probes.mu.Lock()
+	s.caches = append(s.caches, c)
+	idx := len(s.caches) - 1
+	s.probes.mu.Unlock()
+	s.regWG.Go(func() { s.observe(ctx, idx, c) })
+	return c, nil
+}
+
+func countEndpoints(snap *federation.Snapshot, cfg Config) int {
+	n := 0
+	for c := range cfg.Clusters {
+		for e := range cfg.ExportsPerCluster {
+			n += len(snap.Endpoints(clusterName(c), federation.ServiceKey{Namespace: "shop", Name: serviceName(e)}))
+		}
+	}
+	return n
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+func waitFile(ctx context.Context, path string) (os.FileInfo, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if fi, err := os.Stat(path); err == nil {
+			return fi, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("scale: %s not written", path)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := string(b)
+	if len(f) > 14 {
+		f = f[:14]
+	}
+	return f
+}
+
+// selfSignedCA is the one CA certificate every simulated bundle holds.
+func selfSignedCA() ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("scale: CA key: %w", err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "strait scale CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("scale: CA certificate: %w", err)
+	}
+	return der, nil
+}
