@@ -136,6 +136,19 @@ image:
 	$(GO) run ./internal/ociimage/cmd/ociimage -ref $(IMAGE) -o $(IMAGE_TAR) -user 65532:65532 \
 		-entrypoint /usr/local/bin/strait $$(for f in bin/linux/*; do echo "$$f=/usr/local/bin/$${f##*/}"; done)
 
+## etcd-image: the federation's etcd image for deploy/etcd (the etcd
+## pinned in e2e/tools/go.mod, static, non-root) as bin/strait-etcd-image.tar,
+## so that nodes need no registry; deploy/etcd/Dockerfile builds the same
+## image with Docker.
+ETCD_VERSION = $(shell cd e2e/tools && $(GO) list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
+ETCD_IMAGE_TAR ?= bin/strait-etcd-image.tar
+.PHONY: etcd-image
+etcd-image:
+	@mkdir -p bin/linux-etcd
+	cd e2e/tools && CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "-s -w" -o ../../bin/linux-etcd/etcd go.etcd.io/etcd/server/v3
+	$(GO) run ./internal/ociimage/cmd/ociimage -ref strait-etcd:$(ETCD_VERSION) -o $(ETCD_IMAGE_TAR) -user 65532:65532 \
+		-entrypoint /usr/local/bin/etcd bin/linux-etcd/etcd=/usr/local/bin/etcd
+
 ## kube-tools: the pinned Kubernetes binaries and CoreDNS of real nodes
 ## (e2e/kubetools/build.sh node; about 12 minutes of CPU when cold).
 kube-tools:

@@ -21,6 +21,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
@@ -290,5 +291,42 @@ func eventually(t *testing.T, what string, check func(ctx context.Context) error
 			t.Fatalf("%s: not within 30s: %v", what, last)
 		case <-tick.C:
 		}
+	}
+}
+
+// TestInstallImagesBuiltHere checks that the install (base/ and etcd/)
+// runs only images this repository builds without a registry: strait:dev
+// (`make image`) and strait-etcd at the etcd version e2e/tools/go.mod pins
+// (`make etcd-image`), so that offline nodes pull nothing. Helper images
+// such as busybox are not allowed: strait does their jobs itself.
+func TestInstallImagesBuiltHere(t *testing.T) {
+	gomod, err := os.ReadFile(kubetest.Path(t, "e2e/tools/go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*go\.etcd\.io/etcd/server/v3 (v\S+)`).FindSubmatch(gomod)
+	if m == nil {
+		t.Fatal("e2e/tools/go.mod pins no go.etcd.io/etcd/server/v3")
+	}
+	allowed := map[string]bool{"strait:dev": true, "strait-etcd:" + string(m[1]): true}
+	objs, err := kubetest.ReadManifests(kubetest.Path(t, "deploy/base"), kubetest.Path(t, "deploy/etcd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, o := range objs {
+		for _, list := range []string{"initContainers", "containers"} {
+			ctrs, _, _ := unstructured.NestedSlice(o.Obj.Object, "spec", "template", "spec", list)
+			for _, c := range ctrs {
+				img, _ := c.(map[string]any)["image"].(string)
+				n++
+				if !allowed[img] {
+					t.Errorf("%s: %s %s: image %q is not one the repository builds (%v)", o.File, o.Obj.GetKind(), o.Obj.GetName(), img, allowed)
+				}
+			}
+		}
+	}
+	if n < 4 {
+		t.Errorf("found %d containers in the install, want the gateway's, the injector's and etcd's", n)
 	}
 }
