@@ -26,6 +26,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 image="${IMAGE:-strait:dev}"
+etcd_image="strait-etcd:v3.7.3" # deploy/etcd/etcd.yaml
 clusters=(east west)
 timeout=300 # seconds for each wait
 
@@ -90,13 +91,14 @@ setup() {
 	if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
 		log "building ${image}"
 		docker build -f "${repo}/deploy/Dockerfile" -t "${image}" "${repo}"
+		docker build -f "${repo}/deploy/etcd/Dockerfile" -t "${etcd_image}" "${repo}"
 	fi
 	for c in "${clusters[@]}"; do
 		if ! kind get clusters 2>/dev/null | grep -qx "strait-${c}"; then
 			log "creating kind cluster strait-${c}"
 			kind create cluster --name "strait-${c}" --wait 120s
 		fi
-		kind load docker-image "${image}" --name "strait-${c}"
+		kind load docker-image "${image}" "${etcd_image}" --name "strait-${c}"
 	done
 }
 
@@ -112,7 +114,10 @@ install() {
 		sed "s/EAST_NODE_IP/${east_ip}/g" |
 		kc west apply --server-side -f -
 	for c in "${clusters[@]}"; do
+		# The injector's certificate, as deploy/README.md tells users.
+		"${repo}/deploy/injector-tls.sh" --context "$(ctx "${c}")"
 		kc "${c}" -n strait-system rollout status deploy/strait-gateway --timeout "${timeout}s"
+		kc "${c}" -n strait-system rollout status deploy/strait-injector --timeout "${timeout}s"
 	done
 }
 
