@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	"github.com/strait-mesh/strait/federation"
 )
 
@@ -16,6 +18,7 @@ const etcdCallTimeout = 5 * time.Second
 func (r *runner) etcd(ctx context.Context, rep *Report) (*federation.Snapshot, bool) {
 	add := func(res Result) { res.Category = CategoryEtcd; rep.Results = append(rep.Results, res) }
 	reachable := 0
+	statuses := map[string]*pb.StatusResponse{}
 	for _, ep := range r.cfg.Etcd.Endpoints() {
 		sctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
 		st, err := r.cfg.Etcd.Status(sctx, ep)
@@ -30,8 +33,18 @@ func (r *runner) etcd(ctx context.Context, rep *Report) (*federation.Snapshot, b
 				Hint: "etcd lost quorum: check the other members and their peer network"})
 		default:
 			reachable++
+			statuses[ep] = (*pb.StatusResponse)(st)
 			add(Result{Check: ep, Status: OK, Message: fmt.Sprintf("etcd %s, leader %x, revision %d, raft term %d",
 				st.Version, st.Leader, st.Header.GetRevision(), st.RaftTerm)})
+		}
+	}
+	r.progress(ctx, statuses, add)
+	for _, ep := range r.cfg.Etcd.Endpoints() {
+		if statuses[ep] == nil {
+			continue
+		}
+		if res, ok := serverCert(ctx, ep, r.cfg.Now(), r.cfg.ExpiryWarning); ok {
+			add(res)
 		}
 	}
 	if r.cfg.EtcdCertFile != "" {
@@ -65,6 +78,45 @@ func (r *runner) etcd(ctx context.Context, rep *Report) (*federation.Snapshot, b
 	}
 	add(res)
 	return snap, true
+}
+
+// progress checks that every member with a leader applies the entries
+// the cluster committed (see progressInterval); it reads again, once,
+// only the members behind.
+func (r *runner) progress(ctx context.Context, statuses map[string]*pb.StatusResponse, add func(Result)) {
+	var commit uint64
+	for _, st := range statuses {
+		commit = max(commit, st.GetRaftIndex())
+	}
+	second := map[string]*pb.StatusResponse{}
+	for ep, st := range statuses {
+		if st.GetRaftAppliedIndex() < commit {
+			second[ep] = nil
+		}
+	}
+	if len(second) > 0 {
+		t := time.NewTimer(progressInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+			for ep := range second {
+				sctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+				if st, err := r.cfg.Etcd.Status(sctx, ep); err == nil {
+					second[ep] = (*pb.StatusResponse)(st)
+				}
+				cancel()
+			}
+		}
+	}
+	for _, ep := range r.cfg.Etcd.Endpoints() {
+		st := statuses[ep]
+		if st == nil {
+			continue
+		}
+		status, msg, hint := progress(commit, st, second[ep])
+		add(Result{Check: "progress " + ep, Status: status, Message: msg, Hint: hint})
+	}
 }
 
 // clientCert checks the etcd client certificate's validity.

@@ -34,21 +34,17 @@ func (r *runner) gateways(ctx context.Context, snap *federation.Snapshot, bundle
 	for _, c := range snap.Clusters() {
 		gws := snap.Gateways(c)
 		if len(gws) == 0 {
+			mu.Lock()
 			out[c] = []Result{{Category: CategoryGateways, Check: c, Cluster: c, Status: Fail,
 				Message: fmt.Sprintf("cluster %s has no live gateway record", c),
 				Hint:    "start a gateway for the cluster; a record disappears when its lease expires (the gateway stopped or lost etcd)"}}
+			mu.Unlock()
 			continue
 		}
-		byAddr := map[string]string{}
+		mu.Lock()
+		out[c] = append(out[c], staleRecords(gws, r.cfg.Now())...)
+		mu.Unlock()
 		for _, gw := range gws {
-			if other, dup := byAddr[gw.GetAddress()]; dup {
-				mu.Lock()
-				out[c] = append(out[c], Result{Category: CategoryGateways, Check: c + "/" + gw.GetId(), Cluster: c, Gateway: gw.GetId(), Status: Warn,
-					Message: fmt.Sprintf("gateways %s and %s advertise the same address %s", other, gw.GetId(), gw.GetAddress()),
-					Hint:    "unless they are replicas behind one load balancer, one record is stale or misconfigured"})
-				mu.Unlock()
-			}
-			byAddr[gw.GetAddress()] = gw.GetId()
 			wg.Go(func() {
 				res := r.gateway(ctx, snap, gw, bundles)
 				mu.Lock()
