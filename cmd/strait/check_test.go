@@ -15,12 +15,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/strait-mesh/strait/federation"
 	"github.com/strait-mesh/strait/internal/check"
 	"github.com/strait-mesh/strait/internal/devcluster"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+	"github.com/strait-mesh/strait/trust"
 )
 
 // childEnv makes the test binary run the strait command line given in its
@@ -123,6 +126,8 @@ func TestCheckDevFederation(t *testing.T) {
 	}
 	for _, want := range []struct{ category, check string }{
 		{check.CategoryTrust, "east"}, {check.CategoryTrust, "west"},
+		{check.CategoryTrust, "east trusts west"}, {check.CategoryTrust, "west trusts east"},
+		{check.CategoryEtcd, "progress " + f.EtcdEndpoints()[0]},
 		{check.CategoryGateways, "east/gw-0"}, {check.CategoryGateways, "west/gw-0"},
 		{check.CategoryExports, "hello.default from west"},
 		{check.CategoryPath, "east -> west"}, {check.CategoryPath, "west -> east"},
@@ -398,5 +403,76 @@ func TestCheckWait(t *testing.T) {
 	logReport(t, &rep)
 	if rep.Count(check.OK) != len(rep.Results) || len(find(&rep, check.CategoryExports, "later.default from west")) != 0 {
 		t.Fatalf("final report is not all ok without the export later.default")
+	}
+}
+
+// TestCheckStaleTrust: etcd publishes a rotated bundle of east (a new
+// root, the next sequence) that west's gateway has not taken up. The
+// gateways keep the live keyspace; the check reads a copy of it at one
+// revision in which east's bundle is the rotated one, so what the gateways
+// report on /trust is the old bundle. "west trusts east" fails naming both
+// clusters and the old bundle; "east trusts west" stays ok.
+func TestCheckStaleTrust(t *testing.T) {
+	f, _ := startDev(t)
+	cli, err := federation.Dial(federation.ClientConfig{Endpoints: f.EtcdEndpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	live, copied := federation.Keyspace{}, federation.Keyspace{Prefix: "/check-rotated/"}
+	resp, err := cli.Get(ctx, live.Root(), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated := live.Bundle("east.strait.local")
+	found := false
+	for _, kv := range resp.Kvs {
+		value := string(kv.Value)
+		if string(kv.Key) == rotated {
+			found = true
+			old, _, err := trust.UnmarshalBundle(kv.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ca, err := trust.NewCA(trust.CAConfig{TrustDomain: spiffeid.RequireTrustDomainFromString("east.strait.local")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := proto.Marshal(ca.TrustBundle(old.GetSequence()+1, time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			value = string(b)
+		}
+		key := copied.Root() + strings.TrimPrefix(string(kv.Key), live.Root())
+		if _, err := cli.Put(ctx, key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !found {
+		t.Fatalf("east's bundle %s is not in etcd", rotated)
+	}
+	rep, err := runCheckCmd(t, "--etcd", strings.Join(f.EtcdEndpoints(), ","), "--prefix", copied.Root(), "--timeout", "60s")
+	logReport(t, rep)
+	if err == nil {
+		t.Fatal("check passed with west's gateway holding east's old bundle")
+	}
+	got := find(rep, check.CategoryTrust, "west trusts east")
+	if len(got) != 1 || got[0].Status != check.Fail {
+		t.Fatalf("west trusts east: %+v, want a failure", got)
+	}
+	for _, s := range []string{"cluster west does not trust east's current roots", "gw-0 holds an old bundle", "lacks 1 of 1 current roots"} {
+		if !strings.Contains(got[0].Message, s) {
+			t.Errorf("west trusts east: %q does not say %q", got[0].Message, s)
+		}
+	}
+	if r := find(rep, check.CategoryTrust, "east trusts west"); len(r) != 1 || r[0].Status != check.OK {
+		t.Errorf("east trusts west: %+v, want ok", r)
+	}
+	// The rotated bundle itself is sane.
+	if r := find(rep, check.CategoryTrust, "east"); len(r) != 1 || r[0].Status != check.OK {
+		t.Errorf("trust east: %+v, want ok", r)
 	}
 }

@@ -166,11 +166,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	bundles := r.trust(snap, rep)
 	// Gateways and paths are network checks: run them concurrently, report
 	// them in a stable order.
-	var gw, path []Result
+	var peers, gw, path []Result
 	var wg sync.WaitGroup
+	wg.Go(func() { peers = r.trustPeers(ctx, snap, bundles) })
 	wg.Go(func() { gw = r.gateways(ctx, snap, bundles) })
 	wg.Go(func() { path = r.paths(ctx, snap, bundles) })
 	wg.Wait()
+	rep.Results = append(rep.Results, peers...)
 	rep.Results = append(rep.Results, gw...)
 	rep.Results = append(rep.Results, r.exports(snap)...)
 	rep.Results = append(rep.Results, path...)

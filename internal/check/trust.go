@@ -53,7 +53,7 @@ func (r *runner) clusterBundle(snap *federation.Snapshot, cluster string, set *x
 	}
 	status, msg, hint := expiry(earliest, r.cfg.Now(), r.cfg.ExpiryWarning, "rotate the trust domain's CA and publish the new roots before the old ones expire")
 	res := Result{Status: status, Hint: hint,
-		Message: fmt.Sprintf("%s: %d roots, sequence %d; earliest root %s; the path checks prove the other clusters trust them", td, len(b.X509Authorities()), rec.GetSequence(), msg)}
+		Message: fmt.Sprintf("%s: %d roots, sequence %d; earliest root %s; the checks '<cluster> trusts %s' compare them with what each gateway trusts", td, len(b.X509Authorities()), rec.GetSequence(), msg, cluster)}
 	if rec.GetSequence() == 0 && res.Status == OK {
 		res.Status, res.Hint = Warn, "a bundle with sequence 0 is overwritten by any publisher; publish through strait"
 	}
