@@ -79,7 +79,7 @@ func startEtcd(ctx context.Context, bin, dir string, members int, quota int64) (
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", "strait-scale", "--quota-backend-bytes", strconv.FormatInt(quota, 10),
-			"--auto-compaction-mode", "revision", "--auto-compaction-retention", "10000",
+			"--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m",
 			"--log-level", "warn")
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -70,7 +70,8 @@ func (r *Report) Table() string {
 	row("federation", "%d clusters × 2 gateways, %d exports (%d services × %d clusters), %d endpoints, %d bundles, %d leases",
 		c.Clusters, r.Exports(), r.Services, c.Clusters, r.Exports()*c.EndpointsPerExport, c.Clusters, 3*c.Clusters)
 	row("machine", "%d CPUs; load average %s before, %s after", r.CPUs, r.LoadBefore, r.LoadAfter)
-	row("etcd", "3 members on loopback, lease TTL %s, gateway heartbeat every %s", c.LeaseTTL, c.LeaseTTL/3)
+	row("etcd", "3 members on loopback, lease TTL %s, gateway heartbeat every %s, list page %d keys (0: the cache's default)",
+		c.LeaseTTL, c.LeaseTTL/3, c.PageSize)
 	row("seed (exports, bundles)", "%s", r.SeedTime.Round(time.Millisecond))
 	row("registrars started (gateways, endpoints)", "%s", r.RegisterTime.Round(time.Millisecond))
 	row("initial sync, first cache alone", "%s", r.FirstSync.Round(time.Millisecond))

@@ -45,6 +45,9 @@ type Config struct {
 	Duration time.Duration
 	// LeaseTTL of every registrar. Default federation.DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// PageSize is the caches' list page size. Zero means the cache's
+	// default (1000 keys).
+	PageSize int64
 	// Clients are the etcd clients the simulated clusters share (the
 	// clusters whose gateways die have their own). Default 8.
 	Clients int
@@ -420,7 +423,8 @@ func (s *sim) startCache(ctx context.Context, i int) (*federation.Cache, error) 
 	if err != nil {
 		return nil, err
 	}
-	cfg := federation.CacheConfig{Sources: []federation.Source{{Client: cli}}, GatewayStaleAfter: s.cfg.LeaseTTL}
+	cfg := federation.CacheConfig{Sources: []federation.Source{{Client: cli}}, GatewayStaleAfter: s.cfg.LeaseTTL,
+		PageSize: s.cfg.PageSize}
 	if i == 0 {
 		cfg.SnapshotPath = filepath.Join(s.cfg.Dir, "snapshot.json")
 	}

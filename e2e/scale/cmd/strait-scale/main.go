@@ -25,6 +25,7 @@ func main() {
 	flag.IntVar(&cfg.Caches, "caches", 10, "federation caches watching (1-64)")
 	flag.Float64Var(&cfg.Churn, "churn", 0.01, "share of endpoints changing readiness per second")
 	flag.DurationVar(&cfg.Duration, "duration", 0, "churn phase (default 60s)")
+	flag.Int64Var(&cfg.PageSize, "page-size", 0, "keys per page of the caches' lists (default: the cache's, 1000)")
 	flag.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "lease TTL of every registrar (default 10s)")
 	dir := flag.String("dir", "", "directory for etcd's data and logs (default: a new temporary one, removed after)")
 	flag.Parse()
@@ -44,15 +45,24 @@ func main() {
 		if err != nil {
 			log.Fatalf("strait-scale: %v", err)
 		}
-		defer func() { _ = os.RemoveAll(d) }()
 		cfg.Dir = d
 	}
 	cfg.Logf = log.Printf
+	if err := run(ctx, cfg, *dir == ""); err != nil {
+		log.Fatalf("strait-scale: %v", err)
+	}
+}
+
+// run runs the harness and prints its table, removing a temporary
+// directory it made whatever happens.
+func run(ctx context.Context, cfg scale.Config, temporary bool) error {
+	if temporary {
+		defer func() { _ = os.RemoveAll(cfg.Dir) }()
+	}
 	rep, err := scale.Run(ctx, cfg)
 	if err != nil {
-		log.Printf("strait-scale: %v", err)
-		stop()
-		os.Exit(1) //nolint:gocritic // the deferred cleanup is best effort
+		return err
 	}
 	fmt.Print(rep.Table())
+	return nil
 }
