@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/strait-mesh/strait/internal/check"
 )
@@ -19,16 +18,23 @@ func newCheckCmd() *cobra.Command {
 		output  string
 		wait    bool
 		timeout time.Duration
+		cluster string
+		admin   string
 	)
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Check the federation end to end: etcd, trust, gateways, exports, signed path probes",
 		Long: `Check the federation from anywhere that reaches etcd and the gateways:
 
-  etcd      every endpoint answers with a leader; the keyspace reads
-  trust     every cluster's bundle is in etcd, parses, and its roots are not expiring
+  etcd      every endpoint answers with a leader and applies what the cluster
+            committed; a TLS endpoint's certificate is not expiring; the
+            keyspace reads
+  trust     every cluster's bundle is in etcd, parses, and its roots are not
+            expiring; every gateway (on its admin port, /trust) trusts every
+            other cluster's current roots
   gateways  every cluster has live gateways; each advertised ingress completes a
-            QUIC handshake with its cluster's gateway SPIFFE ID (with the RTT)
+            QUIC handshake with its cluster's gateway SPIFFE ID (with the RTT);
+            no stale or conflicting records
   exports   every export has a live gateway and ready endpoints; consumers parse
   path      for each ordered pair of clusters, a gateway of the first carries a
             probe through the data path to the second, whose gateway signs our
@@ -37,7 +43,13 @@ func newCheckCmd() *cobra.Command {
 
 Each check is ok, warn or fail with a hint; a failing peer names the layer
 (dns, quic, identity, stream). The command exits non-zero when a check fails.
-With --wait it repeats until nothing fails or --timeout passes.`,
+With --wait it repeats until nothing fails or --timeout passes.
+
+With --cluster NAME, run on a gateway's host or in its pod, the checks take
+that cluster's point of view: the path probes and the trust comparison start
+only from NAME (through --admin, the local gateway's admin address, when
+given, instead of the admin addresses in its records); the handshakes go from
+here to every ingress, NAME's included; NAME must have gateway records.`,
 		Args: cobra.NoArgs,
 	}
 	ef := addEtcdFlags(cmd)
@@ -45,6 +57,8 @@ With --wait it repeats until nothing fails or --timeout passes.`,
 	fs.StringVarP(&output, "output", "o", "table", "output format: table or json")
 	fs.BoolVar(&wait, "wait", false, "repeat the checks until none fails or --timeout passes")
 	fs.DurationVar(&timeout, "timeout", 30*time.Second, "bound on the whole run")
+	fs.StringVar(&cluster, "cluster", "", "check from this cluster's point of view (run on one of its gateways' hosts or pods)")
+	fs.StringVar(&admin, "admin", "", "with --cluster: the local gateway's admin address (host:port) to probe and compare trust through")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if output != "table" && output != "json" {
 			return fmt.Errorf("check: unknown output format %q (want table or json)", output)
@@ -59,7 +73,7 @@ With --wait it repeats until nothing fails or --timeout passes.`,
 			return fmt.Errorf("check: %w", err)
 		}
 		defer cli.Close()
-		rep, err := runCheck(ctx, cli, ef, wait, cmd.ErrOrStderr())
+		rep, err := runCheck(ctx, check.Config{Etcd: cli, Keyspace: ef.keyspace(), EtcdCertFile: ef.cert, Cluster: cluster, Admin: admin}, wait, cmd.ErrOrStderr())
 		if err != nil {
 			return err
 		}
@@ -80,8 +94,7 @@ With --wait it repeats until nothing fails or --timeout passes.`,
 	return cmd
 }
 
-func runCheck(ctx context.Context, cli *clientv3.Client, ef *etcdFlags, wait bool, progress io.Writer) (*check.Report, error) {
-	cfg := check.Config{Etcd: cli, Keyspace: ef.keyspace(), EtcdCertFile: ef.cert}
+func runCheck(ctx context.Context, cfg check.Config, wait bool, progress io.Writer) (*check.Report, error) {
 	if !wait {
 		return check.Run(ctx, cfg)
 	}

@@ -476,3 +476,89 @@ func TestCheckStaleTrust(t *testing.T) {
 		t.Errorf("trust east: %+v, want ok", r)
 	}
 }
+
+// TestCheckClusterMode: --cluster checks from one cluster's point of view,
+// through its local gateway's admin address with --admin; a wrong
+// cluster or a gateway of another cluster fails, naming them.
+func TestCheckClusterMode(t *testing.T) {
+	f, _ := startDev(t)
+	etcd := strings.Join(f.EtcdEndpoints(), ",")
+	cli, err := federation.Dial(federation.ClientConfig{Endpoints: f.EtcdEndpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	snap, _, err := federation.ListSnapshot(ctx, cli, federation.Keyspace{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := map[string]string{}
+	for _, c := range []string{"west", "east"} {
+		gws := snap.Gateways(c)
+		if len(gws) != 1 || gws[0].GetAdminAddress() == "" {
+			t.Fatalf("%s: gateways %v, want one with an admin address", c, gws)
+		}
+		admin[c] = gws[0].GetAdminAddress()
+	}
+	type want struct {
+		category, check string
+		status          check.Status
+		says            string
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		fails   bool
+		want    []want
+		without []string // checks that must not run
+	}{
+		{"west through its local gateway", []string{"--cluster", "west", "--admin", admin["west"]}, false, []want{
+			{check.CategoryPath, "west -> east", check.OK, "west/" + admin["west"] + " -> east/gw-0"},
+			{check.CategoryTrust, "west trusts east", check.OK, "every gateway of west that answered (gw-0)"},
+			{check.CategoryGateways, "east/gw-0", check.OK, "QUIC handshake"},
+			{check.CategoryGateways, "west/gw-0", check.OK, "QUIC handshake"},
+		}, []string{"east -> west", "east trusts west"}},
+		{"east through its records", []string{"--cluster", "east"}, false, []want{
+			{check.CategoryPath, "east -> west", check.OK, "east/gw-0"},
+			{check.CategoryTrust, "east trusts west", check.OK, "every gateway of east that answered (gw-0)"},
+		}, []string{"west -> east", "west trusts east"}},
+		{"east through west's gateway", []string{"--cluster", "east", "--admin", admin["west"]}, true, []want{
+			{check.CategoryTrust, "east/local /trust", check.Fail, "it is a gateway of west, not of east"},
+		}, []string{"west -> east", "west trusts east", "east trusts west"}},
+		{"an unknown cluster", []string{"--cluster", "north"}, true, []want{
+			{check.CategoryGateways, "north", check.Fail, "cluster north (--cluster) has no records in etcd"},
+		}, []string{"west -> east", "east -> west", "west trusts east", "east trusts west"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := runCheckCmd(t, append([]string{"--etcd", etcd, "--timeout", "60s"}, tc.args...)...)
+			logReport(t, rep)
+			if (err != nil) != tc.fails {
+				t.Fatalf("check %v: error %v, want failure %t", tc.args, err, tc.fails)
+			}
+			for _, w := range tc.want {
+				got := find(rep, w.category, w.check)
+				if len(got) != 1 || got[0].Status != w.status || !strings.Contains(got[0].Message, w.says) {
+					t.Errorf("%s %q: %+v, want one %s saying %q", w.category, w.check, got, w.status, w.says)
+				}
+			}
+			for _, r := range rep.Results {
+				for _, name := range tc.without {
+					if r.Check == name {
+						t.Errorf("%s %q ran from another cluster's point of view: %+v", r.Category, r.Check, r)
+					}
+				}
+			}
+		})
+	}
+	// --admin names a gateway of a cluster: without --cluster it is refused.
+	root := newRootCmd()
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"check", "--etcd", etcd, "--admin", admin["west"]})
+	if err := root.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "needs the cluster") {
+		t.Errorf("--admin without --cluster: %v, want a config error", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -105,6 +106,20 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock. Zero means time.Now.
 	Now func() time.Time
+	// Cluster, when set, checks from that cluster's point of view, as run
+	// from one of its gateways' hosts or pods: the path probes and the
+	// trust comparison start only from this cluster, and the cluster must
+	// have gateway records. The etcd, bundle, handshake (from here to
+	// every ingress, this cluster's included) and export checks are
+	// unchanged. Zero means every cluster.
+	Cluster string
+	// Admin is the local gateway's admin address (host:port), which the
+	// path probes and the trust comparison of Cluster then use instead of
+	// the admin addresses its records advertise (which may not be
+	// reachable, or be reachable only inside the pod). It requires
+	// Cluster, and the gateway there must be one of Cluster's. Zero means
+	// the records' admin addresses.
+	Admin string
 }
 
 const (
@@ -133,6 +148,14 @@ func (c *Config) validate() error {
 	for name, d := range map[string]time.Duration{"handshake timeout": c.HandshakeTimeout, "probe timeout": c.ProbeTimeout, "expiry warning": c.ExpiryWarning} {
 		if d < 0 {
 			errs = multierror.Append(errs, fmt.Errorf("%s %s is negative", name, d))
+		}
+	}
+	if c.Admin != "" && c.Cluster == "" {
+		errs = multierror.Append(errs, errors.New("an admin address needs the cluster whose gateway serves it"))
+	}
+	if c.Admin != "" {
+		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("admin address %q: %w", c.Admin, err))
 		}
 	}
 	if err := errs.ErrorOrNil(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -55,6 +56,11 @@ func (r *runner) gateways(ctx context.Context, snap *federation.Snapshot, bundle
 	}
 	wg.Wait()
 	var all []Result
+	if c := r.cfg.Cluster; c != "" && !slices.Contains(snap.Clusters(), c) {
+		all = append(all, Result{Category: CategoryGateways, Check: c, Cluster: c, Status: Fail,
+			Message: fmt.Sprintf("cluster %s (--cluster) has no records in etcd", c),
+			Hint:    "check the cluster name against the gateway's config, and that its gateway runs and reaches etcd under this --prefix"})
+	}
 	for _, c := range snap.Clusters() {
 		all = append(all, out[c]...)
 	}

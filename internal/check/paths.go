@@ -34,7 +34,7 @@ func (r *runner) paths(ctx context.Context, snap *federation.Snapshot, bundles x
 	idx := 0
 	for _, from := range clusters {
 		for _, to := range clusters {
-			if from == to {
+			if from == to || (r.cfg.Cluster != "" && from != r.cfg.Cluster) {
 				continue
 			}
 			i := idx
@@ -60,6 +60,16 @@ func (r *runner) path(ctx context.Context, snap *federation.Snapshot, from, to s
 	wantCaller, err2 := gatewayID(snap, from)
 	if err1 != nil || err2 != nil {
 		return Result{Status: Fail, Layer: LayerIdentity, Message: fmt.Sprintf("no gateway identity: %v", firstErr(err1, err2))}
+	}
+	if r.cfg.Admin != "" && from == r.cfg.Cluster {
+		nonce := make([]byte, probe.NonceSize)
+		_, _ = rand.Read(nonce)
+		pr, err := r.askProbe(ctx, r.cfg.Admin, to, nonce)
+		if err != nil {
+			return Result{Status: Fail, Message: fmt.Sprintf("the local gateway of %s did not answer on %s: %v", from, r.cfg.Admin, err),
+				Hint: "--admin names the admin address of this host's gateway (its admin.listen)"}
+		}
+		return r.judgeProbe(pr, from, r.cfg.Admin, wantResponder, wantCaller, nonce, bundles)
 	}
 	var unreachable []string
 	for _, gw := range snap.Gateways(from) {
