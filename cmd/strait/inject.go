@@ -35,7 +35,7 @@ func newInjectCmd() *cobra.Command {
 		Use:   "inject --cert tls.crt --key tls.key",
 		Short: "Serve the sidecar injection webhook (Kubernetes)",
 		Long: `Serve the mutating admission webhook that adds the Strait proxy sidecar
-(strait-proxy) and its capture init container (strait-proxy init) to pods:
+(strait-proxy) and its init container (strait-proxy init) to pods:
 every pod of a namespace labelled strait.io/inject=enabled unless annotated
 strait.io/inject: "false", and pods annotated strait.io/inject: "true" in
 other namespaces. deploy/base/injector.yaml registers it. An already
@@ -44,8 +44,9 @@ injected pod (one with a strait-proxy container) is left alone.
 The sidecar reads its config file from the ConfigMap strait-proxy of the
 pod's namespace (or the one the annotation strait.io/proxy-config names);
 @POD_IP@, @POD_NAME@ and @ETCD_ENDPOINT@ in it are filled from the
-sidecar's environment. strait.io/capture: "false" leaves the capture init
-container out.
+sidecar's environment. The init container hands the built-in CA's hostPath
+directory to the proxy's user; with strait.io/capture: "true" it also
+installs the capture rules (iptables: the image must hold it).
 
 The webhook serves HTTPS with --cert and --key (read again when they
 change); the admin server serves /metrics (strait_inject_*) and /healthz.`,

@@ -1,5 +1,5 @@
 // Package inject is Strait's sidecar injector: a Kubernetes mutating
-// admission webhook that adds the proxy (strait-proxy) and its capture init
+// admission webhook that adds the proxy (strait-proxy) and its init
 // container (`strait-proxy init`) to pods, the shape
 // deploy/examples/west-hello.yaml used to build by hand.
 //
@@ -17,8 +17,10 @@
 // annotation strait.io/proxy-config names another; its @POD_IP@, @POD_NAME@
 // and @ETCD_ENDPOINT@ are expanded by the proxy from the environment the
 // injector sets (ETCD_ENDPOINT comes from the namespace's ConfigMap
-// strait-federation). The annotation strait.io/capture: "false" leaves the
-// capture init container out (the proxy's upstream listeners only).
+// strait-federation). The annotation strait.io/capture: "true" has the init
+// container install the capture rules too (`strait-proxy init` runs
+// iptables: the image must hold it, and Strait's distroless image does not,
+// so capture is off by default and the proxy serves its upstream listeners).
 //
 //	inj, err := inject.New(inject.Config{Image: "strait:dev", Logger: log, Metrics: reg})
 //	srv, err := inject.NewServer(inject.ServerConfig{Addr: ":15017", CertFile: "tls.crt", KeyFile: "tls.key", Injector: inj})

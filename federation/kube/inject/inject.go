@@ -27,7 +27,10 @@ const (
 	// AnnotationProxyConfig names the ConfigMap of the pod's namespace that
 	// holds the proxy's config file (key proxy.yaml).
 	AnnotationProxyConfig = "strait.io/proxy-config"
-	// AnnotationCapture "false" leaves out the capture init container.
+	// AnnotationCapture "true" adds the capture rules to the init
+	// container. Off by default: `strait-proxy init` runs iptables, which
+	// Strait's distroless image does not hold, so capture needs an image
+	// that does.
 	AnnotationCapture = "strait.io/capture"
 	// AnnotationInjected records that the injector added the sidecar.
 	AnnotationInjected = "strait.io/injected"
@@ -203,9 +206,9 @@ func boolAnnotation(pod *corev1.Pod, key string) (*bool, error) {
 
 func ptr[T any](v T) *T { return &v }
 
-// Sidecar is what the injector adds to pod: the capture init container
-// (unless strait.io/capture is "false"), the proxy container and their
-// volumes.
+// Sidecar is what the injector adds to pod: the init container (the CA
+// directory's owner, and the capture rules when strait.io/capture is
+// "true"), the proxy container and their volumes.
 func (in *Injector) Sidecar(pod *corev1.Pod) (inits, containers []corev1.Container, volumes []corev1.Volume) {
 	c := in.cfg
 	configMap := cmp.Or(pod.Annotations[AnnotationProxyConfig], DefaultProxyConfigMap)
@@ -259,7 +262,7 @@ func (in *Injector) Sidecar(pod *corev1.Pod) (inits, containers []corev1.Contain
 	capture, _ := boolAnnotation(pod, AnnotationCapture)
 	args := []string{proxyBinary, "init"}
 	var caps []corev1.Capability
-	if capture == nil || *capture {
+	if capture != nil && *capture {
 		// The proxy's own connections carry its SO_MARK and are not
 		// captured. Its user is not excluded: applications often run as
 		// the same non-root user.

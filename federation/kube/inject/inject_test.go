@@ -120,6 +120,8 @@ func TestReview(t *testing.T) {
 			inits: "migrate,strait-init", ctrs: "app,strait-proxy", volumes: "data,strait-proxy-config,strait-state,strait-ca", config: "strait-proxy"},
 		{name: "own config map, no capture", mode: ModeNamespace, pod: pod(map[string]string{"strait.io/proxy-config": "hello-proxy", "strait.io/capture": "false"}), result: ResultInjected,
 			inits: "strait-init", ctrs: "app,strait-proxy", volumes: "strait-proxy-config,strait-state,strait-ca", config: "hello-proxy"},
+		{name: "capture", mode: ModeNamespace, pod: pod(map[string]string{"strait.io/capture": "true"}), result: ResultInjected,
+			inits: "strait-init", ctrs: "app,strait-proxy", volumes: "strait-proxy-config,strait-state,strait-ca", config: "strait-proxy"},
 		{name: "pod annotation in another namespace", mode: ModePod, pod: pod(map[string]string{"strait.io/inject": "true"}), result: ResultInjected,
 			inits: "strait-init", ctrs: "app,strait-proxy", volumes: "strait-proxy-config,strait-state,strait-ca", config: "strait-proxy"},
 		{name: "opted out in an enabled namespace", mode: ModeNamespace, pod: pod(map[string]string{"strait.io/inject": "false"}), result: ResultOptedOut,
@@ -243,7 +245,7 @@ func checkSidecar(t *testing.T, p *corev1.Pod, configMap string) {
 			t.Errorf("config map %s, want %s", v.ConfigMap.Name, configMap)
 		}
 	}
-	capture := p.Annotations[AnnotationCapture] != "false"
+	capture := p.Annotations[AnnotationCapture] == "true"
 	for _, c := range p.Spec.InitContainers {
 		if c.Name != ContainerCapture {
 			continue
@@ -279,7 +281,7 @@ func TestSidecarWithoutCADir(t *testing.T) {
 	if len(inits) != 0 || names(ctrs) != "strait-proxy" || volumeNames(vols) != "strait-proxy-config,strait-state" {
 		t.Errorf("inits %s containers %s volumes %s", names(inits), names(ctrs), volumeNames(vols))
 	}
-	inits, _, _ = in.Sidecar(pod(nil))
+	inits, _, _ = in.Sidecar(pod(map[string]string{"strait.io/capture": "true"}))
 	if len(inits) != 1 || strings.Join(inits[0].Command, " ") != "/usr/local/bin/strait-proxy init" || len(inits[0].VolumeMounts) != 0 {
 		t.Errorf("capture init without CA dir: %+v", inits)
 	}
