@@ -2,6 +2,8 @@ package check
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -16,7 +18,9 @@ const clockSkew = time.Minute
 // staleRecords looks for stale or conflicting gateway records of one
 // cluster, without touching the network:
 //
-//   - two records advertising the same ingress, egress or admin address:
+//   - two records advertising the same ingress, egress or admin address
+//     (egress and admin addresses on an unspecified or loopback host do
+//     not count, see podLocal):
 //     when their started_at differ, the older is stale (a gateway that
 //     restarted under another ID while its old record waits for its lease
 //     to expire); otherwise they conflict (replicas behind one load
@@ -58,7 +62,7 @@ func staleRecords(gws []*straitv1.Gateway, now time.Time) []Result {
 			var shared []string
 			onlyIngress := true
 			for _, f := range fields {
-				if v := f.get(a); v != "" && v == f.get(b) {
+				if v := f.get(a); v != "" && v == f.get(b) && (f.name == "ingress" || !podLocal(v)) {
 					shared = append(shared, fmt.Sprintf("%s %s", f.name, v))
 					onlyIngress = onlyIngress && f.name == "ingress"
 				}
@@ -87,6 +91,19 @@ func staleRecords(gws []*straitv1.Gateway, now time.Time) []Result {
 		}
 	}
 	return out
+}
+
+// podLocal reports whether addr's host is unspecified or loopback: an
+// admin or egress address written from the listener (":9901" registers as
+// "[::]:9901") is the same in every replica's pod, so sharing one proves
+// nothing.
+func podLocal(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && (ip.IsUnspecified() || ip.IsLoopback())
 }
 
 func cmpString(a, b string) int {

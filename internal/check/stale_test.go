@@ -45,6 +45,14 @@ func TestStaleRecords(t *testing.T) {
 			gw("gw-0", "10.0.0.1:4433", "10.0.0.1:15001", "10.0.0.1:9901", early),
 			gw("gw-1", "10.0.0.2:4433", "10.0.0.2:15001", "10.0.0.1:9901", early),
 		}, []want{{"gw-1", []string{"gw-0 and gw-1 of west conflict", "admin 10.0.0.1:9901"}}}},
+		{"replicas listening on every interface", []*straitv1.Gateway{
+			gw("gw-0", "10.0.0.1:4433", "[::]:15001", "[::]:9901", early),
+			gw("gw-1", "10.0.0.2:4433", "[::]:15001", "[::]:9901", late),
+		}, nil},
+		{"replicas with loopback admin ports", []*straitv1.Gateway{
+			gw("gw-0", "10.0.0.1:4433", "10.0.0.1:15001", "127.0.0.1:9901", early),
+			gw("gw-1", "10.0.0.2:4433", "10.0.0.2:15001", "127.0.0.1:9901", late),
+		}, nil},
 		{"no started_at", []*straitv1.Gateway{
 			gw("gw-0", "10.0.0.1:4433", "", "", time.Time{}),
 		}, []want{{"gw-0", []string{"no started_at"}}}},
