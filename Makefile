@@ -159,6 +159,7 @@ kube-tools:
 ## The tests build the pinned etcd themselves when it is missing.
 e2e-kube: kube-tools
 	$(GO) test -tags kubenode -count=1 -timeout 40m -v ./e2e/kubenode/...
+	$(GO) test -tags kubenode -count=1 -timeout 20m -v -run TestInstallOnRealNode ./deploy/
 
 ## scale: what a large federation costs (docs/scale.md): the benchmarks of
 ## one change's publish and of the snapshot file at 1k-100k exports, then
