@@ -26,28 +26,25 @@ import (
 // verifies the signed statements.
 func (r *runner) paths(ctx context.Context, snap *federation.Snapshot, bundles x509bundle.Source) []Result {
 	clusters := snap.Clusters()
-	results := make([]Result, 0, len(clusters)*len(clusters))
-	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
-	)
-	idx := 0
+	type pair struct{ from, to string }
+	var pairs []pair
 	for _, from := range clusters {
 		for _, to := range clusters {
 			if from == to || (r.cfg.Cluster != "" && from != r.cfg.Cluster) {
 				continue
 			}
-			i := idx
-			idx++
-			results = append(results, Result{})
-			wg.Go(func() {
-				res := r.path(ctx, snap, from, to, bundles)
-				res.Category, res.Check, res.Cluster = CategoryPath, from+" -> "+to, to
-				mu.Lock()
-				results[i] = res
-				mu.Unlock()
-			})
+			pairs = append(pairs, pair{from, to})
 		}
+	}
+	// Each goroutine writes its own element of a slice sized up front.
+	results := make([]Result, len(pairs))
+	var wg sync.WaitGroup
+	for i, p := range pairs {
+		wg.Go(func() {
+			res := r.path(ctx, snap, p.from, p.to, bundles)
+			res.Category, res.Check, res.Cluster = CategoryPath, p.from+" -> "+p.to, p.to
+			results[i] = res
+		})
 	}
 	wg.Wait()
 	return results
