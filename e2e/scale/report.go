@@ -88,7 +88,7 @@ func (r *Report) Table() string {
 				ms(r.Percentile(k, 0.5)), ms(r.Percentile(k, 0.99)), ms(r.Percentile(k, 1)), n)
 		}
 	}
-	row("changes never seen by every cache", "%d", len(r.Unseen))
+	row("changes never seen by every cache", "%d %v", len(r.Unseen), r.Unseen)
 	row("etcd CPU during churn (3 members)", "%.2f cores", r.EtcdCPU)
 	row("etcd RSS (largest member)", "%s", mib(float64(r.EtcdRSS)))
 	row("etcd database (largest member)", "%s file, %s in use", mib(r.EtcdDB), mib(r.EtcdDBInUse))
