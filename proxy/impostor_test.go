@@ -20,6 +20,7 @@ import (
 
 	"github.com/strait-mesh/strait/federation"
 	"github.com/strait-mesh/strait/internal/devcluster"
+	"github.com/strait-mesh/strait/internal/devcluster/devclustertest"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/proxy"
 	"github.com/strait-mesh/strait/trust"
@@ -54,7 +55,7 @@ func TestImpostorEndpoints(t *testing.T) {
 		Name: "echo", Port: 7000, App: devcluster.AppEcho, Export: true,
 		Consumers: []string{"spiffe://east.strait.local"},
 	})
-	f := startFederation(t, cfg)
+	f := devclustertest.Start(t, cfg)
 	wc, ec := f.Cluster("west"), f.Cluster("east")
 	etcd, err := clientv3.New(clientv3.Config{Endpoints: f.EtcdEndpoints(), DialTimeout: 5 * time.Second})
 	if err != nil {
@@ -386,37 +387,6 @@ func counter(t *testing.T, g prometheus.Gatherer, name string, labels ...string)
 		}
 	}
 	return total
-}
-
-// startFederation runs cfg until the test ends and waits until it is ready.
-func startFederation(t *testing.T, cfg devcluster.Config) *devcluster.Federation {
-	t.Helper()
-	f, err := devcluster.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("federation Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("federation did not stop within 10s")
-		}
-	})
-	select {
-	case <-f.Ready():
-	case err := <-done:
-		t.Fatalf("federation ended before ready: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("federation not ready after 60s")
-	}
-	return f
 }
 
 // eventually polls cond until it holds, for at most 20 seconds.

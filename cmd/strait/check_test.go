@@ -22,6 +22,7 @@ import (
 	"github.com/strait-mesh/strait/federation"
 	"github.com/strait-mesh/strait/internal/check"
 	"github.com/strait-mesh/strait/internal/devcluster"
+	"github.com/strait-mesh/strait/internal/devcluster/devclustertest"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/trust"
 )
@@ -46,31 +47,7 @@ func startDev(t *testing.T) (*devcluster.Federation, string) {
 	cfg := devcluster.DefaultConfig(t.TempDir())
 	cfg.EtcdClientURL = ""
 	cfg.Clusters[0].Client.Upstreams[0].ListenAddr = "127.0.0.1:0"
-	f, err := devcluster.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("federation: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("federation did not stop within 20s")
-		}
-	})
-	select {
-	case <-f.Ready():
-	case err := <-done:
-		t.Fatalf("federation ended before ready: %v", err)
-	case <-time.After(90 * time.Second):
-		t.Fatal("federation not ready after 90s")
-	}
+	f := devclustertest.Start(t, cfg)
 	return f, cfg.DataDir
 }
 
