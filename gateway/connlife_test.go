@@ -255,33 +255,7 @@ func TestRotationKeepsTrafficFlowing(t *testing.T) {
 	a := w.start(rotating("a", "a1"))
 	_ = b
 
-	hello := clientHello(t, "9000.echo.default.any.strait")
-	var ok, failed int
-	var lastErr error
-	conns := map[*pconn]bool{}
-	end := time.Now().Add(ttl + 5*time.Second)
-	for time.Now().Before(end) {
-		got, err := roundTrip(a.EgressAddr(), hello, []byte("ping"))
-		if err == nil && string(got) != string(hello)+"ping" {
-			err = errors.New("echo returned other bytes")
-		}
-		if err != nil {
-			failed++
-			lastErr = err
-		} else {
-			ok++
-		}
-		a.pool.mu.Lock()
-		for _, pr := range a.pool.peers {
-			pr.mu.Lock()
-			if pr.conn != nil {
-				conns[pr.conn] = true
-			}
-			pr.mu.Unlock()
-		}
-		a.pool.mu.Unlock()
-		time.Sleep(50 * time.Millisecond) // pacing the requests
-	}
+	ok, failed, lastErr, conns := pacedEchoes(t, a, ttl+5*time.Second, 50*time.Millisecond)
 	expired := testutil.ToFloat64(b.m.streams.WithLabelValues(dirIngress, "a", resultExpired))
 	closedByPeer := 0 // the ingress ended them: the pool was late
 	for c := range conns {
@@ -327,10 +301,29 @@ func TestIngressAgeLimitReconnectsWithoutFailure(t *testing.T) {
 	b := w.start(w.config("b", "b1", ""))
 	a := w.start(w.config("a", "a1", ""))
 
+	ok, failed, lastErr, conns := pacedEchoes(t, a, run, 20*time.Millisecond)
+	expired := testutil.ToFloat64(b.m.streams.WithLabelValues(dirIngress, "a", resultExpired))
+	peerFailures := testutil.ToFloat64(a.m.peerFailures.WithLabelValues("b", "b1"))
+	t.Logf("%d requests succeeded, %d failed (last: %v); %d pooled connections; %v streams refused for age at the ingress; %v peer failures counted by the pool",
+		ok, failed, lastErr, len(conns), expired, peerFailures)
+	if len(conns) < 3 {
+		t.Errorf("the pool used %d connections in %s with a %s maximum age at the ingress, want at least 3: the ingress did not end them", len(conns), run, maxAge)
+	}
+	if failed > 0 {
+		t.Errorf("%d requests failed while the ingress ended connections by age (last: %v)", failed, lastErr)
+	}
+	if peerFailures != 0 {
+		t.Errorf("the pool counted %v failures of b1: a reconnect is not a failure", peerFailures)
+	}
+}
+
+// pacedEchoes sends one echo request through a's egress every pace for
+// run, and returns how many succeeded and failed, the last failure, and
+// every pooled connection the pool held between requests.
+func pacedEchoes(t *testing.T, a *running, run, pace time.Duration) (ok, failed int, lastErr error, conns map[*pconn]bool) {
+	t.Helper()
 	hello := clientHello(t, "9000.echo.default.any.strait")
-	var ok, failed int
-	var lastErr error
-	conns := map[*pconn]bool{}
+	conns = map[*pconn]bool{}
 	end := time.Now().Add(run)
 	for time.Now().Before(end) {
 		got, err := roundTrip(a.EgressAddr(), hello, []byte("ping"))
@@ -352,19 +345,7 @@ func TestIngressAgeLimitReconnectsWithoutFailure(t *testing.T) {
 			pr.mu.Unlock()
 		}
 		a.pool.mu.Unlock()
-		time.Sleep(20 * time.Millisecond) // pacing the requests
+		time.Sleep(pace) // pacing the requests
 	}
-	expired := testutil.ToFloat64(b.m.streams.WithLabelValues(dirIngress, "a", resultExpired))
-	peerFailures := testutil.ToFloat64(a.m.peerFailures.WithLabelValues("b", "b1"))
-	t.Logf("%d requests succeeded, %d failed (last: %v); %d pooled connections; %v streams refused for age at the ingress; %v peer failures counted by the pool",
-		ok, failed, lastErr, len(conns), expired, peerFailures)
-	if len(conns) < 3 {
-		t.Errorf("the pool used %d connections in %s with a %s maximum age at the ingress, want at least 3: the ingress did not end them", len(conns), run, maxAge)
-	}
-	if failed > 0 {
-		t.Errorf("%d requests failed while the ingress ended connections by age (last: %v)", failed, lastErr)
-	}
-	if peerFailures != 0 {
-		t.Errorf("the pool counted %v failures of b1: a reconnect is not a failure", peerFailures)
-	}
+	return ok, failed, lastErr, conns
 }
