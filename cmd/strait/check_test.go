@@ -203,33 +203,8 @@ func TestCheckKilledGateway(t *testing.T) {
 // against a copy of the keyspace taken at one revision without that key.
 func TestCheckDeletedBundle(t *testing.T) {
 	f, _ := startDev(t)
-	cli, err := federation.Dial(federation.ClientConfig{Endpoints: f.EtcdEndpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	live, copied := federation.Keyspace{}, federation.Keyspace{Prefix: "/check-copy/"}
-	resp, err := cli.Get(ctx, live.Root(), clientv3.WithPrefix())
-	if err != nil {
-		t.Fatal(err)
-	}
-	deleted := live.Bundle("east.strait.local")
-	found := false
-	for _, kv := range resp.Kvs {
-		if string(kv.Key) == deleted {
-			found = true
-			continue
-		}
-		key := copied.Root() + strings.TrimPrefix(string(kv.Key), live.Root())
-		if _, err := cli.Put(ctx, key, string(kv.Value)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !found {
-		t.Fatalf("east's bundle %s is not in etcd", deleted)
-	}
+	deleted := federation.Keyspace{}.Bundle("east.strait.local")
+	copied := copyKeyspace(t, f.EtcdEndpoints(), "/check-copy/", deleted, func([]byte) []byte { return nil })
 	rep, err := runCheckCmd(t, "--etcd", strings.Join(f.EtcdEndpoints(), ","), "--prefix", copied.Root(), "--timeout", "60s")
 	logReport(t, rep)
 	if err == nil {
@@ -391,46 +366,22 @@ func TestCheckWait(t *testing.T) {
 // clusters and the old bundle; "east trusts west" stays ok.
 func TestCheckStaleTrust(t *testing.T) {
 	f, _ := startDev(t)
-	cli, err := federation.Dial(federation.ClientConfig{Endpoints: f.EtcdEndpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	live, copied := federation.Keyspace{}, federation.Keyspace{Prefix: "/check-rotated/"}
-	resp, err := cli.Get(ctx, live.Root(), clientv3.WithPrefix())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rotated := live.Bundle("east.strait.local")
-	found := false
-	for _, kv := range resp.Kvs {
-		value := string(kv.Value)
-		if string(kv.Key) == rotated {
-			found = true
-			old, _, err := trust.UnmarshalBundle(kv.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ca, err := trust.NewCA(trust.CAConfig{TrustDomain: spiffeid.RequireTrustDomainFromString("east.strait.local")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := proto.Marshal(ca.TrustBundle(old.GetSequence()+1, time.Minute))
-			if err != nil {
-				t.Fatal(err)
-			}
-			value = string(b)
-		}
-		key := copied.Root() + strings.TrimPrefix(string(kv.Key), live.Root())
-		if _, err := cli.Put(ctx, key, value); err != nil {
+	rotated := federation.Keyspace{}.Bundle("east.strait.local")
+	copied := copyKeyspace(t, f.EtcdEndpoints(), "/check-rotated/", rotated, func(value []byte) []byte {
+		old, _, err := trust.UnmarshalBundle(value)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if !found {
-		t.Fatalf("east's bundle %s is not in etcd", rotated)
-	}
+		ca, err := trust.NewCA(trust.CAConfig{TrustDomain: spiffeid.RequireTrustDomainFromString("east.strait.local")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := proto.Marshal(ca.TrustBundle(old.GetSequence()+1, time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
 	rep, err := runCheckCmd(t, "--etcd", strings.Join(f.EtcdEndpoints(), ","), "--prefix", copied.Root(), "--timeout", "60s")
 	logReport(t, rep)
 	if err == nil {
@@ -538,4 +489,41 @@ func TestCheckClusterMode(t *testing.T) {
 	if err := root.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "needs the cluster") {
 		t.Errorf("--admin without --cluster: %v, want a config error", err)
 	}
+}
+
+// copyKeyspace copies the live keyspace, as etcd holds it at one revision,
+// under prefix, with the value of key replaced by edit's result (nil
+// leaves key out), and returns the copy's keyspace. It fails the test when
+// key is not in the live keyspace.
+func copyKeyspace(t *testing.T, endpoints []string, prefix, key string, edit func(value []byte) []byte) federation.Keyspace {
+	t.Helper()
+	cli, err := federation.Dial(federation.ClientConfig{Endpoints: endpoints})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	live, copied := federation.Keyspace{}, federation.Keyspace{Prefix: prefix}
+	resp, err := cli.Get(ctx, live.Root(), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, kv := range resp.Kvs {
+		value := kv.Value
+		if string(kv.Key) == key {
+			found = true
+			if value = edit(value); value == nil {
+				continue
+			}
+		}
+		if _, err := cli.Put(ctx, copied.Root()+strings.TrimPrefix(string(kv.Key), live.Root()), string(value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !found {
+		t.Fatalf("%s is not in etcd", key)
+	}
+	return copied
 }
