@@ -16,16 +16,19 @@ import (
 )
 
 const (
-	initHelp = `Install the rules that capture a pod's outbound TCP and DNS: iptables nat
-rules in the current network namespace (run it in the pod's) that redirect
-outbound TCP to the proxy's transparent listener and DNS queries to its DNS
-responder, except the proxy's own (marked) connections and loopback. Running
-it again changes nothing. Needs CAP_NET_ADMIN.
+	initHelp = `Install the rules that capture a pod's outbound TCP and DNS: an nftables
+table (ip strait) in the current network namespace (run it in the pod's)
+that redirects outbound TCP to the proxy's transparent listener and DNS
+queries to its DNS responder, except the proxy's own connections (marked,
+or of an excluded user or group) and loopback. It programs the kernel over
+netlink, with no iptables or nft command, and needs CAP_NET_ADMIN only.
+Running it again replaces the table whole; it prints the rules the kernel
+holds afterwards.
 
 With --own-dir it also hands directories to the proxy's user (--owner), as
 the hostPath directory of the built-in CA, which the kubelet creates owned
 by root, needs (CAP_CHOWN); --no-capture then skips the rules.`
-	cleanupHelp = "Remove the capture rules that init installed."
+	cleanupHelp = "Remove the capture rules that init installed (the nftables table ip strait); nothing to remove is no error."
 )
 
 // captureFlags are the flags of the init and cleanup subcommands.
@@ -33,6 +36,7 @@ type captureFlags struct {
 	cfg          capture.Config
 	excludeCIDRs []string
 	excludeUIDs  []uint
+	excludeGIDs  []uint
 	excludePorts []uint
 	// init only
 	noCapture bool
@@ -47,6 +51,7 @@ func addCaptureFlags(fs *pflag.FlagSet) *captureFlags {
 	fs.BoolVar(&f.cfg.NoDNS, "no-dns", false, "leave DNS queries alone")
 	fs.Uint32Var(&f.cfg.Mark, "mark", capture.DefaultMark, "SO_MARK of the proxy's own connections, which are not captured")
 	fs.UintSliceVar(&f.excludeUIDs, "exclude-uid", nil, "users whose traffic is not captured (the proxy's, when it runs as its own user)")
+	fs.UintSliceVar(&f.excludeGIDs, "exclude-gid", nil, "groups whose traffic is not captured (the proxy's, when it cannot mark its connections, as in an injected pod)")
 	fs.StringSliceVar(&f.excludeCIDRs, "exclude-cidr", nil, "destinations that are not captured, besides loopback (comma-separated CIDRs)")
 	fs.UintSliceVar(&f.excludePorts, "exclude-port", nil, "TCP destination ports that are not captured")
 	return f
@@ -94,7 +99,16 @@ func ownDirs(dirs []string, uid, gid int, out io.Writer) error {
 func (f *captureFlags) config() (capture.Config, error) {
 	cfg := f.cfg
 	for _, u := range f.excludeUIDs {
+		if u > 1<<32-1 {
+			return cfg, fmt.Errorf("--exclude-uid %d is not a 32-bit ID", u)
+		}
 		cfg.ExcludeUIDs = append(cfg.ExcludeUIDs, uint32(u))
+	}
+	for _, g := range f.excludeGIDs {
+		if g > 1<<32-1 {
+			return cfg, fmt.Errorf("--exclude-gid %d is not a 32-bit ID", g)
+		}
+		cfg.ExcludeGIDs = append(cfg.ExcludeGIDs, uint32(g))
 	}
 	for _, p := range f.excludePorts {
 		if p == 0 || p > 65535 {
@@ -132,7 +146,11 @@ func runInit(ctx context.Context, f *captureFlags, out io.Writer) error {
 	if err := capture.Install(ctx, cfg); err != nil {
 		return fmt.Errorf("proxy init: %w", err)
 	}
-	fmt.Fprintln(out, "capture rules installed")
+	rules, err := capture.Ruleset(ctx)
+	if err != nil {
+		return fmt.Errorf("proxy init: rules installed, but reading them back: %w", err)
+	}
+	fmt.Fprintf(out, "capture rules installed:\n%s", rules)
 	return nil
 }
 

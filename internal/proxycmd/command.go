@@ -18,7 +18,6 @@ import (
 	"github.com/strait-mesh/strait/internal/admin"
 	"github.com/strait-mesh/strait/internal/cmdutil"
 	"github.com/strait-mesh/strait/proxy"
-	"github.com/strait-mesh/strait/proxy/capture"
 	"github.com/strait-mesh/strait/proxy/dns"
 	"github.com/strait-mesh/strait/trust"
 )
@@ -57,12 +56,12 @@ func Run(ctx context.Context, f File) error {
 	cfg.Logger, cfg.Metrics, cfg.TrustMetrics = log, reg, id.Metrics
 	var resolver *dns.Server
 	if t := f.Transparent; t != nil {
-		resolver, err = dns.New(dns.Config{Addr: t.DNS, Services: n.Cache, Mark: capture.DefaultMark, Logger: log, Metrics: reg})
+		resolver, err = dns.New(dns.Config{Addr: t.DNS, Services: n.Cache, Mark: t.mark(), Logger: log, Metrics: reg})
 		if err != nil {
 			return fmt.Errorf("proxy: %w", err)
 		}
 		cfg.Transparent = &proxy.Transparent{ListenAddr: t.Listen, Services: resolver.VIPs()}
-		cfg.Mark = capture.DefaultMark
+		cfg.Mark = t.mark()
 	}
 	p, err := proxy.New(cfg)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"github.com/strait-mesh/strait/internal/cmdutil"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/proxy"
+	"github.com/strait-mesh/strait/proxy/capture"
 )
 
 // File is the proxy's config file.
@@ -72,6 +73,21 @@ type TransparentFile struct {
 	Listen string `json:"listen,omitempty"`
 	// DNS is where the DNS responder listens. Zero means 127.0.0.1:15053.
 	DNS string `json:"dns,omitempty"`
+	// NoMark stops the proxy from marking its own connections with
+	// capture.DefaultMark (SO_MARK, which needs CAP_NET_ADMIN): the capture
+	// rules must then exclude the proxy's user or group instead, as an
+	// injected pod's do (its proxy runs without capabilities, in its own
+	// group). Zero means mark.
+	NoMark bool `json:"noMark,omitempty"`
+}
+
+// mark is the SO_MARK of the proxy's own connections: none without
+// transparent capture or with NoMark.
+func (t *TransparentFile) mark() uint32 {
+	if t == nil || t.NoMark {
+		return 0
+	}
+	return capture.DefaultMark
 }
 
 // PortFile is one port of the service.

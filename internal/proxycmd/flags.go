@@ -23,9 +23,11 @@ application after a PROXY protocol v2 header that names the caller.
 // that `strait proxy` keeps the flags of the other commands' syntax without
 // linking cobra into the strait-proxy binary).
 type flags struct {
-	path      string
-	upstreams []string
-	pprof     bool
+	path        string
+	upstreams   []string
+	pprof       bool
+	transparent bool
+	noMark      bool
 }
 
 func addFlags(fs *pflag.FlagSet) *flags {
@@ -33,6 +35,8 @@ func addFlags(fs *pflag.FlagSet) *flags {
 	fs.StringVarP(&f.path, "config", "c", "", "proxy config file (YAML or JSON) (required)")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve the Go profiles under /debug/pprof/ on the admin server")
 	fs.StringArrayVar(&f.upstreams, "upstream", nil, "an upstream listener, <service>.<namespace>[.<cluster>]:<port>=<listen addr> (repeatable)")
+	fs.BoolVar(&f.transparent, "transparent", false, "serve the captured connections and DNS (after strait-proxy init installed the rules): the config file's transparent section, or its defaults when it has none")
+	fs.BoolVar(&f.noMark, "no-mark", false, "with --transparent: do not SO_MARK the proxy's own connections (no CAP_NET_ADMIN); the rules exclude its group instead (init --exclude-gid)")
 	return f
 }
 
@@ -47,5 +51,14 @@ func (fl *flags) file() (File, error) {
 	}
 	f.Upstreams = append(f.Upstreams, fl.upstreams...)
 	f.Pprof = f.Pprof || fl.pprof
+	if fl.transparent && f.Transparent == nil {
+		f.Transparent = &TransparentFile{}
+	}
+	if fl.noMark {
+		if f.Transparent == nil {
+			return f, fmt.Errorf("proxy: --no-mark without --transparent or a transparent section")
+		}
+		f.Transparent.NoMark = true
+	}
 	return f, nil
 }

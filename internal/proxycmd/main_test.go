@@ -80,6 +80,57 @@ func TestFlagsOverFile(t *testing.T) {
 	}
 }
 
+// --transparent adds the transparent section (at its defaults) when the
+// file has none and keeps the file's; --no-mark needs one.
+func TestTransparentFlags(t *testing.T) {
+	base := "cluster: west\nidentity: {trustDomain: west.test, caDir: /tmp/ca}\n"
+	tests := []struct {
+		name    string
+		file    string
+		args    []string
+		want    *TransparentFile
+		mark    uint32
+		wantErr string
+	}{
+		{name: "none", file: base},
+		{name: "flag", file: base, args: []string{"--transparent"}, want: &TransparentFile{}, mark: 0x5354},
+		{name: "flag without mark", file: base, args: []string{"--transparent", "--no-mark"}, want: &TransparentFile{NoMark: true}},
+		{name: "file's section kept", file: base + "transparent: {listen: 127.0.0.1:25001}\n", args: []string{"--transparent"},
+			want: &TransparentFile{Listen: "127.0.0.1:25001"}, mark: 0x5354},
+		{name: "file's noMark", file: base + "transparent: {noMark: true}\n", want: &TransparentFile{NoMark: true}},
+		{name: "no-mark alone", file: base, args: []string{"--no-mark"}, wantErr: "--no-mark without --transparent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "proxy.yaml")
+			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			fl := addFlags(fs)
+			if err := fs.Parse(append([]string{"-c", path}, tt.args...)); err != nil {
+				t.Fatal(err)
+			}
+			f, err := fl.file()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("file() = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (f.Transparent == nil) != (tt.want == nil) || f.Transparent != nil && *f.Transparent != *tt.want {
+				t.Errorf("transparent = %+v, want %+v", f.Transparent, tt.want)
+			}
+			if got := f.Transparent.mark(); got != tt.mark {
+				t.Errorf("mark = %#x, want %#x", got, tt.mark)
+			}
+		})
+	}
+}
+
 // init --own-dir creates the directory and hands it to --owner; with
 // --no-capture it installs no rules (this test runs in the host's network
 // namespace: a rule installed here would fail the test's premise).

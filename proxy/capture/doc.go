@@ -2,21 +2,40 @@
 // queries to its Strait proxy, the way Istio's init container does, and
 // tells the proxy where a redirected connection was going.
 //
-// Install adds, in the nat table of the current network namespace (run it
-// inside the pod's, as `strait proxy init` does), one chain jumped to from
-// OUTPUT:
+// Install programs nftables over netlink (github.com/google/nftables; no
+// iptables or nft command, so it runs from Strait's distroless image, and
+// it needs CAP_NET_ADMIN only) in the current network namespace: run it
+// inside the pod's, as `strait-proxy init` does. It creates one table,
+// "ip strait", whose one chain "output" (type nat, hook output, priority
+// dstnat -100, policy accept) holds, in order (Rules gives the text):
 //
-//	STRAIT_OUTPUT: traffic the proxy itself sends (SO_MARK Mark, or an
-//	               excluded UID) RETURNs; so does traffic to loopback and to
-//	               excluded networks and ports;
-//	               UDP and TCP to port 53 → DNSPort (the proxy's DNS responder);
-//	               other TCP → OutboundPort (the proxy's transparent listener).
+//	meta mark 0x00005354 return        the proxy's own connections (Mark)
+//	meta skuid 1337 return             each of ExcludeUIDs
+//	meta skgid 1337 return             each of ExcludeGIDs
+//	ip daddr 127.0.0.0/8 return        loopback, then each of ExcludeCIDRs
+//	tcp dport 22 return                each of ExcludePorts
+//	udp dport 53 redirect to :15053    DNS → DNSPort (unless NoDNS)
+//	tcp dport 53 redirect to :15053
+//	meta l4proto tcp redirect to :15001  other TCP → OutboundPort
 //
-// Cleanup removes the jumps and the chain and is a no-op when they are
-// absent, so both commands are idempotent. The rules are IPv4 only
-// (iptables); IPv6 traffic is not captured.
+// Everything else (other UDP, ICMP) passes. The table is IPv4 only, as
+// the proxy's listeners are: IPv6 traffic is not captured.
 //
-// The proxy marks every connection it dials with Mark (see DialerControl)
-// so that its own traffic is not captured again, and reads the original
-// destination of a redirected connection with OriginalDst.
+// Install replaces the whole table in one netlink transaction, so running
+// it twice is harmless and no packet sees half the rules; Cleanup deletes
+// the table and is a no-op when it is absent. List and Ruleset read the
+// rules back from the kernel and print them in nft syntax (Ruleset as
+// `nft -y list table ip strait` does), for tests and for the init
+// container's log.
+//
+// The proxy marks every connection it dials with Mark (see DialerControl;
+// setting SO_MARK needs CAP_NET_ADMIN) so that its own traffic is not
+// captured again; a proxy that runs without that capability, as an
+// injected sidecar does, is excluded by its group (ExcludeGIDs) instead.
+// OriginalDst reads the original destination of a redirected connection
+// (SO_ORIGINAL_DST, which the conntrack entry of an nft redirect keeps).
+//
+//	err := capture.Install(ctx, capture.Config{ExcludeGIDs: []uint32{1337}})
+//	rules, err := capture.Ruleset(ctx) // the table, as nft lists it
+//	err = capture.Cleanup(ctx, capture.Config{})
 package capture

@@ -1,14 +1,13 @@
 package capture
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os/exec"
-	"strconv"
-	"strings"
+	"slices"
+
+	"github.com/google/nftables"
 )
 
 // Defaults of Config.
@@ -16,11 +15,14 @@ const (
 	DefaultOutboundPort = 15001
 	DefaultDNSPort      = 15053
 	DefaultMark         = 0x5354 // "ST"
-	DefaultIPTables     = "iptables"
 )
 
-// Chain is the nat chain Install creates.
-const Chain = "STRAIT_OUTPUT"
+// Table and Chain are the nftables table (family ip) and its one base
+// chain (type nat, hook output, priority dstnat) that Install creates.
+const (
+	Table = "strait"
+	Chain = "output"
+)
 
 // Config describes the capture rules. Every zero value means the default.
 type Config struct {
@@ -38,13 +40,15 @@ type Config struct {
 	// ExcludeUIDs are users whose traffic is not captured (the proxy's, when
 	// it runs as its own user).
 	ExcludeUIDs []uint32
-	// ExcludeCIDRs are destinations that are not captured, besides
+	// ExcludeGIDs are groups whose traffic is not captured: the proxy's
+	// primary group when it cannot set SO_MARK (a non-root container has no
+	// CAP_NET_ADMIN), as injected pods run it.
+	ExcludeGIDs []uint32
+	// ExcludeCIDRs are IPv4 destinations that are not captured, besides
 	// loopback.
 	ExcludeCIDRs []netip.Prefix
 	// ExcludePorts are TCP destination ports that are not captured.
 	ExcludePorts []uint16
-	// IPTables is the iptables command. Zero means DefaultIPTables.
-	IPTables string
 }
 
 func (c Config) withDefaults() Config {
@@ -57,141 +61,127 @@ func (c Config) withDefaults() Config {
 	if c.Mark == 0 {
 		c.Mark = DefaultMark
 	}
-	if c.IPTables == "" {
-		c.IPTables = DefaultIPTables
-	}
 	return c
 }
 
 func (c Config) validate() error {
 	var errs []error
 	for _, p := range c.ExcludeCIDRs {
-		if !p.Addr().Is4() {
+		if !p.IsValid() || !p.Addr().Is4() {
 			errs = append(errs, fmt.Errorf("exclude CIDR %s is not IPv4", p))
 		}
 	}
 	if !c.NoDNS && c.DNSPort == c.OutboundPort {
 		errs = append(errs, fmt.Errorf("DNS port and outbound port are both %d", c.DNSPort))
 	}
+	for _, p := range c.ExcludePorts {
+		if p == 0 {
+			errs = append(errs, errors.New("exclude port 0"))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("capture: invalid config: %w", err)
+		return fmt.Errorf("capture: invalid config: %w: %w", ErrInvalidConfig, err)
 	}
 	return nil
 }
 
-// jumps are the rules of OUTPUT that send traffic to Chain.
-func jumps() [][]string {
-	return [][]string{
-		{"-p", "tcp", "-j", Chain},
-		{"-p", "udp", "--dport", "53", "-j", Chain},
+// ErrInvalidConfig is wrapped by Install for a Config it cannot install.
+var ErrInvalidConfig = errors.New("invalid capture config")
+
+// Rules are the rules of the chain that Install installs for cfg, in
+// order, in the syntax of `nft list table ip strait` (and of List).
+func Rules(cfg Config) []string {
+	rs := build(cfg.withDefaults())
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.text
 	}
+	return out
 }
 
-// Rules are the rules of Chain, in order, as iptables arguments after
-// "-A STRAIT_OUTPUT".
-func Rules(cfg Config) [][]string {
-	c := cfg.withDefaults()
-	ret := []string{"-j", "RETURN"}
-	rules := [][]string{
-		append([]string{"-m", "mark", "--mark", "0x" + strconv.FormatUint(uint64(c.Mark), 16)}, ret...),
-	}
-	for _, uid := range c.ExcludeUIDs {
-		rules = append(rules, append([]string{"-m", "owner", "--uid-owner", strconv.FormatUint(uint64(uid), 10)}, ret...))
-	}
-	rules = append(rules, append([]string{"-d", "127.0.0.0/8"}, ret...))
-	for _, p := range c.ExcludeCIDRs {
-		rules = append(rules, append([]string{"-d", p.Masked().String()}, ret...))
-	}
-	for _, port := range c.ExcludePorts {
-		rules = append(rules, append([]string{"-p", "tcp", "--dport", strconv.Itoa(int(port))}, ret...))
-	}
-	if !c.NoDNS {
-		dns := strconv.Itoa(int(c.DNSPort))
-		rules = append(rules,
-			[]string{"-p", "udp", "--dport", "53", "-j", "REDIRECT", "--to-ports", dns},
-			[]string{"-p", "tcp", "--dport", "53", "-j", "REDIRECT", "--to-ports", dns})
-	}
-	rules = append(rules,
-		[]string{"-p", "udp", "-j", "RETURN"},
-		[]string{"-p", "tcp", "-j", "REDIRECT", "--to-ports", strconv.Itoa(int(c.OutboundPort))})
-	return rules
-}
-
-// Install sets up the capture rules in the current network namespace. It
-// replaces rules a previous Install left, so running it twice is harmless.
+// Install sets up the capture rules in the current network namespace, over
+// netlink (no external command; needs CAP_NET_ADMIN only). In one
+// transaction it replaces whatever table a previous Install left, so
+// running it twice is harmless and no packet ever sees half the rules.
 func Install(ctx context.Context, cfg Config) error {
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
 		return err
 	}
-	ipt := iptables{cmd: c.IPTables}
-	if err := ipt.run(ctx, "-t", "nat", "-N", Chain); err != nil && !ipt.exists(ctx, "-t", "nat", "-S", Chain) {
-		return err
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("capture: %w", err)
 	}
-	if err := ipt.run(ctx, "-t", "nat", "-F", Chain); err != nil {
-		return err
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("capture: netlink: %w", err)
 	}
-	for _, r := range Rules(c) {
-		if err := ipt.run(ctx, append([]string{"-t", "nat", "-A", Chain}, r...)...); err != nil {
-			return err
-		}
+	t := table()
+	// Adding an existing table is no error: add, delete and add again
+	// replaces it whole.
+	conn.AddTable(t)
+	conn.DelTable(t)
+	conn.AddTable(t)
+	ch := conn.AddChain(chain(t))
+	for _, r := range build(c) {
+		conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r.exprs})
 	}
-	for _, j := range jumps() {
-		if ipt.exists(ctx, append([]string{"-t", "nat", "-C", "OUTPUT"}, j...)...) {
-			continue
-		}
-		if err := ipt.run(ctx, append([]string{"-t", "nat", "-A", "OUTPUT"}, j...)...); err != nil {
-			return err
-		}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("capture: install table ip %s: %w", Table, err)
 	}
 	return nil
 }
 
-// Cleanup removes every rule and chain Install adds. It succeeds when there
-// is nothing to remove.
-func Cleanup(ctx context.Context, cfg Config) error {
-	c := cfg.withDefaults()
-	ipt := iptables{cmd: c.IPTables}
-	for _, j := range jumps() {
-		args := append([]string{"-t", "nat", "-C", "OUTPUT"}, j...)
-		for ipt.exists(ctx, args...) {
-			if err := ipt.run(ctx, append([]string{"-t", "nat", "-D", "OUTPUT"}, j...)...); err != nil {
-				return err
-			}
-		}
+// Cleanup removes the table Install adds, with every rule in it. It
+// succeeds when there is nothing to remove. cfg is not needed (the table
+// holds everything) and is accepted for symmetry with Install.
+func Cleanup(ctx context.Context, _ Config) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("capture: %w", err)
 	}
-	if !ipt.exists(ctx, "-t", "nat", "-S", Chain) {
-		return nil
-	}
-	if err := ipt.run(ctx, "-t", "nat", "-F", Chain); err != nil {
-		return err
-	}
-	return ipt.run(ctx, "-t", "nat", "-X", Chain)
-}
-
-// Installed reports whether any Strait rule is present in the nat table.
-func Installed(ctx context.Context, cfg Config) (bool, error) {
-	c := cfg.withDefaults()
-	out, err := exec.CommandContext(ctx, c.IPTables, "-t", "nat", "-S").Output()
+	conn, err := nftables.New()
 	if err != nil {
-		return false, fmt.Errorf("capture: %s -t nat -S: %w", c.IPTables, err)
+		return fmt.Errorf("capture: netlink: %w", err)
 	}
-	return bytes.Contains(out, []byte(Chain)), nil
-}
-
-// iptables runs one iptables command.
-type iptables struct{ cmd string }
-
-func (i iptables) run(ctx context.Context, args ...string) error {
-	// -w waits for the xtables lock instead of failing.
-	out, err := exec.CommandContext(ctx, i.cmd, append([]string{"-w"}, args...)...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("capture: %s %s: %w: %s", i.cmd, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	// Adding first makes the delete succeed whether or not the table was
+	// there, in one transaction.
+	t := table()
+	conn.AddTable(t)
+	conn.DelTable(t)
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("capture: delete table ip %s: %w", Table, err)
 	}
 	return nil
 }
 
-// exists runs a check (-C, -S) and reports whether it succeeded.
-func (i iptables) exists(ctx context.Context, args ...string) bool {
-	return exec.CommandContext(ctx, i.cmd, append([]string{"-w"}, args...)...).Run() == nil
+// Installed reports whether the capture table is present in the current
+// network namespace.
+func Installed(ctx context.Context, _ Config) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("capture: %w", err)
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		return false, fmt.Errorf("capture: netlink: %w", err)
+	}
+	return present(conn)
+}
+
+func present(conn *nftables.Conn) (bool, error) {
+	ts, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return false, fmt.Errorf("capture: list tables: %w", err)
+	}
+	return slices.ContainsFunc(ts, func(t *nftables.Table) bool { return t.Name == Table }), nil
+}
+
+func table() *nftables.Table {
+	return &nftables.Table{Name: Table, Family: nftables.TableFamilyIPv4}
+}
+
+func chain(t *nftables.Table) *nftables.Chain {
+	accept := nftables.ChainPolicyAccept
+	return &nftables.Chain{
+		Name: Chain, Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept,
+	}
 }

@@ -17,10 +17,21 @@
 // annotation strait.io/proxy-config names another; its @POD_IP@, @POD_NAME@
 // and @ETCD_ENDPOINT@ are expanded by the proxy from the environment the
 // injector sets (ETCD_ENDPOINT comes from the namespace's ConfigMap
-// strait-federation). The annotation strait.io/capture: "true" has the init
-// container install the capture rules too (`strait-proxy init` runs
-// iptables: the image must hold it, and Strait's distroless image does not,
-// so capture is off by default and the proxy serves its upstream listeners).
+// strait-federation).
+//
+// Transparent capture is on unless the pod is annotated strait.io/capture:
+// "false". The init container (root, capabilities NET_ADMIN, and CHOWN for
+// the CA directory; nothing else) runs `strait-proxy init --exclude-gid
+// <proxy group>`, which programs the nftables rules of package
+// proxy/capture over netlink from the same distroless image: the pod's
+// outbound TCP goes to the proxy's transparent listener (127.0.0.1:15001)
+// and its DNS to the proxy's responder (127.0.0.1:15053). The proxy runs
+// with `--transparent --no-mark`: it has no capabilities, so it cannot mark
+// its own connections, and runs in its own group (Config.ProxyGroup,
+// default 1337) that the rules exclude; its user stays 65532, which the
+// built-in CA's files belong to. With "false" the init container only
+// prepares the CA directory (`--no-capture`) and the proxy serves its
+// upstream listeners.
 //
 //	inj, err := inject.New(inject.Config{Image: "strait:dev", Logger: log, Metrics: reg})
 //	srv, err := inject.NewServer(inject.ServerConfig{Addr: ":15017", CertFile: "tls.crt", KeyFile: "tls.key", Injector: inj})

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/go-multierror"
@@ -27,10 +29,11 @@ const (
 	// AnnotationProxyConfig names the ConfigMap of the pod's namespace that
 	// holds the proxy's config file (key proxy.yaml).
 	AnnotationProxyConfig = "strait.io/proxy-config"
-	// AnnotationCapture "true" adds the capture rules to the init
-	// container. Off by default: `strait-proxy init` runs iptables, which
-	// Strait's distroless image does not hold, so capture needs an image
-	// that does.
+	// AnnotationCapture "false" leaves the pod's traffic alone: no capture
+	// rules, and the proxy serves only its upstream listeners. Absent or
+	// "true", the init container installs the capture rules (nftables over
+	// netlink, from the same distroless image) and the proxy serves the
+	// captured connections and DNS.
 	AnnotationCapture = "strait.io/capture"
 	// AnnotationInjected records that the injector added the sidecar.
 	AnnotationInjected = "strait.io/injected"
@@ -44,6 +47,8 @@ const (
 	VolumeConfig     = "strait-proxy-config"
 	VolumeState      = "strait-state"
 	VolumeCA         = "strait-ca"
+	// DefaultProxyGroup is the proxy's group without Config.ProxyGroup.
+	DefaultProxyGroup = 1337
 	// DefaultProxyConfigMap is the proxy's ConfigMap without
 	// AnnotationProxyConfig.
 	DefaultProxyConfigMap = "strait-proxy"
@@ -69,9 +74,16 @@ type Config struct {
 	Image string
 	// PullPolicy of the injected containers. Zero means IfNotPresent.
 	PullPolicy corev1.PullPolicy
-	// ProxyUser is the user (and group) the proxy runs as. Zero means
-	// 65532, the image's non-root user.
+	// ProxyUser is the user the proxy runs as (and the group of the CA
+	// directory). Zero means 65532, the image's non-root user, which the
+	// built-in CA's files belong to.
 	ProxyUser int64
+	// ProxyGroup is the proxy's primary group, which the capture rules
+	// exclude: the proxy runs without capabilities, so it cannot mark its
+	// own connections (SO_MARK needs CAP_NET_ADMIN), and its group is what
+	// tells them from the application's. An application container running
+	// with this group is not captured. Zero means DefaultProxyGroup.
+	ProxyGroup int64
 	// CADir is the node directory (hostPath) of the built-in CA's roots,
 	// mounted at the same path. Zero means /var/lib/strait/ca; "-" mounts
 	// none (SPIRE: the proxy's config names the agent's socket).
@@ -87,6 +99,7 @@ func (c *Config) populate() {
 	c.Image = cmp.Or(c.Image, "strait:dev")
 	c.PullPolicy = cmp.Or(c.PullPolicy, corev1.PullIfNotPresent)
 	c.ProxyUser = cmp.Or(c.ProxyUser, 65532)
+	c.ProxyGroup = cmp.Or(c.ProxyGroup, DefaultProxyGroup)
 	c.CADir = cmp.Or(c.CADir, "/var/lib/strait/ca")
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -103,8 +116,11 @@ func (c *Config) validate() error {
 	default:
 		errs = multierror.Append(errs, fmt.Errorf("pull policy %q: want Always, IfNotPresent or Never", c.PullPolicy))
 	}
-	if c.ProxyUser < 1 {
+	if c.ProxyUser < 1 || c.ProxyUser > math.MaxUint32 {
 		errs = multierror.Append(errs, fmt.Errorf("proxy user %d: want a non-root user", c.ProxyUser))
+	}
+	if c.ProxyGroup < 1 || c.ProxyGroup > math.MaxUint32 {
+		errs = multierror.Append(errs, fmt.Errorf("proxy group %d: want a group other than root's, which applications use", c.ProxyGroup))
 	}
 	if c.CADir != "-" && !strings.HasPrefix(c.CADir, "/") {
 		errs = multierror.Append(errs, fmt.Errorf("CA dir %q is not absolute", c.CADir))
@@ -207,10 +223,18 @@ func boolAnnotation(pod *corev1.Pod, key string) (*bool, error) {
 func ptr[T any](v T) *T { return &v }
 
 // Sidecar is what the injector adds to pod: the init container (the CA
-// directory's owner, and the capture rules when strait.io/capture is
-// "true"), the proxy container and their volumes.
+// directory's owner, and the capture rules unless strait.io/capture is
+// "false"), the proxy container and their volumes.
 func (in *Injector) Sidecar(pod *corev1.Pod) (inits, containers []corev1.Container, volumes []corev1.Volume) {
 	c := in.cfg
+	want, _ := boolAnnotation(pod, AnnotationCapture)
+	capture := want == nil || *want
+	proxyCmd := []string{proxyBinary, "--config", proxyConfig}
+	if capture {
+		// The proxy has no capability to mark its connections: the rules
+		// exclude its group instead.
+		proxyCmd = append(proxyCmd, "--transparent", "--no-mark")
+	}
 	configMap := cmp.Or(pod.Annotations[AnnotationProxyConfig], DefaultProxyConfigMap)
 	dropAll := &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}
 	mounts := []corev1.VolumeMount{
@@ -234,7 +258,7 @@ func (in *Injector) Sidecar(pod *corev1.Pod) (inits, containers []corev1.Contain
 		Name:            ContainerProxy,
 		Image:           c.Image,
 		ImagePullPolicy: c.PullPolicy,
-		Command:         []string{proxyBinary, "--config", proxyConfig},
+		Command:         proxyCmd,
 		Env: []corev1.EnvVar{
 			fieldEnv("POD_NAME", "metadata.name"),
 			fieldEnv("POD_IP", "status.podIP"),
@@ -252,21 +276,22 @@ func (in *Injector) Sidecar(pod *corev1.Pod) (inits, containers []corev1.Contain
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
 		},
 		SecurityContext: &corev1.SecurityContext{
-			RunAsUser: ptr(c.ProxyUser), RunAsGroup: ptr(c.ProxyUser), RunAsNonRoot: ptr(true),
+			RunAsUser: ptr(c.ProxyUser), RunAsGroup: ptr(c.ProxyGroup), RunAsNonRoot: ptr(true),
 			AllowPrivilegeEscalation: ptr(false), ReadOnlyRootFilesystem: ptr(true), Capabilities: dropAll,
 		},
 		VolumeMounts: mounts,
 	}
 	// The init container installs the capture rules and hands the CA's
 	// hostPath directory (created owned by root) to the proxy's user.
-	capture, _ := boolAnnotation(pod, AnnotationCapture)
 	args := []string{proxyBinary, "init"}
 	var caps []corev1.Capability
-	if capture != nil && *capture {
-		// The proxy's own connections carry its SO_MARK and are not
-		// captured. Its user is not excluded: applications often run as
-		// the same non-root user.
-		caps = append(caps, "NET_ADMIN", "NET_RAW")
+	if capture {
+		// The proxy's own connections are told by its group, not its user:
+		// applications often run as the same non-root user. The rules are
+		// programmed over netlink, which needs CAP_NET_ADMIN and no
+		// CAP_NET_RAW (iptables needed it for its raw socket).
+		args = append(args, "--exclude-gid", strconv.FormatInt(c.ProxyGroup, 10))
+		caps = append(caps, "NET_ADMIN")
 	} else {
 		args = append(args, "--no-capture")
 	}

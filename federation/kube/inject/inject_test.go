@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -223,8 +224,14 @@ func checkSidecar(t *testing.T, p *corev1.Pod, configMap string) {
 	if proxy == nil {
 		t.Fatal("no proxy container")
 	}
-	if proxy.Image != "strait.test/strait:v1" || strings.Join(proxy.Command, " ") != "/usr/local/bin/strait-proxy --config /etc/strait/proxy/proxy.yaml" {
-		t.Errorf("proxy image %s command %v", proxy.Image, proxy.Command)
+	// Capture is on unless the pod says "false".
+	capture := p.Annotations[AnnotationCapture] != "false"
+	wantProxyCmd := "/usr/local/bin/strait-proxy --config /etc/strait/proxy/proxy.yaml"
+	if capture {
+		wantProxyCmd += " --transparent --no-mark"
+	}
+	if proxy.Image != "strait.test/strait:v1" || strings.Join(proxy.Command, " ") != wantProxyCmd {
+		t.Errorf("proxy image %s command %q, want %q", proxy.Image, proxy.Command, wantProxyCmd)
 	}
 	env := map[string]corev1.EnvVar{}
 	for _, e := range proxy.Env {
@@ -237,7 +244,8 @@ func checkSidecar(t *testing.T, p *corev1.Pod, configMap string) {
 		t.Errorf("ETCD_ENDPOINT %+v", e)
 	}
 	sc := proxy.SecurityContext
-	if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || *sc.RunAsUser != 65532 || *sc.AllowPrivilegeEscalation || !*sc.ReadOnlyRootFilesystem {
+	if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || *sc.RunAsUser != 65532 || *sc.RunAsGroup != DefaultProxyGroup ||
+		*sc.AllowPrivilegeEscalation || !*sc.ReadOnlyRootFilesystem || len(sc.Capabilities.Add) != 0 || fmt.Sprint(sc.Capabilities.Drop) != "[ALL]" {
 		t.Errorf("proxy security context %+v", sc)
 	}
 	for _, v := range p.Spec.Volumes {
@@ -245,28 +253,35 @@ func checkSidecar(t *testing.T, p *corev1.Pod, configMap string) {
 			t.Errorf("config map %s, want %s", v.ConfigMap.Name, configMap)
 		}
 	}
-	capture := p.Annotations[AnnotationCapture] == "true"
+	var inits int
 	for _, c := range p.Spec.InitContainers {
 		if c.Name != ContainerCapture {
 			continue
 		}
-		wantCmd, wantCaps := "/usr/local/bin/strait-proxy init --own-dir /var/lib/strait/ca --owner 65532:65532", "CHOWN"
-		if capture {
-			wantCaps = "NET_ADMIN,NET_RAW,CHOWN"
-		} else {
+		inits++
+		// Exactly the capabilities the rules need (CAP_NET_ADMIN, no
+		// CAP_NET_RAW: proxy/capture's TestInstallCapabilities) and the
+		// CA directory's chown.
+		wantCmd, wantCaps := "/usr/local/bin/strait-proxy init --exclude-gid 1337 --own-dir /var/lib/strait/ca --owner 65532:65532", "NET_ADMIN,CHOWN"
+		if !capture {
+			wantCaps = "CHOWN"
 			wantCmd = "/usr/local/bin/strait-proxy init --no-capture --own-dir /var/lib/strait/ca --owner 65532:65532"
 		}
 		var caps []string
 		for _, c := range c.SecurityContext.Capabilities.Add {
 			caps = append(caps, string(c))
 		}
-		if strings.Join(c.Command, " ") != wantCmd || strings.Join(caps, ",") != wantCaps || *c.SecurityContext.RunAsUser != 0 {
+		if strings.Join(c.Command, " ") != wantCmd || strings.Join(caps, ",") != wantCaps || *c.SecurityContext.RunAsUser != 0 ||
+			fmt.Sprint(c.SecurityContext.Capabilities.Drop) != "[ALL]" || *c.SecurityContext.AllowPrivilegeEscalation {
 			t.Errorf("init container command %q caps %v, want %q %s", c.Command, caps, wantCmd, wantCaps)
 		}
 		// (The API server's ServiceAccount admission may add its token.)
 		if len(c.VolumeMounts) == 0 || c.VolumeMounts[0].Name != VolumeCA || c.VolumeMounts[0].MountPath != "/var/lib/strait/ca" {
 			t.Errorf("init container mounts %+v", c.VolumeMounts)
 		}
+	}
+	if inits != 1 {
+		t.Errorf("%d init containers named %s, want 1", inits, ContainerCapture)
 	}
 }
 
@@ -281,9 +296,12 @@ func TestSidecarWithoutCADir(t *testing.T) {
 	if len(inits) != 0 || names(ctrs) != "strait-proxy" || volumeNames(vols) != "strait-proxy-config,strait-state" {
 		t.Errorf("inits %s containers %s volumes %s", names(inits), names(ctrs), volumeNames(vols))
 	}
-	inits, _, _ = in.Sidecar(pod(map[string]string{"strait.io/capture": "true"}))
-	if len(inits) != 1 || strings.Join(inits[0].Command, " ") != "/usr/local/bin/strait-proxy init" || len(inits[0].VolumeMounts) != 0 {
-		t.Errorf("capture init without CA dir: %+v", inits)
+	for _, annotations := range []map[string]string{nil, {"strait.io/capture": "true"}} {
+		inits, _, _ = in.Sidecar(pod(annotations))
+		if len(inits) != 1 || strings.Join(inits[0].Command, " ") != "/usr/local/bin/strait-proxy init --exclude-gid 1337" || len(inits[0].VolumeMounts) != 0 ||
+			fmt.Sprint(inits[0].SecurityContext.Capabilities.Add) != "[NET_ADMIN]" {
+			t.Errorf("capture init without CA dir (annotations %v): %+v", annotations, inits)
+		}
 	}
 }
 
@@ -343,11 +361,11 @@ func TestHandler(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
-	_, err := New(Config{Image: "a b", PullPolicy: "Sometimes", ProxyUser: -1, CADir: "relative"})
+	_, err := New(Config{Image: "a b", PullPolicy: "Sometimes", ProxyUser: -1, ProxyGroup: -2, CADir: "relative"})
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
-	for _, want := range []string{"white space", "Sometimes", "non-root", "not absolute"} {
+	for _, want := range []string{"white space", "Sometimes", "non-root", "proxy group -2", "not absolute"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
