@@ -45,8 +45,10 @@ The sidecar reads its config file from the ConfigMap strait-proxy of the
 pod's namespace (or the one the annotation strait.io/proxy-config names);
 @POD_IP@, @POD_NAME@ and @ETCD_ENDPOINT@ in it are filled from the
 sidecar's environment. The init container hands the built-in CA's hostPath
-directory to the proxy's user; with strait.io/capture: "true" it also
-installs the capture rules (iptables: the image must hold it).
+directory to the proxy's user and, unless the pod is annotated
+strait.io/capture: "false", installs the capture rules (nftables over
+netlink, NET_ADMIN only) that send the pod's outbound TCP and DNS to its
+proxy.
 
 The webhook serves HTTPS with --cert and --key (read again when they
 change); the admin server serves /metrics (strait_inject_*) and /healthz.`,

@@ -20,10 +20,18 @@ func Peek(conn net.Conn, timeout time.Duration) (serverName string, record []byt
 }
 
 // ReadClientHello reads exactly one TLS record from r and parses it as
-// Peek does, without a deadline of its own.
+// Peek does, without a deadline of its own. It returns ErrNotHandshake as
+// soon as the first byte is not that of a handshake record (a plaintext
+// client), without waiting for more.
 func ReadClientHello(r io.Reader) (serverName string, record []byte, err error) {
 	var hdr [HeaderLen]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	if _, err := io.ReadFull(r, hdr[:1]); err != nil {
+		return "", nil, fmt.Errorf("sni: read record header: %w", err)
+	}
+	if hdr[0] != recordTypeHandshake {
+		return "", nil, ErrNotHandshake
+	}
+	if _, err := io.ReadFull(r, hdr[1:]); err != nil {
 		return "", nil, fmt.Errorf("sni: read record header: %w", err)
 	}
 	if err := checkHeader(hdr[:]); err != nil {
