@@ -231,11 +231,11 @@ func BenchmarkPublish(b *testing.B) {
 	for cl := range 100 {
 		cluster := fmt.Sprintf("cluster-%03d", cl)
 		key := ks.Gateway(cluster, "gw-0")
-		s.put(key, newEntry(Record{Key: key, Message: testGateway(cluster, "gw-0")}, nil))
+		s.put(key, newEntry(rec{key: key, msg: testGateway(cluster, "gw-0")}, nil))
 		for e := range 100 {
 			svc := fmt.Sprintf("svc-%04d", e)
 			key := ks.Export(cluster, "shop", svc)
-			s.put(key, newEntry(Record{Key: key, Message: testExport(cluster, "shop", svc, time.Unix(int64(cl), 0))}, nil))
+			s.put(key, newEntry(rec{key: key, msg: testExport(cluster, "shop", svc, time.Unix(int64(cl), 0))}, nil))
 		}
 	}
 	s.listed = true

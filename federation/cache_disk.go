@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // diskFormat is the version of the snapshot file format.
@@ -62,6 +64,7 @@ func (c *Cache) writeDisk(p *published) error {
 	ds := diskSnapshot{Format: diskFormat, SavedAt: time.Now().UTC()}
 	ds.Revisions = map[string]int64{}
 	seen := map[string]bool{}
+	var msgs []proto.Message
 	for _, s := range c.sources {
 		s.mu.Lock()
 		ds.Revisions[s.name] = s.rev
@@ -76,9 +79,19 @@ func (c *Cache) writeDisk(p *published) error {
 				}
 				seen[k] = true
 			}
-			ds.Records = append(ds.Records, diskRecord{Source: s.name, Key: k, ModRevision: e.rec.ModRevision, Value: e.value})
+			// The cache keeps messages, not values: they are encoded
+			// below, outside the lock (messages never change).
+			ds.Records = append(ds.Records, diskRecord{Source: s.name, Key: k, ModRevision: e.modRev})
+			msgs = append(msgs, e.message())
 		}
 		s.mu.Unlock()
+	}
+	for i, m := range msgs {
+		v, err := EncodeRecord(m)
+		if err != nil {
+			return err
+		}
+		ds.Records[i].Value = v
 	}
 	if ds.Revision < p.snap.Revision() {
 		ds.Revision = p.snap.Revision()
@@ -152,17 +165,18 @@ func (c *Cache) loadDisk() {
 		if s == nil {
 			s = c.sources[0]
 		}
-		rec, err := DecodeRecord(c.cfg.Keyspace, r.Key, r.Value)
+		s.mu.Lock()
+		e, err := s.decode(c.cfg.Keyspace, r.Key, r.Value, r.ModRevision)
+		s.mu.Unlock()
 		if err != nil {
 			kind, reason := invalidLabels(err)
 			c.metrics.invalid.WithLabelValues(kind, reason).Inc()
 			log.Warn("federation: skipping invalid record in snapshot file", logKey, r.Key, logError, err)
 			continue
 		}
-		rec.ModRevision = r.ModRevision
 		s.mu.Lock()
 		if !s.listed {
-			s.put(r.Key, newEntry(rec, r.Value))
+			s.put(r.Key, e)
 			s.fromDisk = true
 			loaded++
 		}

@@ -38,7 +38,7 @@ func TestIncrementalSnapshotMatchesRebuild(t *testing.T) {
 					} else {
 						records[key] = rec
 					}
-					b.set(key, rec)
+					b.set(key, recOf(rec))
 				}
 				got := b.build(int64(step))
 				all := make([]Record, 0, len(records))

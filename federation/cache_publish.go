@@ -144,16 +144,16 @@ func (c *Cache) publish() {
 		anyDisk = anyDisk || s.fromDisk
 	}
 	for k := range changed {
-		var rec *Record
+		var r *rec
 		if _, found := slices.BinarySearch(stale, k); !found {
 			for _, s := range c.sources {
 				if e, ok := s.entries[k]; ok {
-					rec = &e.rec
+					r = &e.rec
 					break
 				}
 			}
 		}
-		c.builder.set(k, rec)
+		c.builder.set(k, r)
 	}
 	for _, s := range c.sources {
 		s.mu.Unlock()
@@ -201,7 +201,7 @@ func (c *Cache) takeChanged() map[string]struct{} {
 		for k := range s.changed {
 			out[k] = struct{}{}
 		}
-		clear(s.changed)
+		empty(&s.changed)
 	}
 	return out
 }

@@ -11,6 +11,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 
 // errWatchStalled restarts a watch that heard nothing for too long.
@@ -19,18 +21,19 @@ var errWatchStalled = errors.New("watch heard nothing for three progress interva
 // errWatchClosed restarts a watch whose channel closed without an error.
 var errWatchClosed = errors.New("watch channel closed")
 
-// entry is one valid record of a source, with the raw value it came from.
+// entry is one valid record of a source, and the sum of the value it came
+// from.
 type entry struct {
-	rec   Record
-	value []byte
+	rec
+	sum valueSum
 	// written is when the record was last written (Unix nanoseconds, as
 	// observed by the cache): a rewrite of the same value, a gateway's
 	// heartbeat, only moves this.
 	written atomic.Int64
 }
 
-func newEntry(rec Record, value []byte) *entry {
-	e := &entry{rec: rec, value: value}
+func newEntry(r rec, value []byte) *entry {
+	e := &entry{rec: r, sum: sumOf(value)}
 	e.written.Store(time.Now().UnixNano())
 	return e
 }
@@ -48,6 +51,7 @@ type source struct {
 	// the publisher rebuilds only what they touch.
 	changed  map[string]struct{}
 	invalid  map[string]int64 // key → mod revision already logged as invalid
+	intern   *interner        // shares what repeats across records
 	rev      int64            // revision caught up with
 	listed   bool
 	fromDisk bool // entries were loaded from the snapshot file
@@ -64,13 +68,14 @@ func newSource(idx int, s Source) *source {
 		gateways: map[string]*entry{},
 		changed:  map[string]struct{}{},
 		invalid:  map[string]int64{},
+		intern:   newInterner(),
 	}
 }
 
 // put sets the entry of key and notes the change. The caller holds s.mu.
 func (s *source) put(key string, e *entry) {
 	s.entries[key] = e
-	if e.rec.Info.Kind == KindGateway {
+	if _, ok := e.msg.(*straitv1.Gateway); ok {
 		s.gateways[key] = e
 	}
 	s.changed[key] = struct{}{}
@@ -132,32 +137,59 @@ func (s *source) revision() int64 {
 
 // relist lists the keyspace at one revision, page by page, and diffs it
 // against what the source holds: unchanged records keep their entry (and
-// identity), changed ones are replaced, missing ones removed.
+// identity), changed ones are replaced, missing ones removed. Each page is
+// decoded as it arrives: the cache never holds the whole listing's raw
+// values at once.
 func (c *Cache) relist(ctx context.Context, s *source) error {
-	kvs, rev, err := listAll(ctx, s.cli, c.cfg.Keyspace, c.cfg.PageSize)
+	next := make(map[string]*entry)
+	rev, err := listPages(ctx, s.cli, c.cfg.Keyspace, c.cfg.PageSize, func(kvs []*mvccpb.KeyValue) {
+		s.mu.Lock()
+		c.listPage(s, next, kvs)
+		s.mu.Unlock()
+	})
 	if err != nil {
 		return err
 	}
 	c.metrics.relists.WithLabelValues(s.name).Inc()
 	s.heard()
-	s.mu.Lock()
+	c.finishList(s, next, rev)
+	return nil
+}
+
+// applyList makes a listing at rev the source's records.
+func (c *Cache) applyList(s *source, kvs []*mvccpb.KeyValue, rev int64) {
 	next := make(map[string]*entry, len(kvs))
+	s.mu.Lock()
+	c.listPage(s, next, kvs)
+	s.mu.Unlock()
+	c.finishList(s, next, rev)
+}
+
+// listPage adds one page of a listing to next: the entry the source holds
+// for a key when its value did not change, else the key's new entry (or,
+// when the new value is invalid, the last good one). The caller holds s.mu.
+func (c *Cache) listPage(s *source, next map[string]*entry, kvs []*mvccpb.KeyValue) {
 	for _, kv := range kvs {
 		key := string(kv.Key)
-		if old, ok := s.entries[key]; ok && string(old.value) == string(kv.Value) {
+		if old, ok := s.entries[key]; ok && old.sum == sumOf(kv.Value) {
 			// Same bytes, same record: keep its identity.
-			if old.rec.ModRevision != kv.ModRevision {
+			if old.modRev != kv.ModRevision {
 				old.written.Store(time.Now().UnixNano())
 			}
 			next[key] = old
 			continue
 		}
-		if e := c.decode(s, kv); e != nil {
+		if e := c.decode(s, key, kv); e != nil {
 			next[key] = e
 		} else if old, ok := s.entries[key]; ok {
 			next[key] = old // keep the last known good value
 		}
 	}
+}
+
+// finishList makes next, a whole listing at rev, the source's records.
+func (c *Cache) finishList(s *source, next map[string]*entry, rev int64) {
+	s.mu.Lock()
 	for key := range s.invalid {
 		if _, ok := next[key]; !ok {
 			delete(s.invalid, key)
@@ -178,16 +210,25 @@ func (c *Cache) relist(ctx context.Context, s *source) error {
 	s.fromDisk = false
 	s.mu.Unlock()
 	c.markDirty()
-	return nil
 }
 
 // listAll reads every key of the keyspace at one revision, page by page.
 func listAll(ctx context.Context, cli *clientv3.Client, ks Keyspace, pageSize int64) ([]*mvccpb.KeyValue, int64, error) {
+	var kvs []*mvccpb.KeyValue
+	rev, err := listPages(ctx, cli, ks, pageSize, func(page []*mvccpb.KeyValue) { kvs = append(kvs, page...) })
+	if err != nil {
+		return nil, 0, err
+	}
+	return kvs, rev, nil
+}
+
+// listPages reads every key of the keyspace at one revision, pageSize keys
+// at a time, handing each page to f, and returns the revision.
+func listPages(ctx context.Context, cli *clientv3.Client, ks Keyspace, pageSize int64, f func([]*mvccpb.KeyValue)) (int64, error) {
 	prefix := ks.Root()
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	from := prefix
 	var rev int64
-	var kvs []*mvccpb.KeyValue
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
 		if rev != 0 {
@@ -195,14 +236,14 @@ func listAll(ctx context.Context, cli *clientv3.Client, ks Keyspace, pageSize in
 		}
 		resp, err := cli.Get(ctx, from, opts...)
 		if err != nil {
-			return nil, 0, fmt.Errorf("federation: list %s at revision %d: %w", prefix, rev, err)
+			return 0, fmt.Errorf("federation: list %s at revision %d: %w", prefix, rev, err)
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
-		kvs = append(kvs, resp.Kvs...)
+		f(resp.Kvs)
 		if !resp.More || len(resp.Kvs) == 0 {
-			return kvs, rev, nil
+			return rev, nil
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
@@ -301,13 +342,13 @@ func (c *Cache) apply(s *source, resp clientv3.WatchResponse) {
 			}
 			delete(s.invalid, key)
 		case clientv3.EventTypePut:
-			if old, ok := s.entries[key]; ok && string(old.value) == string(ev.Kv.Value) {
+			if old, ok := s.entries[key]; ok && old.sum == sumOf(ev.Kv.Value) {
 				// A rewrite of the same value (a heartbeat) changes no
 				// record: note when, and publish nothing.
 				old.written.Store(time.Now().UnixNano())
 				continue
 			}
-			if e := c.decode(s, ev.Kv); e != nil {
+			if e := c.decode(s, key, ev.Kv); e != nil {
 				s.put(key, e)
 				changed = true
 			}
@@ -318,25 +359,41 @@ func (c *Cache) apply(s *source, resp clientv3.WatchResponse) {
 	}
 }
 
-// decode decodes and validates one key-value, or counts and logs it (once
-// per key revision) and returns nil. The caller holds s.mu.
-func (c *Cache) decode(s *source, kv *mvccpb.KeyValue) *entry {
-	key := string(kv.Key)
-	rec, err := DecodeRecord(c.cfg.Keyspace, key, kv.Value)
-	if err == nil {
-		delete(s.invalid, key)
-		rec.ModRevision = kv.ModRevision
-		return newEntry(rec, kv.Value)
-	}
-	if s.invalid[key] == kv.ModRevision {
+// decode decodes and validates one key-value (key is its key, as a
+// string), or counts and logs it (once per key revision) and returns nil.
+// The caller holds s.mu.
+func (c *Cache) decode(s *source, key string, kv *mvccpb.KeyValue) *entry {
+	e, err := s.decode(c.cfg.Keyspace, key, kv.Value, kv.ModRevision)
+	if err != nil {
+		c.countInvalid(s, key, kv.ModRevision, err)
 		return nil
 	}
-	s.invalid[key] = kv.ModRevision
+	delete(s.invalid, key)
+	return e
+}
+
+// decode decodes and validates a value into an entry that shares what
+// repeats with the source's other records. The caller holds s.mu.
+func (s *source) decode(ks Keyspace, key string, value []byte, modRev int64) (*entry, error) {
+	r, err := DecodeRecord(ks, key, value)
+	if err != nil {
+		return nil, err
+	}
+	s.intern.compact(r.Info, r.Message)
+	return newEntry(rec{key: key, msg: recMessage(r.Info, r.Message), modRev: modRev}, value), nil
+}
+
+// countInvalid counts and logs an invalid record, once per key revision.
+// The caller holds s.mu.
+func (c *Cache) countInvalid(s *source, key string, modRev int64, err error) {
+	if s.invalid[key] == modRev {
+		return
+	}
+	s.invalid[key] = modRev
 	kind, reason := invalidLabels(err)
 	c.metrics.invalid.WithLabelValues(kind, reason).Inc()
 	c.cfg.Logger.Warn("federation: skipping invalid record", logSource, s.name, logKey, key,
-		logKind, kind, logReason, reason, logRevision, kv.ModRevision, logError, err)
-	return nil
+		logKind, kind, logReason, reason, logRevision, modRev, logError, err)
 }
 
 // invalidLabels returns the kind and reason of a decode error, for metrics.

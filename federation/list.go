@@ -11,7 +11,7 @@ import (
 // that fail to decode or validate, and endpoints whose SPIFFE ID may not
 // serve their service, are skipped and returned as invalid.
 func ListSnapshot(ctx context.Context, client *clientv3.Client, ks Keyspace) (snap *Snapshot, invalid []error, err error) {
-	kvs, rev, err := listAll(ctx, client, ks, 1000)
+	kvs, rev, err := listAll(ctx, client, ks, DefaultPageSize)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -24,7 +24,7 @@ type clusterService struct {
 // endpoints of one service, a service's exports, a cluster's gateways),
 // not the whole federation. It is not safe for concurrent use.
 type snapshotBuilder struct {
-	recs map[string]*Record // every record, by id (its key in a cache)
+	recs map[string]*rec // every record, by id (its key in a cache)
 
 	gateways  map[string]map[string]*straitv1.Gateway       // cluster → id →
 	exports   map[ServiceKey]map[string]*straitv1.Export    // service → id →
@@ -58,7 +58,7 @@ type snapshotBuilder struct {
 
 func newSnapshotBuilder() *snapshotBuilder {
 	return &snapshotBuilder{
-		recs:          map[string]*Record{},
+		recs:          map[string]*rec{},
 		gateways:      map[string]map[string]*straitv1.Gateway{},
 		exports:       map[ServiceKey]map[string]*straitv1.Export{},
 		endpoints:     map[clusterService][]idRecord{},
@@ -91,13 +91,13 @@ func buildSnapshot(revision int64, records []Record, prev *Snapshot) *Snapshot {
 	for i := range records {
 		// Records need not have keys (nor unique ones) here: the index
 		// tells them apart.
-		b.set(strconv.Itoa(i)+"\x00"+records[i].Key, &records[i])
+		b.set(strconv.Itoa(i)+"\x00"+records[i].Key, recOf(&records[i]))
 	}
 	return b.build(revision)
 }
 
 // set replaces the record of id (nil removes it). r must not change.
-func (b *snapshotBuilder) set(id string, r *Record) {
+func (b *snapshotBuilder) set(id string, r *rec) {
 	if old, ok := b.recs[id]; ok {
 		if old == r {
 			return
@@ -111,8 +111,8 @@ func (b *snapshotBuilder) set(id string, r *Record) {
 }
 
 // add indexes a record and reports whether its kind is known.
-func (b *snapshotBuilder) add(id string, r *Record) bool {
-	switch m := r.Message.(type) {
+func (b *snapshotBuilder) add(id string, r *rec) bool {
+	switch m := r.msg.(type) {
 	case *straitv1.Gateway:
 		c := m.GetCluster()
 		if b.gateways[c] == nil {
@@ -151,12 +151,12 @@ func (b *snapshotBuilder) add(id string, r *Record) bool {
 		}
 		b.bundles[td][id] = m
 		b.dirtyBundles[td] = struct{}{}
-	case *straitv1.GatewayConfig:
-		c := r.Info.Cluster
+	case *clusterConfig:
+		c := m.cluster
 		if b.configs[c] == nil {
 			b.configs[c] = map[string]*straitv1.GatewayConfig{}
 		}
-		b.configs[c][id] = m
+		b.configs[c][id] = m.GatewayConfig
 		b.dirtyConfigs[c] = struct{}{}
 	default:
 		return false
@@ -165,8 +165,8 @@ func (b *snapshotBuilder) add(id string, r *Record) bool {
 }
 
 // remove undoes add.
-func (b *snapshotBuilder) remove(id string, r *Record) {
-	switch m := r.Message.(type) {
+func (b *snapshotBuilder) remove(id string, r *rec) {
+	switch m := r.msg.(type) {
 	case *straitv1.Gateway:
 		c := m.GetCluster()
 		delete(b.gateways[c], id)
@@ -214,8 +214,8 @@ func (b *snapshotBuilder) remove(id string, r *Record) {
 			delete(b.bundles, td)
 		}
 		b.dirtyBundles[td] = struct{}{}
-	case *straitv1.GatewayConfig:
-		c := r.Info.Cluster
+	case *clusterConfig:
+		c := m.cluster
 		delete(b.configs[c], id)
 		if len(b.configs[c]) == 0 {
 			delete(b.configs, c)
@@ -297,7 +297,7 @@ func (b *snapshotBuilder) buildGateways(s *Snapshot) {
 		b.dirtyAnnounce[c] = struct{}{}
 	}
 	s.gateways = t.done()
-	clear(b.dirtyGateways)
+	empty(&b.dirtyGateways)
 }
 
 // buildAnnounced works out again the trust domain endpoints are judged by
@@ -322,7 +322,7 @@ func (b *snapshotBuilder) buildAnnounced() {
 		}
 		b.dirtyDomains[c] = struct{}{}
 	}
-	clear(b.dirtyAnnounce)
+	empty(&b.dirtyAnnounce)
 }
 
 // buildExports rebuilds the export lists (oldest first) of the services
@@ -357,7 +357,7 @@ func (b *snapshotBuilder) buildExports(s *Snapshot) {
 		}
 	}
 	s.exports = t.done()
-	clear(b.dirtyExports)
+	empty(&b.dirtyExports)
 }
 
 // buildEndpoints judges again the endpoints of the groups that changed:
@@ -384,7 +384,7 @@ func (b *snapshotBuilder) buildEndpoints(s *Snapshot) {
 				delete(b.rejected, id)
 				b.dirtyRejected = true
 			}
-			ep := r.Message.(*straitv1.Endpoint)
+			ep := r.msg.(*straitv1.Endpoint)
 			sid, err := spiffeid.FromString(ep.GetSpiffeId())
 			if err == nil {
 				err = policy.Check(sid)
@@ -392,7 +392,7 @@ func (b *snapshotBuilder) buildEndpoints(s *Snapshot) {
 				err = &ServerNotAllowedError{Allowed: policy.String(), Problem: fmt.Sprintf("spiffe_id %q: %v", ep.GetSpiffeId(), err)}
 			}
 			if err != nil {
-				b.rejected[id] = RejectedEndpoint{Record: *r, Err: err}
+				b.rejected[id] = RejectedEndpoint{Record: r.endpointRecord(), Err: err}
 				b.dirtyRejected = true
 				continue
 			}
@@ -406,13 +406,13 @@ func (b *snapshotBuilder) buildEndpoints(s *Snapshot) {
 		}
 	}
 	s.endpoints = t.done()
-	clear(b.dirtyGroups)
+	empty(&b.dirtyGroups)
 }
 
 // idRecord is a record and its id.
 type idRecord struct {
 	id  string
-	rec *Record
+	rec *rec
 }
 
 // buildTrustDomains works out again the trust domain of the clusters that
@@ -440,7 +440,7 @@ func (b *snapshotBuilder) buildTrustDomains(s *Snapshot) {
 		}
 	}
 	s.trustDomains = t.done()
-	clear(b.dirtyDomains)
+	empty(&b.dirtyDomains)
 }
 
 // endpointTrustDomain is the first, by name, of the trust domains of a
@@ -473,7 +473,7 @@ func (b *snapshotBuilder) buildBundles(s *Snapshot) {
 		}
 	}
 	s.bundles = t.done()
-	clear(b.dirtyBundles)
+	empty(&b.dirtyBundles)
 }
 
 // buildConfigs picks the configuration of each cluster that changed.
@@ -494,7 +494,7 @@ func (b *snapshotBuilder) buildConfigs(s *Snapshot) {
 		}
 	}
 	s.clusterConfig = t.done()
-	clear(b.dirtyConfigs)
+	empty(&b.dirtyConfigs)
 }
 
 // lastByID returns the value of the greatest id (a deterministic pick
@@ -527,4 +527,15 @@ func (b *snapshotBuilder) clusterList() []string {
 
 func compareServiceKey(a, b ServiceKey) int {
 	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+}
+
+// empty empties a map of changes. A Go map never shrinks, so a large one
+// (the first publish after a list touches every record) is replaced
+// rather than cleared: it would otherwise hold its buckets for good.
+func empty[K comparable, V any](m *map[K]V) {
+	if len(*m) > 1024 {
+		*m = make(map[K]V)
+		return
+	}
+	clear(*m)
 }
