@@ -16,53 +16,106 @@ import (
 	"time"
 )
 
-// Cert is a self-signed ECDSA P-256 server certificate (the key type of
-// Strait's SVIDs) written as PEM files for stunnel and haproxy.
+// Cert is the peers' PKI, ECDSA P-256 like Strait's SVIDs: a CA, a server
+// certificate and a client certificate it signed, written as PEM files for
+// stunnel4 and haproxy, which run mutual TLS with verification on both
+// sides (as Strait's proxies and gateways do).
 type Cert struct {
-	// CertFile and KeyFile hold the certificate and key; PairFile both,
-	// as haproxy wants them.
+	// CAFile holds the CA certificate both sides verify the other with.
+	CAFile string
+	// CertFile and KeyFile hold the server certificate and key; PairFile
+	// both, as haproxy wants them.
 	CertFile, KeyFile, PairFile string
-	// TLS is the same certificate for Go servers.
+	// ClientCertFile, ClientKeyFile and ClientPairFile are the same for the
+	// client certificate.
+	ClientCertFile, ClientKeyFile, ClientPairFile string
+	// TLS is the server certificate for Go servers.
 	TLS tls.Certificate
 }
 
-// NewCert creates a certificate for 127.0.0.1 and localhost in dir.
-func NewCert(dir string) (*Cert, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// SNIName is the server name the peers' client sides send for a route, and
+// verify the server certificate against.
+func SNIName(route string) string { return route + ".bench" }
+
+// NewCert creates the CA and the certificates in dir. The server
+// certificate names localhost and SNIName of every route (no wildcard:
+// stunnel's checkHost does not match one).
+func NewCert(dir string, routes ...string) (*Cert, error) {
+	hosts := []string{"localhost"}
+	for _, r := range routes {
+		hosts = append(hosts, SNIName(r))
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("bench: cert: %w", err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "straitbench"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(now.UnixNano()),
+		Subject:               pkix.Name{CommonName: "straitbench CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
 		return nil, fmt.Errorf("bench: cert: %w", err)
 	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
 		return nil, fmt.Errorf("bench: cert: %w", err)
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-	c := &Cert{
-		CertFile: filepath.Join(dir, "cert.pem"),
-		KeyFile:  filepath.Join(dir, "key.pem"),
-		PairFile: filepath.Join(dir, "pair.pem"),
+	c := &Cert{CAFile: filepath.Join(dir, "ca.pem")}
+	if err := os.WriteFile(c.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		return nil, fmt.Errorf("bench: cert: %w", err)
 	}
-	for path, data := range map[string][]byte{
-		c.CertFile: certPEM, c.KeyFile: keyPEM, c.PairFile: append(append([]byte{}, certPEM...), keyPEM...),
-	} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return nil, fmt.Errorf("bench: cert: %w", err)
+	leaf := func(name string, usage x509.ExtKeyUsage, dns []string, ips []net.IP, certFile, keyFile, pairFile *string) (certPEM, keyPEM []byte, err error) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, nil, err
 		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(now.UnixNano() + int64(len(name))),
+			Subject:      pkix.Name{CommonName: "straitbench " + name},
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.Add(24 * time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+			DNSNames:     dns,
+			IPAddresses:  ips,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, nil, err
+		}
+		certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+		*certFile = filepath.Join(dir, name+"-cert.pem")
+		*keyFile = filepath.Join(dir, name+"-key.pem")
+		*pairFile = filepath.Join(dir, name+"-pair.pem")
+		for path, data := range map[string][]byte{
+			*certFile: certPEM, *keyFile: keyPEM, *pairFile: append(append([]byte{}, certPEM...), keyPEM...),
+		} {
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				return nil, nil, err
+			}
+		}
+		return certPEM, keyPEM, nil
+	}
+	certPEM, keyPEM, err := leaf("server", x509.ExtKeyUsageServerAuth, hosts, []net.IP{net.IPv4(127, 0, 0, 1)},
+		&c.CertFile, &c.KeyFile, &c.PairFile)
+	if err != nil {
+		return nil, fmt.Errorf("bench: cert: %w", err)
+	}
+	if _, _, err := leaf("client", x509.ExtKeyUsageClientAuth, []string{"client.bench"}, nil,
+		&c.ClientCertFile, &c.ClientKeyFile, &c.ClientPairFile); err != nil {
+		return nil, fmt.Errorf("bench: cert: %w", err)
 	}
 	if c.TLS, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return nil, fmt.Errorf("bench: cert: %w", err)

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/strait-mesh/strait/e2e/toolbin"
-	"github.com/strait-mesh/strait/e2e/wan"
 	"github.com/strait-mesh/strait/federation"
 )
 
@@ -33,14 +32,19 @@ const (
 	DefaultWANRTT             = 30 * time.Millisecond
 	DefaultWatchers           = 10
 	DefaultWrites             = 100
+	DefaultProfileDuration    = 10 * time.Second
 	// DefaultTimeout bounds the whole run.
-	DefaultTimeout = 10 * time.Minute
+	DefaultTimeout = 14 * time.Minute
+	// MaxRateError is how far fortio's achieved rate may be from the asked
+	// one before the latency rows of the setup are marked failed.
+	MaxRateError = 0.02
 )
 
 // Config configures Run. Zero values mean the documented defaults.
 type Config struct {
-	// Repo is the root of the Strait repository, where the strait and
-	// rawquic binaries are built from. Zero means the working directory.
+	// Repo is the root of the Strait repository, where the strait,
+	// strait-proxy and rawquic binaries are built from. Zero means the
+	// working directory.
 	Repo string
 	// WorkDir keeps configs, logs and binaries. Zero means a new temporary
 	// directory, removed at the end unless Keep is set.
@@ -70,8 +74,8 @@ type Config struct {
 	// Watchers and Writes shape the propagation runs. Zero means 10
 	// caches and 100 writes.
 	Watchers, Writes int
-	// Only, when non-empty, limits the run to these phases: throughput,
-	// latency, ttfb, propagation.
+	// Only, when non-empty, limits the run to these phases (the names of
+	// the phases table: throughput, latency, ttfb, propagation, ...).
 	Only []string
 	// RawQUICConns is the number of QUIC connections the rawquic client
 	// spreads its streams over. Zero means 1, as Strait's gateway uses.
@@ -83,7 +87,15 @@ type Config struct {
 	// gateways and proxies during each of Strait's iperf3 runs into
 	// PerfDir/strait-<streams>.perf.data. perf must be installed.
 	PerfDir string
-	// Timeout bounds the run. Zero means 10m.
+	// ProfileDir, when set, takes Go CPU profiles of Strait's four
+	// processes (their admin servers' /debug/pprof/profile) during one more
+	// fortio run through Strait after the measured latency runs, so that
+	// the profile's overhead touches no figure, into
+	// ProfileDir/<process>.pprof (go tool pprof -top FILE).
+	ProfileDir string
+	// ProfileDuration is the length of that run. Zero means 10s.
+	ProfileDuration time.Duration
+	// Timeout bounds the run. Zero means 14m.
 	Timeout time.Duration
 	// Smoke makes the run as short as it can be while it still produces
 	// every row: it replaces the durations and counts above with one run
@@ -108,6 +120,7 @@ func (c Config) withDefaults() Config {
 		c.ThroughputDuration, c.ThroughputRuns = time.Second, 1
 		c.LatencyDuration, c.LatencyRuns = time.Second, 1
 		c.TTFBConns, c.Watchers, c.Writes = SmokeTTFBConns, SmokeWatchers, SmokeWrites
+		c.ProfileDuration = time.Second
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -123,6 +136,7 @@ func (c Config) withDefaults() Config {
 	def(&c.LatencyDuration, DefaultLatencyDuration)
 	def(&c.WANRTT, DefaultWANRTT)
 	def(&c.Timeout, DefaultTimeout)
+	def(&c.ProfileDuration, DefaultProfileDuration)
 	defInt(&c.ThroughputRuns, DefaultThroughputRuns)
 	defInt(&c.LatencyRuns, DefaultLatencyRuns)
 	defInt(&c.QPS, DefaultQPS)
@@ -141,20 +155,37 @@ func (c Config) withDefaults() Config {
 }
 
 func (c Config) phase(name string) bool {
-	if len(c.Only) == 0 {
-		return true
-	}
-	for _, p := range c.Only {
-		if p == name {
-			return true
-		}
-	}
-	return false
+	return len(c.Only) == 0 || slices.Contains(c.Only, name)
 }
 
 // bins are the programs the harness runs.
 type bins struct {
-	strait, rawquic, fortio, etcd, iperf3, stunnel, haproxy string
+	strait, straitProxy, rawquic, fortio, etcd, iperf3, stunnel, haproxy string
+}
+
+// peerSetup is one column of the table other than Strait's: where the load
+// generators connect for each route, and the processes whose CPU and memory
+// are read under the latency load.
+type peerSetup struct {
+	name  string
+	entry map[string]string // route name ("iperf", "http") → address
+	procs usageSet
+}
+
+// tlsSource is a peer setup whose handshakes are logged (see ReadTLSLogs).
+type tlsSource struct {
+	// deployment names the instance: "main" (throughput and latency) or
+	// "ttfb".
+	setup, resumption, deployment string
+	pair                          *Pair
+	haproxy                       bool
+}
+
+// Results is what a run measured.
+type Results struct {
+	Metrics []Metric
+	// TLS lists the parameters each setup's TLS hops negotiated.
+	TLS []TLSInfo
 }
 
 // env is what every phase shares.
@@ -169,19 +200,47 @@ type env struct {
 	iperf string // iperf3 server address
 	etcd  string // etcd client URL
 
-	stunnel, haproxy, rawquic *Pair
-	strait                    *Strait
-	straitSvcs                map[string]*StraitService
+	// peers are the columns other than Strait's, in column order.
+	peers      []*peerSetup
+	strait     *Strait
+	straitSvcs map[string]*StraitService
+	// straits are every Strait deployment started (their TLS counters are
+	// read at the end).
+	straits    []*Strait
+	tlsSources []tlsSource
 
-	metrics []Metric
+	res Results
 }
 
-func (e *env) add(m Metric) { e.metrics = append(e.metrics, m) }
+func (e *env) add(m Metric) { e.res.Metrics = append(e.res.Metrics, m) }
 
-// Run runs every phase and returns the metrics measured. A phase that fails
-// is reported in the returned error and the others still run; every process
+// peer returns the setup named name, or nil.
+func (e *env) peer(name string) *peerSetup {
+	for _, p := range e.peers {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// phases are the harness' phases, run in this order; Config.Only names
+// them. A new set of rows is one more line here and a method of env in a
+// file of its own.
+var phases = []struct {
+	name string
+	run  func(*env, context.Context) error
+}{
+	{"throughput", (*env).throughput},
+	{"latency", (*env).latency},
+	{"ttfb", (*env).ttfb},
+	{"propagation", (*env).propagation},
+}
+
+// Run runs every phase and returns what it measured. A phase that fails is
+// reported in the returned error and the others still run; every process
 // started is stopped before Run returns.
-func Run(ctx context.Context, cfg Config) ([]Metric, error) {
+func Run(ctx context.Context, cfg Config) (Results, error) {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -189,7 +248,7 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 	if e.dir == "" {
 		d, err := os.MkdirTemp("", "straitbench-")
 		if err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
+			return e.res, fmt.Errorf("bench: %w", err)
 		}
 		e.dir = d
 		if !cfg.Keep {
@@ -199,31 +258,26 @@ func Run(ctx context.Context, cfg Config) ([]Metric, error) {
 	e.ps = NewProcs(e.dir)
 	defer e.ps.Stop()
 	if err := e.setup(ctx); err != nil {
-		return nil, err
+		return e.res, err
 	}
 	defer e.echo.Close()
 	var errs []error
-	for _, ph := range []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"throughput", e.throughput},
-		{"latency", e.latency},
-		{"ttfb", e.ttfb},
-		{"propagation", e.propagation},
-	} {
+	for _, ph := range phases {
 		if !cfg.phase(ph.name) {
 			continue
 		}
 		start := time.Now()
 		e.log.Info("phase", "name", ph.name)
-		if err := ph.run(ctx); err != nil {
+		if err := ph.run(e, ctx); err != nil {
 			e.log.Error("phase failed", "name", ph.name, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", ph.name, err))
 		}
 		e.log.Info("phase done", "name", ph.name, "took", time.Since(start).Round(time.Millisecond))
 	}
-	return e.metrics, errors.Join(errs...)
+	if err := e.readTLS(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("tls parameters: %w", err))
+	}
+	return e.res, errors.Join(errs...)
 }
 
 // setup builds the binaries, finds the tools and starts the apps, the peers
@@ -233,8 +287,9 @@ func (e *env) setup(ctx context.Context) error {
 		return err
 	}
 	e.ps.SetEnv(e.bins.strait, e.cfg.StraitEnv)
+	e.ps.SetEnv(e.bins.straitProxy, e.cfg.StraitEnv)
 	var err error
-	if e.cert, err = NewCert(e.dir); err != nil {
+	if e.cert, err = NewCert(e.dir, "iperf", "http", "ttfb"); err != nil {
 		return err
 	}
 	port, err := freePort()
@@ -254,14 +309,50 @@ func (e *env) setup(ctx context.Context) error {
 	routes := func() []*Route {
 		return []*Route{{Name: "iperf", Target: e.iperf}, {Name: "http", Target: e.echo.Plain.String()}}
 	}
-	if e.stunnel, err = StartStunnel(ctx, e.ps, e.bins.stunnel, e.dir, e.cert, routes()); err != nil {
-		return err
+	entries := func(p *Pair) map[string]string {
+		m := map[string]string{}
+		for _, r := range p.Routes {
+			m[r.Name] = r.Entry
+		}
+		return m
 	}
-	if e.haproxy, err = StartHAProxy(ctx, e.ps, e.bins.haproxy, e.dir, e.cert, routes()); err != nil {
-		return err
+	e.peers = append(e.peers, &peerSetup{name: SetupDirect, entry: map[string]string{"iperf": e.iperf, "http": e.echo.Plain.String()}})
+	var ready []string
+	for _, pp := range []struct {
+		setup   string
+		start   func(context.Context, *Procs, string, string, *Cert, []*Route, PeerOptions) (*Pair, error)
+		bin     string
+		haproxy bool
+	}{
+		{SetupStunnel, StartStunnel, e.bins.stunnel, false},
+		{SetupHAProxy, StartHAProxy, e.bins.haproxy, true},
+		{SetupHAProxySNI, StartHAProxySNI, e.bins.haproxy, true},
+	} {
+		p, err := pp.start(ctx, e.ps, pp.bin, e.dir, e.cert, routes(), PeerOptions{})
+		if err != nil {
+			return err
+		}
+		e.peers = append(e.peers, &peerSetup{name: pp.setup, entry: entries(p), procs: p.Procs()})
+		e.tlsSources = append(e.tlsSources, tlsSource{setup: pp.setup, resumption: "off", deployment: "main", pair: p, haproxy: pp.haproxy})
+		ready = append(ready, p.Route("http").Entry)
 	}
-	if e.rawquic, err = StartRawQUIC(ctx, e.ps, e.bins.rawquic, &Route{Name: "iperf", Target: e.iperf}, e.cfg.RawQUICConns); err != nil {
-		return err
+	for _, rq := range []struct {
+		setup string
+		hops4 bool
+	}{{SetupRawQUIC, false}, {SetupRawQUIC4, true}} {
+		ps := &peerSetup{name: rq.setup, entry: map[string]string{}}
+		for _, r := range routes() {
+			p, err := StartRawQUIC(ctx, e.ps, e.bins.rawquic, r, e.cfg.RawQUICConns, rq.hops4, rq.setup+"-"+r.Name)
+			if err != nil {
+				return err
+			}
+			ps.entry[r.Name] = r.Entry
+			if r.Name == "http" {
+				ps.procs = p.Procs()
+				ready = append(ready, r.Entry)
+			}
+		}
+		e.peers = append(e.peers, ps)
 	}
 	if _, e.etcd, err = StartEtcd(ctx, e.ps, e.bins.etcd, e.dir); err != nil {
 		return err
@@ -273,13 +364,10 @@ func (e *env) setup(ctx context.Context) error {
 	if e.strait, err = e.startStrait(ctx, "a", "/bench-a/", nil, e.straitSvcs["iperf"], e.straitSvcs["http"]); err != nil {
 		return err
 	}
-	for _, p := range []*Pair{e.stunnel, e.haproxy} {
-		if err := waitHTTP(ctx, p.Route("http").Entry, readyTimeout); err != nil {
+	for _, addr := range append(ready, e.straitSvcs["http"].Entry) {
+		if err := waitHTTP(ctx, addr, readyTimeout); err != nil {
 			return err
 		}
-	}
-	if err := waitHTTP(ctx, e.straitSvcs["http"].Entry, readyTimeout); err != nil {
-		return err
 	}
 	return nil
 }
@@ -290,21 +378,31 @@ func (e *env) startStrait(ctx context.Context, name, prefix string, via func(str
 		return nil, fmt.Errorf("bench: etcd: %w", err)
 	}
 	defer cli.Close()
-	return StartStrait(ctx, e.ps, cli, StraitConfig{
-		Bin: e.bins.strait, Dir: filepath.Join(e.dir, "strait-"+name), Etcd: e.etcd, Prefix: prefix,
+	s, err := StartStrait(ctx, e.ps, cli, StraitConfig{
+		Bin: e.bins.strait, ProxyBin: e.bins.straitProxy, Dir: filepath.Join(e.dir, "strait-"+name), Etcd: e.etcd, Prefix: prefix,
 		Name: "strait-" + name, WestIngressVia: via, Services: svcs,
 	})
+	if err == nil {
+		e.straits = append(e.straits, s)
+	}
+	return s, err
 }
 
 func (e *env) findBins(ctx context.Context) error {
 	var err error
 	for _, b := range []struct {
-		dst *string
-		pkg string
-	}{{&e.bins.strait, "./cmd/strait"}, {&e.bins.rawquic, "./e2e/bench/rawquic"}} {
+		dst  *string
+		pkg  string
+		tags string
+	}{
+		{&e.bins.strait, "./cmd/strait", ""},
+		// As make build and the image build it.
+		{&e.bins.straitProxy, "./cmd/strait-proxy", "grpcnotrace"},
+		{&e.bins.rawquic, "./e2e/bench/rawquic", ""},
+	} {
 		*b.dst = filepath.Join(e.dir, filepath.Base(b.pkg))
 		start := time.Now()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", *b.dst, b.pkg)
+		cmd := exec.CommandContext(ctx, "go", "build", "-tags", b.tags, "-o", *b.dst, b.pkg)
 		cmd.Dir = e.cfg.Repo
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("bench: go build %s: %w: %s", b.pkg, err, out)
@@ -325,18 +423,22 @@ func (e *env) findBins(ctx context.Context) error {
 			return fmt.Errorf("bench: %s not found (the Debian packages iperf3, stunnel4 and haproxy are needed; .ci/run installs them): %w", b.name, err)
 		}
 	}
+	if _, err := exec.LookPath("openssl"); err != nil {
+		return fmt.Errorf("bench: openssl not found (it probes the peers' negotiated key exchange): %w", err)
+	}
 	return nil
 }
 
 // throughput runs iperf3 with 1 and 8 streams through every setup.
 func (e *env) throughput(ctx context.Context) error {
-	entries := []struct{ setup, addr string }{
-		{SetupDirect, e.iperf},
-		{SetupStunnel, e.stunnel.Route("iperf").Entry},
-		{SetupHAProxy, e.haproxy.Route("iperf").Entry},
-		{SetupRawQUIC, e.rawquic.Route("iperf").Entry},
-		{SetupStrait, e.straitSvcs["iperf"].Entry},
+	type entry struct{ setup, addr string }
+	var entries []entry
+	for _, p := range e.peers {
+		if a, ok := p.entry["iperf"]; ok {
+			entries = append(entries, entry{p.name, a})
+		}
 	}
+	entries = append(entries, entry{SetupStrait, e.straitSvcs["iperf"].Entry})
 	// A short run through Strait first: it checks the path end to end.
 	if err := retry(ctx, 10, time.Second, func() error {
 		_, err := Iperf3(ctx, e.bins.iperf3, e.straitSvcs["iperf"].Entry, 1, time.Second)
@@ -464,241 +566,6 @@ func (u usageSet) read() (map[string]Usage, error) {
 	return out, nil
 }
 
-// Roles of the processes whose CPU and memory are reported.
-const (
-	roleClient = "proxy_client"
-	roleServer = "proxy_server"
-	roleGWEast = "gateway_east"
-	roleGWWest = "gateway_west"
-)
-
-// latency runs fortio at a fixed rate through every setup, reading the CPU
-// time and RSS of the setup's processes around each run.
-func (e *env) latency(ctx context.Context) error {
-	type target struct {
-		setup string
-		addr  string
-		procs usageSet
-	}
-	targets := []target{
-		{SetupDirect, e.echo.Plain.String(), nil},
-		{SetupStunnel, e.stunnel.Route("http").Entry, usageSet{roleClient: e.stunnel.Client, roleServer: e.stunnel.Server}},
-		{SetupHAProxy, e.haproxy.Route("http").Entry, usageSet{roleClient: e.haproxy.Client, roleServer: e.haproxy.Server}},
-		{SetupStrait, e.straitSvcs["http"].Entry, usageSet{roleClient: e.strait.EastProxy, roleServer: e.strait.WestProxies["web"],
-			roleGWEast: e.strait.EastGW, roleGWWest: e.strait.WestGW}},
-	}
-	pct := map[string]*Metric{}
-	for _, p := range []string{"p50", "p90", "p99"} {
-		pct[p] = &Metric{Bench: "latency_" + p + "_1k_1000rps", Unit: "ms", Values: map[string]float64{}}
-	}
-	cpu := map[string]*Metric{}
-	rss := map[string]*Metric{}
-	for _, r := range []string{roleClient, roleServer, roleGWEast, roleGWWest} {
-		cpu[r] = &Metric{Bench: "cpu_per_1k_req_" + r, Unit: "cpu_s", Values: map[string]float64{}}
-		rss[r] = &Metric{Bench: "rss_" + r, Unit: "MB", Values: map[string]float64{}}
-	}
-	total := &Metric{Bench: "cpu_per_1k_req_total", Unit: "cpu_s", Values: map[string]float64{}}
-	var errs []error
-	// Warm up every setup: connections, pools, caches.
-	ok := map[string]bool{}
-	for _, t := range targets {
-		url := "http://" + t.addr + "/echo"
-		if _, err := Fortio(ctx, e.bins.fortio, e.dir, t.setup+"-warmup", url, e.cfg.QPS, e.cfg.Conns, e.cfg.Payload, 2*time.Second); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		ok[t.setup] = true
-	}
-	// The setups take turns, LatencyRuns times; each percentile is the
-	// median over the runs, CPU is summed over them.
-	type acc struct {
-		p50, p90, p99 []float64
-		cpu           map[string]time.Duration
-		requests      int64
-		last          map[string]Usage
-	}
-	accs := map[string]*acc{}
-	runDur := e.cfg.LatencyDuration / time.Duration(e.cfg.LatencyRuns)
-	for run := range e.cfg.LatencyRuns {
-		for _, t := range targets {
-			if !ok[t.setup] {
-				continue
-			}
-			a := accs[t.setup]
-			if a == nil {
-				a = &acc{cpu: map[string]time.Duration{}}
-				accs[t.setup] = a
-			}
-			before, err := t.procs.read()
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			l, err := Fortio(ctx, e.bins.fortio, e.dir, fmt.Sprintf("%s-%d", t.setup, run), "http://"+t.addr+"/echo",
-				e.cfg.QPS, e.cfg.Conns, e.cfg.Payload, runDur)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			after, err := t.procs.read()
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			e.log.Info("latency", "setup", t.setup, "run", run, "p50", l.P50, "p90", l.P90, "p99", l.P99, "qps", l.QPS, "requests", l.Requests)
-			a.p50, a.p90, a.p99 = append(a.p50, ms(l.P50)), append(a.p90, ms(l.P90)), append(a.p99, ms(l.P99))
-			a.requests += l.Requests
-			for role, u := range after {
-				a.cpu[role] += u.CPU - before[role].CPU
-			}
-			a.last = after
-		}
-	}
-	for _, t := range targets {
-		a := accs[t.setup]
-		if a == nil || a.requests == 0 {
-			continue
-		}
-		pct["p50"].Values[t.setup] = median(a.p50)
-		pct["p90"].Values[t.setup] = median(a.p90)
-		pct["p99"].Values[t.setup] = median(a.p99)
-		var sum float64
-		for role, u := range a.last {
-			per1k := a.cpu[role].Seconds() / float64(a.requests) * 1000
-			cpu[role].Values[t.setup] = per1k
-			rss[role].Values[t.setup] = float64(u.RSS) / (1 << 20)
-			sum += per1k
-			e.log.Info("usage", "setup", t.setup, "role", role, "cpu_s_per_1k", per1k, "requests", a.requests,
-				"rss_mb", float64(u.RSS)/(1<<20), "rss_anon_mb", float64(u.Anon)/(1<<20), "hwm_mb", float64(u.HWM)/(1<<20))
-		}
-		// The gateways' rows compare with the peer's process on the same
-		// side: each relays every connection once, as a gateway does.
-		if t.setup != SetupStrait {
-			for gw, side := range map[string]string{roleGWEast: roleClient, roleGWWest: roleServer} {
-				if v, ok := cpu[side].Values[t.setup]; ok {
-					cpu[gw].Values[t.setup] = v
-					rss[gw].Values[t.setup] = rss[side].Values[t.setup]
-				}
-			}
-		}
-		if len(a.last) > 0 {
-			total.Values[t.setup] = sum
-		}
-	}
-	for _, p := range []string{"p50", "p90", "p99"} {
-		e.add(*pct[p])
-	}
-	added := Metric{Bench: "added_latency_p99", Unit: "ms", Values: map[string]float64{}}
-	if d, ok := pct["p99"].Values[SetupDirect]; ok {
-		for s, v := range pct["p99"].Values {
-			if s != SetupDirect {
-				added.Values[s] = v - d
-			}
-		}
-	}
-	e.add(added)
-	for _, r := range []string{roleClient, roleServer, roleGWEast, roleGWWest} {
-		e.add(*cpu[r])
-	}
-	e.add(*total)
-	for _, r := range []string{roleClient, roleServer, roleGWEast, roleGWWest} {
-		e.add(*rss[r])
-	}
-	return errors.Join(errs...)
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// ttfb measures new-connection time to first byte through a stunnel4 pair
-// and through a second Strait deployment, each with a WAN link in front of
-// its remote side, at no added delay and then at WANRTT.
-func (e *env) ttfb(ctx context.Context) error {
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var links []*wan.Link
-	done := make(chan struct{})
-	defer func() {
-		cancel()
-		for range links {
-			<-done
-		}
-	}()
-	startLink := func(backend string, disableTCP, disableUDP bool) (*wan.Link, error) {
-		addr, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		l, err := wan.NewLink(wan.LinkConfig{Listen: addr, Backends: []string{backend},
-			DisableTCP: disableTCP, DisableUDP: disableUDP, Logger: e.log.With("component", "wan")})
-		if err != nil {
-			return nil, fmt.Errorf("bench: wan: %w", err)
-		}
-		links = append(links, l)
-		go func() { _ = l.Run(lctx); done <- struct{}{} }()
-		return l, nil
-	}
-	// stunnel4: client stunnel -> WAN (TCP) -> server stunnel -> app.
-	stRoute := &Route{Name: "ttfb", Target: e.echo.Plain.String()}
-	if err := assignPorts([]*Route{stRoute}); err != nil {
-		return err
-	}
-	stLink, err := startLink(stRoute.Server, false, true)
-	if err != nil {
-		return err
-	}
-	stRoute.Via = stLink.Addr().String()
-	stPair, err := StartStunnel(ctx, e.ps, e.bins.stunnel, filepath.Join(e.dir, "ttfb"), e.cert, []*Route{stRoute})
-	if err != nil {
-		return err
-	}
-	// Strait: client proxy -> gateway -> WAN (UDP) -> gateway -> proxy -> app.
-	var qLink *wan.Link
-	svc := &StraitService{Name: "web", Port: 80, App: e.echo.Proxied.String()}
-	if _, err := e.startStrait(ctx, "b", "/bench-b/", func(ingress string) (string, error) {
-		l, err := startLink(ingress, true, false)
-		if err != nil {
-			return "", err
-		}
-		qLink = l
-		return l.Addr().String(), nil
-	}, svc); err != nil {
-		return err
-	}
-	for _, addr := range []string{stPair.Route("ttfb").Entry, svc.Entry} {
-		if err := waitHTTP(ctx, addr, readyTimeout); err != nil {
-			return err
-		}
-	}
-	var errs []error
-	for _, rtt := range []time.Duration{0, e.cfg.WANRTT} {
-		for _, l := range []*wan.Link{stLink, qLink} {
-			if err := l.SetDelay(rtt / 2); err != nil {
-				return fmt.Errorf("bench: wan: %w", err)
-			}
-		}
-		m := Metric{Bench: fmt.Sprintf("ttfb_%dms_rtt_p50", rtt.Milliseconds()), Unit: "ms", Values: map[string]float64{}}
-		m90 := Metric{Bench: fmt.Sprintf("ttfb_%dms_rtt_p90", rtt.Milliseconds()), Unit: "ms", Values: map[string]float64{}}
-		for _, t := range []struct{ setup, addr string }{{SetupStunnel, stPair.Route("ttfb").Entry}, {SetupStrait, svc.Entry}} {
-			// Warm up: session caches, the pooled QUIC connection.
-			if _, err := TTFB(ctx, t.addr, 3, 10*time.Second); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			s, err := TTFB(ctx, t.addr, e.cfg.TTFBConns, 10*time.Second)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			e.log.Info("ttfb", "setup", t.setup, "rtt", rtt, "p50", percentile(s, 0.5), "p90", percentile(s, 0.9))
-			m.Values[t.setup] = ms(percentile(s, 0.5))
-			m90.Values[t.setup] = ms(percentile(s, 0.9))
-		}
-		e.add(m)
-		e.add(m90)
-	}
-	return errors.Join(errs...)
-}
-
 // propagation measures export propagation to 10 caches and raw etcd watch
 // latency on the same etcd.
 func (e *env) propagation(ctx context.Context) error {
@@ -720,13 +587,19 @@ func (e *env) propagation(ctx context.Context) error {
 	return nil
 }
 
-// Report writes the table, the goals and the JSON lines.
-func Report(w io.Writer, ms []Metric) error {
-	if err := WriteTable(w, ms); err != nil {
+// Report writes the table, the notes and marks of its rows, the TLS
+// parameters of every setup, the goals and the JSON lines.
+func Report(w io.Writer, r Results) error {
+	if err := WriteTable(w, r.Metrics); err != nil {
 		return err
 	}
+	WriteNotes(w, r.Metrics)
 	fmt.Fprintln(w)
-	WriteGoals(w, Goals(ms))
+	if len(r.TLS) > 0 {
+		WriteTLS(w, r.TLS)
+		fmt.Fprintln(w)
+	}
+	WriteGoals(w, Goals(r.Metrics))
 	fmt.Fprintln(w)
-	return WriteJSON(w, ms)
+	return WriteJSON(w, r.Metrics)
 }

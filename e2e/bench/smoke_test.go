@@ -16,23 +16,75 @@ import (
 
 // smokeRows is every row a run produces and the setups it has a value for.
 var smokeRows = func() map[string][]string {
-	all := []string{SetupStrait, SetupDirect, SetupStunnel, SetupHAProxy, SetupRawQUIC}
-	web := []string{SetupStrait, SetupDirect, SetupStunnel, SetupHAProxy}
-	procs := []string{SetupStrait, SetupStunnel, SetupHAProxy}
-	ttfb := []string{SetupStrait, SetupStunnel}
+	all := []string{SetupStrait, SetupDirect, SetupStunnel, SetupHAProxy, SetupHAProxySNI, SetupRawQUIC, SetupRawQUIC4}
+	procs := all[:0:0]
+	for _, s := range all {
+		if s != SetupDirect {
+			procs = append(procs, s)
+		}
+	}
+	ttfb := []string{SetupStrait, SetupStunnel, SetupHAProxySNI}
 	rtt := fmt.Sprintf("ttfb_%dms_rtt_", DefaultWANRTT.Milliseconds())
 	rows := map[string][]string{
 		"throughput_1_stream": all, "throughput_8_streams": all,
-		"latency_p50_1k_1000rps": web, "latency_p90_1k_1000rps": web, "latency_p99_1k_1000rps": web,
+		"latency_p50_1k_1000rps": all, "latency_p90_1k_1000rps": all, "latency_p99_1k_1000rps": all,
 		"added_latency_p99": procs, "cpu_per_1k_req_total": procs,
 		"ttfb_0ms_rtt_p50": ttfb, "ttfb_0ms_rtt_p90": ttfb, rtt + "p50": ttfb, rtt + "p90": ttfb,
+		rtt + "resumption_on_p50": {SetupStunnel, SetupHAProxySNI}, rtt + "resumption_on_p90": {SetupStunnel, SetupHAProxySNI},
 		"export_propagation_p50": {SetupStrait, SetupEtcdWatch}, "export_propagation_p99": {SetupStrait, SetupEtcdWatch},
 	}
-	for _, r := range []string{roleClient, roleServer, roleGWEast, roleGWWest} {
-		rows["cpu_per_1k_req_"+r], rows["rss_"+r] = procs, procs
+	// Only the setups that have such a process have a gateway value:
+	// nothing is copied from another row.
+	perRole := map[string][]string{
+		roleClient: procs, roleServer: procs,
+		roleGWEast: {SetupStrait, SetupRawQUIC4},
+		roleGWWest: {SetupStrait, SetupHAProxySNI, SetupRawQUIC4},
+	}
+	for r, setups := range perRole {
+		rows["cpu_per_1k_req_"+r], rows["rss_"+r], rows["rss_anon_"+r] = setups, setups, setups
 	}
 	return rows
 }()
+
+// checkTLS checks the negotiated parameters a run read: every setup with
+// TLS has them, from handshakes it counted, and resumption is what each
+// setup was configured for (none resumed with it off, some with it on).
+func checkTLS(t *testing.T, infos []TLSInfo) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, ti := range infos {
+		seen[ti.Setup+"/"+ti.Resumption] = true
+		if ti.Handshakes == 0 || ti.Version == "" {
+			t.Errorf("tls %s/%s %s (%s): %d handshakes, version %q", ti.Setup, ti.Resumption, ti.Hop, ti.Source, ti.Handshakes, ti.Version)
+		}
+		if strings.Contains(ti.Source, "log") && ti.Setup != SetupRawQUIC && ti.Setup != SetupRawQUIC4 && ti.Cipher == "" {
+			t.Errorf("tls %s/%s %s (%s): no cipher", ti.Setup, ti.Resumption, ti.Hop, ti.Source)
+		}
+		switch {
+		case ti.Resumption == "off" && ti.Resumed > 0:
+			t.Errorf("tls %s %s (%s): %d of %d handshakes resumed with resumption off", ti.Setup, ti.Hop, ti.Source, ti.Resumed, ti.Handshakes)
+		case ti.Resumption == "on" && !strings.Contains(ti.Source, "probe") && ti.Resumed <= 0:
+			t.Errorf("tls %s %s (%s): no handshake of %d resumed with resumption on", ti.Setup, ti.Hop, ti.Source, ti.Handshakes)
+		}
+	}
+	for _, want := range []string{SetupStunnel + "/off", SetupStunnel + "/on", SetupHAProxy + "/off", SetupHAProxySNI + "/off",
+		SetupHAProxySNI + "/on", SetupRawQUIC + "/off", SetupRawQUIC4 + "/off", SetupStrait + "/off"} {
+		if !seen[want] {
+			t.Errorf("no TLS parameters of %s", want)
+		}
+	}
+	groups := map[string]bool{}
+	for _, ti := range infos {
+		if ti.Group != "" {
+			groups[ti.Setup] = true
+		}
+	}
+	for _, s := range []string{SetupStunnel, SetupHAProxy, SetupHAProxySNI, SetupRawQUIC, SetupRawQUIC4, SetupStrait} {
+		if !groups[s] {
+			t.Errorf("no key exchange group measured for %s", s)
+		}
+	}
+}
 
 // TestSmoke runs the whole harness in its smoke mode (straitbench -smoke:
 // every phase, one second per setup) and checks that every row is produced
@@ -59,19 +111,20 @@ func TestSmoke(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	start := time.Now()
-	ms, err := Run(context.Background(), Config{
+	res, err := Run(context.Background(), Config{
 		Repo: repo, WorkDir: t.TempDir(), Smoke: true, Timeout: 8 * time.Minute,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	t.Logf("smoke run took %s", time.Since(start).Round(time.Millisecond))
 	var table bytes.Buffer
-	if rerr := Report(&table, ms); rerr != nil {
+	if rerr := Report(&table, res); rerr != nil {
 		t.Error(rerr)
 	}
 	t.Logf("report:\n%s", table.String())
 	if err != nil {
 		t.Fatalf("run failed: %v\nwarnings and errors:\n%s", err, logs.String())
 	}
+	ms := res.Metrics
 	got := map[string]Metric{}
 	for _, m := range ms {
 		if _, dup := got[m.Bench]; dup {
@@ -110,6 +163,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("row %s is not in the list of rows this test checks: add it", bench)
 		}
 	}
+	checkTLS(t, res.TLS)
 	for _, g := range Goals(ms) {
 		if g.Missing {
 			t.Errorf("goal %q could not be judged", g.Name)

@@ -39,8 +39,9 @@ type StraitService struct {
 
 // StraitConfig describes one two-cluster deployment of real processes.
 type StraitConfig struct {
-	// Bin is the strait binary; Dir holds its configs and CA dirs.
-	Bin, Dir string
+	// Bin is the strait binary (the gateways), ProxyBin the strait-proxy
+	// sidecar binary (the proxies); Dir holds their configs and CA dirs.
+	Bin, ProxyBin, Dir string
 	// Etcd is the client URL; Prefix the keyspace prefix, which keeps two
 	// deployments on one etcd apart.
 	Etcd, Prefix string
@@ -59,6 +60,27 @@ type Strait struct {
 	EastGW, WestGW *Proc
 	WestProxies    map[string]*Proc
 	EastProxy      *Proc
+	// Admin is the admin address (/metrics, /debug/pprof/) of every
+	// process.
+	Admin map[*Proc]string
+}
+
+// adminAddr reads the admin address from the line of p's JSON log that
+// holds marker, under key.
+func adminAddr(ctx context.Context, p *Proc, marker, key string) (string, error) {
+	line, err := p.WaitLog(ctx, marker, readyTimeout)
+	if err != nil {
+		return "", err
+	}
+	var v map[string]any
+	if err := json.Unmarshal([]byte(line), &v); err != nil {
+		return "", fmt.Errorf("bench: %s: log line %q: %w", p.Name, line, err)
+	}
+	a, _ := v[key].(string)
+	if a == "" {
+		return "", fmt.Errorf("bench: %s: no %s in %q", p.Name, key, line)
+	}
+	return a, nil
 }
 
 type listen struct {
@@ -92,7 +114,7 @@ func StartStrait(ctx context.Context, ps *Procs, cli *clientv3.Client, c StraitC
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bench: strait: %w", err)
 	}
-	s := &Strait{WestProxies: map[string]*Proc{}}
+	s := &Strait{WestProxies: map[string]*Proc{}, Admin: map[*Proc]string{}}
 	var err error
 	if s.WestGW, err = c.startGateway(ctx, ps, westCluster, westTD); err != nil {
 		return nil, err
@@ -118,6 +140,9 @@ func StartStrait(ctx context.Context, ps *Procs, cli *clientv3.Client, c StraitC
 		if _, err := p.WaitLog(ctx, `"ready":true`, readyTimeout); err != nil {
 			return nil, err
 		}
+		if s.Admin[p], err = adminAddr(ctx, p, `"msg":"admin server"`, "addr"); err != nil {
+			return nil, err
+		}
 		s.WestProxies[svc.Name] = p
 	}
 	if s.EastProxy, err = c.startEastProxy(ps); err != nil {
@@ -125,6 +150,14 @@ func StartStrait(ctx context.Context, ps *Procs, cli *clientv3.Client, c StraitC
 	}
 	if _, err := s.EastProxy.WaitLog(ctx, "proxy started", readyTimeout); err != nil {
 		return nil, err
+	}
+	if s.Admin[s.EastProxy], err = adminAddr(ctx, s.EastProxy, `"msg":"admin server"`, "addr"); err != nil {
+		return nil, err
+	}
+	for _, gw := range []*Proc{s.EastGW, s.WestGW} {
+		if s.Admin[gw], err = adminAddr(ctx, gw, "gateway ready", "admin"); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -144,7 +177,7 @@ func (c StraitConfig) startGateway(ctx context.Context, ps *Procs, cluster, td s
 		"cluster": cluster, "id": "gw-" + cluster,
 		"etcd": c.etcd(), "identity": c.identity(td),
 		"ingress": in, "egress": listen{Listen: "127.0.0.1:0"}, "admin": listen{Listen: "127.0.0.1:0"},
-		"drainTimeout": "1s",
+		"drainTimeout": "1s", "pprof": true,
 		// The proxies listen on loopback: opt in.
 		"endpointCIDRs": []string{"127.0.0.0/8"},
 	})
@@ -170,11 +203,12 @@ func (c StraitConfig) startWestProxy(ps *Procs, svc *StraitService) (*Proc, erro
 		"ports":         []map[string]any{{"name": "tcp", "port": svc.Port}},
 		"drainTimeout":  "1s",
 		"noProxyHeader": svc.NoProxyHeader,
+		"admin":         listen{Listen: "127.0.0.1:0"}, "pprof": true,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return ps.Start(name, c.Bin, "proxy", "--config", path)
+	return ps.Start(name, c.ProxyBin, "--config", path)
 }
 
 func (c StraitConfig) startEastProxy(ps *Procs) (*Proc, error) {
@@ -191,11 +225,12 @@ func (c StraitConfig) startEastProxy(ps *Procs) (*Proc, error) {
 		"cluster": eastCluster, "serviceAccount": "client", "id": "client-1",
 		"etcd": c.etcd(), "identity": c.identity(eastTD),
 		"upstreams": ups, "drainTimeout": "1s",
+		"admin": listen{Listen: "127.0.0.1:0"}, "pprof": true,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return ps.Start(name, c.Bin, "proxy", "--config", path)
+	return ps.Start(name, c.ProxyBin, "--config", path)
 }
 
 // StartEtcd starts a single-member etcd on loopback with its data in dir

@@ -38,12 +38,12 @@ const (
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: rawquic server|client -listen addr -to addr")
+		fmt.Fprintln(os.Stderr, "usage: rawquic server|client|tcp -listen addr -to addr")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
-	listen := fs.String("listen", "127.0.0.1:0", "server: UDP address for QUIC; client: TCP address for the app")
-	to := fs.String("to", "", "server: TCP target; client: the server's UDP address")
+	listen := fs.String("listen", "127.0.0.1:0", "server: UDP address for QUIC; client and tcp: TCP address for the app")
+	to := fs.String("to", "", "server and tcp: TCP target; client: the server's UDP address")
 	conns := fs.Int("conns", 1, "client: QUIC connections to spread streams over, round robin (Strait's gateway uses one per peer)")
 	_ = fs.Parse(os.Args[2:])
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -54,6 +54,8 @@ func main() {
 		err = runServer(ctx, *listen, *to, log)
 	case "client":
 		err = runClient(ctx, *listen, *to, max(1, *conns), log)
+	case "tcp":
+		err = runTCP(ctx, *listen, *to, log)
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -138,6 +140,9 @@ func runServer(ctx context.Context, listen, target string, log *slog.Logger) err
 		if err != nil {
 			return fmt.Errorf("rawquic: accept: %w", err)
 		}
+		st := conn.ConnectionState().TLS
+		log.Info("rawquic handshake", "version", tlsVersion(st.Version), "group", st.CurveID.String(),
+			"cipher", tls.CipherSuiteName(st.CipherSuite), "resumed", st.DidResume)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -160,6 +165,17 @@ func runServer(ctx context.Context, listen, target string, log *slog.Logger) err
 			}
 		}()
 	}
+}
+
+// tlsVersion names a TLS version as OpenSSL does (TLSv1.3).
+func tlsVersion(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	}
+	return fmt.Sprintf("0x%04x", v)
 }
 
 func runClient(ctx context.Context, listen, server string, n int, log *slog.Logger) error {
@@ -212,6 +228,51 @@ func runClient(ctx context.Context, listen, server string, n int, log *slog.Logg
 				return
 			}
 			rl.pipe(c.(*net.TCPConn), s)
+		}()
+	}
+}
+
+// runTCP relays TCP connections from listen to target with the pooled
+// copy buffers (no splice: a proxy that terminates TLS cannot splice
+// either), the stand-in for a proxy in the 4-hop setup.
+func runTCP(ctx context.Context, listen, target string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("rawquic: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stop()
+	log.Info("rawquic tcp ready", "addr", ln.Addr().String(), "to", target)
+	rl := newRelay()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("rawquic: accept: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			d, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err != nil {
+				return
+			}
+			defer d.Close()
+			var cw sync.WaitGroup
+			cw.Add(1)
+			go func() {
+				defer cw.Done()
+				_ = rl.copyBuf(d, c)
+				_ = d.(*net.TCPConn).CloseWrite()
+			}()
+			_ = rl.copyBuf(c, d)
+			_ = c.(*net.TCPConn).CloseWrite()
+			cw.Wait()
 		}()
 	}
 }

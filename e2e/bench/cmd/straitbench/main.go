@@ -41,6 +41,8 @@ func run() int {
 	flag.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "bound on the whole run")
 	flag.IntVar(&cfg.RawQUICConns, "rawquic-conns", 1, "QUIC connections the rawquic relay spreads streams over (1 is what Strait's gateway uses)")
 	flag.StringVar(&cfg.PerfDir, "perf", "", "record perf profiles of Strait's processes during its iperf3 runs into this directory")
+	flag.StringVar(&cfg.ProfileDir, "profile", "", "take Go CPU profiles of Strait's four processes during one more 1000 rps fortio run (after the measured ones) into this directory")
+	flag.DurationVar(&cfg.ProfileDuration, "profile-duration", bench.DefaultProfileDuration, "length of the profiled fortio run")
 	flag.StringVar(&env, "strait-env", "", "comma-separated KEY=value environment of Strait's processes, e.g. GOMAXPROCS=1 (an experiment)")
 	flag.StringVar(&only, "only", "", "comma-separated phases to run: throughput,latency,ttfb,propagation (default: all)")
 	flag.StringVar(&jsonPath, "json", "", "also write the JSON lines to this file")
@@ -67,25 +69,25 @@ func run() int {
 	sctx, stopSampler := context.WithCancel(ctx)
 	sampled := make(chan struct{})
 	go func() { sampler.run(sctx); close(sampled) }()
-	metrics, runErr := bench.Run(ctx, cfg)
+	res, runErr := bench.Run(ctx, cfg)
 	stopSampler()
 	<-sampled
 	loadEnd, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("straitbench: %s, started %s; load average at start %s, at end %s\n%s\n\n", time.Since(start).Round(time.Second),
 		start.UTC().Format("2006-01-02 15:04:05 UTC"),
 		strings.Join(strings.Fields(string(load))[:3], " "), strings.Join(strings.Fields(string(loadEnd))[:3], " "), sampler)
-	if err := bench.Report(os.Stdout, metrics); err != nil {
+	if err := bench.Report(os.Stdout, res); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	if jsonPath != "" {
-		if err := writeFile(jsonPath, func(f *os.File) error { return bench.WriteJSON(f, metrics) }); err != nil {
+		if err := writeFile(jsonPath, func(f *os.File) error { return bench.WriteJSON(f, res.Metrics) }); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 	}
 	if mdPath != "" {
-		if err := writeFile(mdPath, func(f *os.File) error { bench.WriteMarkdown(f, metrics); return nil }); err != nil {
+		if err := writeFile(mdPath, func(f *os.File) error { bench.WriteMarkdown(f, res.Metrics); return nil }); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
