@@ -76,8 +76,11 @@ e2e: tools
 
 ## bench: Go micro-benchmarks (header codec, SNI parse, relay, snapshot
 ## reads, the 1 MiB full-path transfer) with benchstat, then the side-by-side
-## harness against direct TCP, stunnel4, haproxy and a raw quic-go relay.
-## Results: .cache/bench-micro.txt and .cache/bench.jsonl (one JSON per row).
+## harness against direct TCP, stunnel4 and haproxy pairs (mutual TLS),
+## haproxy's SNI-gateway chain, a raw quic-go relay with 2 and 4 hops.
+## Results: .cache/bench-micro.txt, .cache/bench.jsonl (one JSON per row),
+## .cache/bench.md (the table) and .cache/bench-profiles/ (Go CPU profiles
+## of Strait's four processes at 1000 rps: go tool pprof -top FILE).
 bench: bench-micro bench-peers
 
 bench-micro:
@@ -88,7 +91,7 @@ bench-micro:
 
 bench-peers: tools
 	@mkdir -p .cache
-	$(GO) run ./e2e/bench/cmd/straitbench -json .cache/bench.jsonl
+	$(GO) run ./e2e/bench/cmd/straitbench -json .cache/bench.jsonl -markdown .cache/bench.md -profile .cache/bench-profiles
 
 ## proto: regenerate the Go code from proto/ with pinned tools.
 proto: lint-proto
