@@ -80,17 +80,35 @@ func (s *sim) observe(ctx context.Context, idx int, c *federation.Cache) {
 	}
 }
 
-// churn changes endpoints' readiness at the configured rate for the
-// configured duration, kills and brings back clusters' gateways and
-// rotates bundles meanwhile, and measures.
+// churn runs one churn phase per configured rate, one after the other.
 func (s *sim) churn(ctx context.Context, rep *Report) error {
+	for _, rate := range s.cfg.Churn {
+		ph := &Phase{Churn: rate}
+		rep.Phases = append(rep.Phases, ph)
+		if err := s.runPhase(ctx, rep, ph); err != nil {
+			return err
+		}
+		s.cfg.Logf("churn %.2f %%: %d changes (%.0f/s), endpoint propagation p50 %s p99 %s, %d unseen",
+			100*rate, ph.Changes, ph.ChangesPerSecond, ph.Percentile("endpoint", 0.5), ph.Percentile("endpoint", 0.99), len(ph.Unseen))
+	}
+	return nil
+}
+
+// runPhase changes endpoints' readiness at the phase's rate for the
+// configured duration, kills and brings back clusters' gateways, rotates
+// bundles and routes connections through the real clusters meanwhile,
+// and measures.
+func (s *sim) runPhase(ctx context.Context, rep *Report, ph *Phase) error {
+	s.probes.mu.Lock()
+	s.probes.samples = nil
+	s.probes.mu.Unlock()
 	before, err := s.etcd.stats()
 	if err != nil {
 		return err
 	}
 	cpuBefore, _, _ := procStats(os.Getpid())
 	endpoints := s.cfg.Clusters * s.cfg.ExportsPerCluster * s.cfg.EndpointsPerExport
-	perSecond := s.cfg.Churn * float64(endpoints)
+	perSecond := ph.Churn * float64(endpoints)
 	const tick = 20 * time.Millisecond
 	perTick := perSecond * tick.Seconds()
 	s.cfg.Logf("churn: %.0f endpoint changes/s for %s", perSecond, s.cfg.Duration)
@@ -99,14 +117,16 @@ func (s *sim) churn(ctx context.Context, rep *Report) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	var deathErr error
-	wg.Go(func() { deathErr = s.killAndReturn(cctx, rep) })
-	wg.Go(func() { s.rotateBundles(cctx, rep) })
+	var phMu sync.Mutex // guards ph's counters and errors between the goroutines
+	wg.Go(func() { deathErr = s.killAndReturn(ctx, cctx, ph, &phMu) })
+	wg.Go(func() { s.rotateBundles(cctx, ph, &phMu) })
+	wg.Go(func() { s.routeDuringChurn(ctx, cctx, ph, &phMu) })
 
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	credit := 0.0
 	start := time.Now()
-	skipped := 0
+	skipped, changes := 0, 0
 loop:
 	for {
 		select {
@@ -119,7 +139,7 @@ loop:
 			if !s.flipOne() {
 				skipped++
 			} else {
-				rep.Changes++
+				changes++
 			}
 		}
 	}
@@ -149,24 +169,31 @@ loop:
 	}
 	cpuAfter, rss, _ := procStats(os.Getpid())
 	wall := after.at.Sub(before.at).Seconds()
-	rep.ChurnSeconds = elapsed.Seconds()
-	rep.ChangesPerSecond = float64(rep.Changes) / elapsed.Seconds()
-	rep.SkippedChanges = skipped
-	rep.EtcdCPU = (after.cpuSeconds - before.cpuSeconds) / wall
-	rep.EtcdRSS = after.rssBytes
-	rep.EtcdDB = after.dbBytes
-	rep.EtcdDBInUse = after.dbInUse
-	rep.KeepAlivesPerSecond = (after.keepAlives - before.keepAlives) / wall
-	rep.EtcdRequestsPerSecond = (after.grpcMsgs - before.grpcMsgs) / wall
-	rep.EventsPerCachePerSecond = (after.events - before.events) / wall / float64(len(s.caches))
-	rep.HarnessCPU = (cpuAfter - cpuBefore) / wall
-	rep.HarnessRSS = rss
+	ph.ChurnSeconds = elapsed.Seconds()
+	ph.Changes = changes
+	ph.ChangesPerSecond = float64(changes) / elapsed.Seconds()
+	ph.SkippedChanges = skipped
+	ph.EtcdCPU = (after.cpuSeconds - before.cpuSeconds) / wall
+	ph.EtcdRSS = after.rssBytes
+	ph.EtcdDB = after.dbBytes
+	ph.EtcdDBInUse = after.dbInUse
+	ph.KeepAlivesPerSecond = (after.keepAlives - before.keepAlives) / wall
+	ph.EtcdRequestsPerSecond = (after.grpcMsgs - before.grpcMsgs) / wall
+	ph.EventsPerCachePerSecond = (after.events - before.events) / wall / float64(len(s.caches)+len(s.real))
+	ph.HarnessCPU = (cpuAfter - cpuBefore) / wall
+	ph.HarnessRSS = rss
+	ph.LoadAfter = loadAverage()
 	s.probes.mu.Lock()
 	defer s.probes.mu.Unlock()
-	rep.Samples = s.probes.samples
+	ph.Samples = s.probes.samples
 	for _, pr := range s.probes.pending {
-		rep.Unseen = append(rep.Unseen, pr.kind)
+		ph.Unseen = append(ph.Unseen, pr.kind)
 	}
+	// What one phase left unseen is not awaited in the next.
+	s.probes.pending = nil
+	s.readyMu.Lock()
+	clear(s.inFlight)
+	s.readyMu.Unlock()
 	return nil
 }
 
@@ -209,7 +236,9 @@ func (s *sim) flipOne() bool {
 // killAndReturn kills the gateways of the first clusters one after the
 // other (their leases expire), waits until every cache withdraws the
 // cluster, then starts them again.
-func (s *sim) killAndReturn(ctx context.Context, rep *Report) error {
+// The gateways that return run until the end of the run (runCtx), not of
+// the phase (ctx).
+func (s *sim) killAndReturn(runCtx, ctx context.Context, ph *Phase, mu *sync.Mutex) error {
 	every := s.cfg.Duration / (deaths + 1)
 	for c := range deaths {
 		select {
@@ -232,7 +261,7 @@ func (s *sim) killAndReturn(ctx context.Context, rep *Report) error {
 		s.probes.add(&probe{kind: "gateways-back", at: time.Now(), check: func(snap *federation.Snapshot) bool {
 			return snap.ClusterAlive(cluster)
 		}, done: func() { close(back) }})
-		pair, err := s.startGateways(ctx, c)
+		pair, err := s.startGateways(runCtx, c)
 		if err != nil {
 			return err
 		}
@@ -242,17 +271,21 @@ func (s *sim) killAndReturn(ctx context.Context, rep *Report) error {
 		case <-ctx.Done():
 			return nil
 		}
-		rep.Deaths++
+		mu.Lock()
+		ph.Deaths++
+		mu.Unlock()
 	}
 	return nil
 }
 
 // rotateBundles publishes a new bundle sequence of one trust domain every
 // few seconds.
-func (s *sim) rotateBundles(ctx context.Context, rep *Report) {
+func (s *sim) rotateBundles(ctx context.Context, ph *Phase, mu *sync.Mutex) {
 	t := time.NewTicker(3 * time.Second)
 	defer t.Stop()
-	for seq := uint64(2); ; seq++ {
+	for {
+		s.bundleSeq++
+		seq := s.bundleSeq
 		select {
 		case <-ctx.Done():
 			return
@@ -270,10 +303,14 @@ func (s *sim) rotateBundles(ctx context.Context, rep *Report) {
 			s.probes.pending = slices.DeleteFunc(s.probes.pending, func(x *probe) bool { return x == pr })
 			s.probes.mu.Unlock()
 			if ctx.Err() == nil {
-				rep.Errors = append(rep.Errors, fmt.Sprintf("rotate bundle %s: %v", td, err))
+				mu.Lock()
+				ph.Errors = append(ph.Errors, fmt.Sprintf("rotate bundle %s: %v", td, err))
+				mu.Unlock()
 			}
 			continue
 		}
-		rep.Rotations++
+		mu.Lock()
+		ph.Rotations++
+		mu.Unlock()
 	}
 }

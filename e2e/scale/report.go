@@ -17,19 +17,46 @@ type Report struct {
 	SeedTime     time.Duration // writing every export and bundle
 	RegisterTime time.Duration // every registrar's records written
 	Services     int
+	Keys         int // keys in the keyspace once registered
+
+	// Lists are the whole keyspace listed by one client alone, once per
+	// page size of Config.ListPageSizes.
+	Lists []ListFigures
 
 	FirstSync         time.Duration // the first cache, alone
 	HeapPerCache      int64         // heap the first cache holds once synced
 	AllSync           time.Duration // the other caches, together
 	HeapAllCaches     uint64        // the harness's heap with every cache synced
+	HeapPerCacheAll   int64         // the heap every cache added, divided by their number
 	SnapshotFileBytes int64         // the first cache's snapshot file
 
+	// Real is what the real gateways and proxies measured (zero with
+	// Config.SkipReal).
+	Real RealFigures
+
+	// Phases are the churn phases, one per rate of Config.Churn.
+	Phases []*Phase
+	Errors []string
+}
+
+// ListFigures are one list of the whole keyspace.
+type ListFigures struct {
+	PageSize     int64
+	Time         time.Duration
+	Pages        int
+	LargestBytes int // the largest page's keys and values
+}
+
+// Phase is what one churn phase measured.
+type Phase struct {
+	Churn                   float64 // share of endpoints changing readiness per second
 	ChurnSeconds            float64
 	Changes                 int // endpoint readiness changes written
 	SkippedChanges          int // picks of an endpoint whose last change was not seen everywhere yet
 	ChangesPerSecond        float64
 	Deaths                  int // clusters whose gateways died and came back
 	Rotations               int // bundles rotated
+	Routed, RouteFailed     int // connections through the real gateways
 	Samples                 map[string][]time.Duration
 	Unseen                  []string // kinds of the changes some cache never showed
 	EtcdCPU                 float64  // cores, all members together, during churn
@@ -38,9 +65,10 @@ type Report struct {
 	EtcdDBInUse             float64
 	KeepAlivesPerSecond     float64 // LeaseKeepAlive messages, all members
 	EtcdRequestsPerSecond   float64 // gRPC messages received, all members
-	EventsPerCachePerSecond float64
+	EventsPerCachePerSecond float64 // watch events etcd sent, per watching cache (real ones included)
 	HarnessCPU              float64 // cores used by this process (writers and caches)
 	HarnessRSS              int64
+	LoadAfter               string
 	Errors                  []string
 }
 
@@ -48,8 +76,8 @@ type Report struct {
 func (r *Report) Exports() int { return r.Config.Clusters * r.Config.ExportsPerCluster }
 
 // Percentile returns the q-quantile (0..1) of a kind's latencies.
-func (r *Report) Percentile(kind string, q float64) time.Duration {
-	s := slices.Clone(r.Samples[kind])
+func (p *Phase) Percentile(kind string, q float64) time.Duration {
+	s := slices.Clone(p.Samples[kind])
 	if len(s) == 0 {
 		return 0
 	}
@@ -67,35 +95,58 @@ func (r *Report) Table() string {
 	mib := func(n float64) string { return fmt.Sprintf("%.1f MiB", n/(1<<20)) }
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 	fmt.Fprintf(&b, "| figure | value |\n|---|---|\n")
-	row("federation", "%d clusters × 2 gateways, %d exports (%d services × %d clusters), %d endpoints, %d bundles, %d leases",
-		c.Clusters, r.Exports(), r.Services, c.Clusters, r.Exports()*c.EndpointsPerExport, c.Clusters, 3*c.Clusters)
+	row("federation", "%d clusters × 2 gateways, %d exports (%d services × %d clusters), %d endpoints, %d bundles, %d leases, %d keys",
+		c.Clusters, r.Exports(), r.Services, c.Clusters, r.Exports()*c.EndpointsPerExport, c.Clusters, 3*c.Clusters, r.Keys)
 	row("machine", "%d CPUs; load average %s before, %s after", r.CPUs, r.LoadBefore, r.LoadAfter)
-	row("etcd", "3 members on loopback, lease TTL %s, gateway heartbeat every %s, list page %d keys (0: the cache's default)",
+	row("etcd", "3 members on loopback, lease TTL %s, gateway heartbeat every %s, caches' list page %d keys (0: the cache's default)",
 		c.LeaseTTL, c.LeaseTTL/3, c.PageSize)
 	row("seed (exports, bundles)", "%s", r.SeedTime.Round(time.Millisecond))
 	row("registrars started (gateways, endpoints)", "%s", r.RegisterTime.Round(time.Millisecond))
+	for _, l := range r.Lists {
+		row(fmt.Sprintf("list of the keyspace alone, pages of %d keys", l.PageSize), "%s, %d pages, largest %s",
+			l.Time.Round(time.Millisecond), l.Pages, mib(float64(l.LargestBytes)))
+	}
 	row("initial sync, first cache alone", "%s", r.FirstSync.Round(time.Millisecond))
 	row(fmt.Sprintf("initial sync, %d more caches together", c.Caches-1), "%s", r.AllSync.Round(time.Millisecond))
-	row("heap per cache", "%s", mib(float64(r.HeapPerCache)))
-	row("heap per export (with its endpoints)", "%.0f bytes", float64(r.HeapPerCache)/float64(r.Exports()))
+	row("heap per cache: the first, alone; all caches' heap / caches", "%s; %s", mib(float64(r.HeapPerCache)), mib(float64(r.HeapPerCacheAll)))
+	row("heap per export (with its endpoints): the same two", "%.0f bytes; %.0f bytes",
+		float64(r.HeapPerCache)/float64(r.Exports()), float64(r.HeapPerCacheAll)/float64(r.Exports()))
 	row(fmt.Sprintf("harness heap, %d caches synced", c.Caches), "%s", mib(float64(r.HeapAllCaches)))
 	row("snapshot file", "%s", mib(float64(r.SnapshotFileBytes)))
-	row("churn", "%.0f s, %d readiness changes (%.0f/s, goal %.0f/s), %d skipped (change still in flight), %d gateway deaths and returns, %d bundle rotations",
-		r.ChurnSeconds, r.Changes, r.ChangesPerSecond, c.Churn*float64(r.Exports()*c.EndpointsPerExport), r.SkippedChanges, r.Deaths, r.Rotations)
-	for _, k := range []string{"endpoint", "bundle", "gateways-dead", "gateways-back"} {
-		if n := len(r.Samples[k]); n > 0 {
-			row("propagation: "+k, "p50 %s, p99 %s, max %s (%d change×cache samples)",
-				ms(r.Percentile(k, 0.5)), ms(r.Percentile(k, 0.99)), ms(r.Percentile(k, 1)), n)
+	for _, name := range []string{realServer, realClient} {
+		if d, ok := r.Real.Sync[name]; ok {
+			row("real cluster "+name+" (node, gateway, proxy): ready, heap", "%s, %s", d.Round(time.Millisecond), mib(float64(r.Real.Heap[name])))
 		}
 	}
-	row("changes never seen by every cache", "%d %v", len(r.Unseen), r.Unseen)
-	row("etcd CPU during churn (3 members)", "%.2f cores", r.EtcdCPU)
-	row("etcd RSS (largest member)", "%s", mib(float64(r.EtcdRSS)))
-	row("etcd database (largest member)", "%s file, %s in use", mib(r.EtcdDB), mib(r.EtcdDBInUse))
-	row("lease keepalives on etcd", "%.0f/s", r.KeepAlivesPerSecond)
-	row("gRPC requests on etcd (all kinds)", "%.0f/s", r.EtcdRequestsPerSecond)
-	row("watch events per cache", "%.0f/s", r.EventsPerCachePerSecond)
-	row("harness (writers + caches) CPU, RSS", "%.2f cores, %s", r.HarnessCPU, mib(float64(r.HarnessRSS)))
+	if r.Real.FirstRoute > 0 {
+		row("first connection through the real proxies and gateways", "%s after the client cluster started", r.Real.FirstRoute.Round(time.Millisecond))
+	}
+	for _, p := range r.Phases {
+		pre := fmt.Sprintf("churn %g %%: ", 100*p.Churn)
+		row(pre+"changes", "%.0f s, %d readiness changes (%.0f/s, goal %.0f/s), %d skipped (change still in flight), %d gateway deaths and returns, %d bundle rotations",
+			p.ChurnSeconds, p.Changes, p.ChangesPerSecond, p.Churn*float64(r.Exports()*c.EndpointsPerExport), p.SkippedChanges, p.Deaths, p.Rotations)
+		for _, k := range []string{"endpoint", "bundle", "gateways-dead", "gateways-back", "routed"} {
+			if n := len(p.Samples[k]); n > 0 {
+				row(pre+"propagation: "+k, "p50 %s, p99 %s, max %s (%d samples)",
+					ms(p.Percentile(k, 0.5)), ms(p.Percentile(k, 0.99)), ms(p.Percentile(k, 1)), n)
+			}
+		}
+		if p.Routed+p.RouteFailed > 0 {
+			row(pre+"connections through the real gateways", "%d echoed, %d failed", p.Routed, p.RouteFailed)
+		}
+		row(pre+"changes never seen by every cache", "%d %v", len(p.Unseen), p.Unseen)
+		row(pre+"etcd CPU (3 members)", "%.2f cores", p.EtcdCPU)
+		row(pre+"etcd RSS (largest member)", "%s", mib(float64(p.EtcdRSS)))
+		row(pre+"etcd database (largest member)", "%s file, %s in use", mib(p.EtcdDB), mib(p.EtcdDBInUse))
+		row(pre+"lease keepalives on etcd", "%.0f/s", p.KeepAlivesPerSecond)
+		row(pre+"gRPC requests on etcd (all kinds)", "%.0f/s", p.EtcdRequestsPerSecond)
+		row(pre+"watch events per cache", "%.0f/s", p.EventsPerCachePerSecond)
+		row(pre+"harness (writers, caches, real clusters) CPU, RSS", "%.2f cores, %s", p.HarnessCPU, mib(float64(p.HarnessRSS)))
+		row(pre+"load average after", "%s", p.LoadAfter)
+		for _, e := range p.Errors {
+			row(pre+"error", "%s", e)
+		}
+	}
 	for _, e := range r.Errors {
 		row("error", "%s", e)
 	}

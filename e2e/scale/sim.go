@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,15 +39,21 @@ type Config struct {
 	EndpointsPerExport int
 	// Caches are the real federation.Cache instances watching. Default 10.
 	Caches int
-	// Churn is the share of endpoints changing readiness per second.
-	// Default 0.01 (1 %).
-	Churn float64
-	// Duration of the churn phase. Default 60s.
+	// Churn are the shares of endpoints changing readiness per second,
+	// one churn phase per share, in order. Default 0.01 (1 %).
+	Churn []float64
+	// Duration of each churn phase. Default 60s.
 	Duration time.Duration
+	// ListPageSizes, when set, are page sizes to list the whole keyspace
+	// with, one client alone, before the caches start.
+	ListPageSizes []int64
+	// SkipReal leaves out the real clusters (two gateways and two
+	// proxies, see startReal).
+	SkipReal bool
 	// LeaseTTL of every registrar. Default federation.DefaultLeaseTTL.
 	LeaseTTL time.Duration
 	// PageSize is the caches' list page size. Zero means the cache's
-	// default (1000 keys).
+	// default (federation.DefaultPageSize).
 	PageSize int64
 	// Clients are the etcd clients the simulated clusters share (the
 	// clusters whose gateways die have their own). Default 8.
@@ -75,8 +82,8 @@ func (c *Config) populate() {
 	if c.Caches == 0 {
 		c.Caches = 10
 	}
-	if c.Churn == 0 {
-		c.Churn = 0.01
+	if len(c.Churn) == 0 {
+		c.Churn = []float64{0.01}
 	}
 	if c.Duration == 0 {
 		c.Duration = 60 * time.Second
@@ -100,8 +107,11 @@ func (c *Config) validate() error {
 	if c.Caches < 1 || c.Caches > 64 {
 		errs = multierror.Append(errs, fmt.Errorf("caches %d: want 1 to 64", c.Caches))
 	}
-	if c.Churn < 0 || c.Duration < 0 || c.LeaseTTL < 2*time.Second {
+	if slices.ContainsFunc(c.Churn, func(x float64) bool { return x < 0 }) || c.Duration < 0 || c.LeaseTTL < 2*time.Second {
 		errs = multierror.Append(errs, errors.New("churn and duration must not be negative, lease TTL at least 2s"))
+	}
+	if slices.ContainsFunc(c.ListPageSizes, func(x int64) bool { return x < 1 }) {
+		errs = multierror.Append(errs, errors.New("list page sizes must be positive"))
 	}
 	if c.EtcdBinary == "" || c.Dir == "" {
 		errs = multierror.Append(errs, errors.New("an etcd binary and a directory are required"))
@@ -129,8 +139,11 @@ type sim struct {
 
 	gateways []*gatewayPair // by cluster
 	caches   []*federation.Cache
+	real     []*realCluster
 	probes   probes
-	regWG    sync.WaitGroup
+	// bundleSeq is the sequence of the last bundle rotation.
+	bundleSeq uint64
+	regWG     sync.WaitGroup
 }
 
 // gatewayPair is a cluster's two gateway registrars; the clusters whose
@@ -149,7 +162,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &sim{cfg: cfg, rng: mrand.New(mrand.NewPCG(1, 2)), ready: map[string]bool{}, inFlight: map[string]bool{}}
+	s := &sim{cfg: cfg, rng: mrand.New(mrand.NewPCG(1, 2)), ready: map[string]bool{}, inFlight: map[string]bool{}, bundleSeq: 1}
 	rep := &Report{Config: cfg, CPUs: runtime.NumCPU()}
 	rep.LoadBefore = loadAverage()
 	ctx, cancel := context.WithCancel(ctx)
@@ -191,8 +204,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.Logf("registered %d gateways and %d endpoints under %d leases in %s", 2*cfg.Clusters,
 		cfg.Clusters*cfg.ExportsPerCluster*cfg.EndpointsPerExport, 3*cfg.Clusters, rep.RegisterTime.Round(time.Millisecond))
 
+	if err := s.measureLists(ctx, rep); err != nil {
+		return nil, err
+	}
 	if err := s.startCaches(ctx, rep); err != nil {
 		return nil, err
+	}
+	if !cfg.SkipReal {
+		if err := s.startReal(ctx, rep); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.churn(ctx, rep); err != nil {
 		return nil, err
@@ -379,6 +400,49 @@ func (p *gatewayPair) kill() {
 	<-p.done
 }
 
+// measureLists counts the keys, then lists the whole keyspace with each
+// page size of ListPageSizes, one client alone, as a cache's first list
+// does (federation.ListSnapshot pages the same way).
+func (s *sim) measureLists(ctx context.Context, rep *Report) error {
+	cli := s.clients[0]
+	resp, err := cli.Get(ctx, s.ks.Root(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return fmt.Errorf("scale: count keys: %w", err)
+	}
+	rep.Keys = int(resp.Count)
+	for _, size := range s.cfg.ListPageSizes {
+		l := ListFigures{PageSize: size}
+		start := time.Now()
+		from, end := s.ks.Root(), clientv3.GetPrefixRangeEnd(s.ks.Root())
+		var rev int64
+		for {
+			opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(size)}
+			if rev != 0 {
+				opts = append(opts, clientv3.WithRev(rev))
+			}
+			resp, err := cli.Get(ctx, from, opts...)
+			if err != nil {
+				return fmt.Errorf("scale: list with pages of %d: %w", size, err)
+			}
+			rev = resp.Header.Revision
+			l.Pages++
+			n := 0
+			for _, kv := range resp.Kvs {
+				n += len(kv.Key) + len(kv.Value)
+			}
+			l.LargestBytes = max(l.LargestBytes, n)
+			if !resp.More || len(resp.Kvs) == 0 {
+				break
+			}
+			from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		}
+		l.Time = time.Since(start)
+		rep.Lists = append(rep.Lists, l)
+		s.cfg.Logf("listed %d keys in pages of %d in %s (%d pages, largest %d KiB)", rep.Keys, size, l.Time.Round(time.Millisecond), l.Pages, l.LargestBytes>>10)
+	}
+	return nil
+}
+
 // startCaches starts the first cache alone (its sync time and heap are
 // measured on a quiet process), then the others together.
 func (s *sim) startCaches(ctx context.Context, rep *Report) error {
@@ -409,6 +473,7 @@ func (s *sim) startCaches(ctx context.Context, rep *Report) error {
 	}
 	rep.AllSync = time.Since(start)
 	rep.HeapAllCaches = heapInUse()
+	rep.HeapPerCacheAll = (int64(rep.HeapAllCaches) - int64(heapBefore)) / int64(s.cfg.Caches)
 	s.cfg.Logf("%d more caches synced together in %s", s.cfg.Caches-1, rep.AllSync.Round(time.Millisecond))
 	if fi, err := waitFile(ctx, filepath.Join(s.cfg.Dir, "snapshot.json")); err == nil {
 		rep.SnapshotFileBytes = fi.Size()

@@ -11,6 +11,8 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/strait-mesh/strait/e2e/scale"
@@ -23,14 +25,23 @@ func main() {
 	flag.IntVar(&cfg.ExportsPerCluster, "exports", 100, "exports per cluster")
 	flag.IntVar(&cfg.EndpointsPerExport, "endpoints", 3, "endpoints per export")
 	flag.IntVar(&cfg.Caches, "caches", 10, "federation caches watching (1-64)")
-	flag.Float64Var(&cfg.Churn, "churn", 0.01, "share of endpoints changing readiness per second")
-	flag.DurationVar(&cfg.Duration, "duration", 0, "churn phase (default 60s)")
-	flag.Int64Var(&cfg.PageSize, "page-size", 0, "keys per page of the caches' lists (default: the cache's, 1000)")
+	churn := flag.String("churn", "0.01", "shares of endpoints changing readiness per second, comma-separated: one churn phase each, in order")
+	flag.DurationVar(&cfg.Duration, "duration", 0, "each churn phase (default 60s)")
+	flag.Int64Var(&cfg.PageSize, "page-size", 0, "keys per page of the caches' lists (default: the cache's)")
+	pages := flag.String("list-pages", "", "page sizes to list the whole keyspace with, one client alone, comma-separated (e.g. 1000,10000)")
+	flag.BoolVar(&cfg.SkipReal, "skip-real", false, "leave out the real gateways and proxies")
 	flag.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "lease TTL of every registrar (default 10s)")
 	dir := flag.String("dir", "", "directory for etcd's data and logs (default: a new temporary one, removed after)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		log.Fatalf("strait-scale: unexpected arguments %q", flag.Args())
+	}
+	var err error
+	if cfg.Churn, err = parseList(*churn, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }); err != nil {
+		log.Fatalf("strait-scale: -churn: %v", err)
+	}
+	if cfg.ListPageSizes, err = parseList(*pages, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }); err != nil {
+		log.Fatalf("strait-scale: -list-pages: %v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -51,6 +62,22 @@ func main() {
 	if err := run(ctx, cfg, *dir == ""); err != nil {
 		log.Fatalf("strait-scale: %v", err)
 	}
+}
+
+// parseList parses a comma-separated list; "" is none.
+func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []T
+	for _, f := range strings.Split(s, ",") {
+		v, err := parse(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // run runs the harness and prints its table, removing a temporary
