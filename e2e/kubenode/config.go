@@ -53,6 +53,14 @@ type Config struct {
 	Host *netns.Host
 	// Name is the node's name. Default: "<cluster>-<host>" of Host.
 	Name string
+	// NodeIP is the node's address (its InternalIP, the pods'
+	// status.hostIP, the kubelet's listen address). Default: Host's
+	// address. Another address is added to the loopback device of Host's
+	// namespace (and removed by Close): give a WAN address of the topology,
+	// on which a WAN link forwards to Host's address, and the node
+	// advertises the address that other clusters dial, as a cloud node's
+	// public address.
+	NodeIP netip.Addr
 	// BinDir holds kube-apiserver, kube-controller-manager, kube-scheduler,
 	// kubelet, kube-proxy, kubectl and coredns. Default: built (or reused)
 	// by e2e/kubetools/build.sh.
@@ -106,6 +114,9 @@ func (c Config) withDefaults() Config {
 	if c.Name == "" && c.Host != nil {
 		c.Name = c.Host.Cluster() + "-" + c.Host.Name()
 	}
+	if !c.NodeIP.IsValid() && c.Host != nil {
+		c.NodeIP = c.Host.Addr()
+	}
 	if !c.PodCIDR.IsValid() {
 		c.PodCIDR = netip.MustParsePrefix(DefaultPodCIDR)
 	}
@@ -155,6 +166,9 @@ func (c Config) validate() error {
 	}
 	if !c.ServiceCIDR.Addr().Is4() || c.ServiceCIDR.Bits() < 12 || c.ServiceCIDR.Bits() > 28 || c.ServiceCIDR.Masked() != c.ServiceCIDR {
 		add("service CIDR %s: want an IPv4 prefix of /12 to /28", c.ServiceCIDR)
+	}
+	if c.NodeIP.IsValid() && (!c.NodeIP.Is4() || c.NodeIP.IsLoopback() || c.NodeIP.IsUnspecified()) {
+		add("node IP %s: want an IPv4 address other than loopback and unspecified", c.NodeIP)
 	}
 	if c.PodCIDR.Overlaps(c.ServiceCIDR) {
 		add("pod CIDR %s overlaps service CIDR %s", c.PodCIDR, c.ServiceCIDR)

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,6 +34,7 @@ type Node struct {
 	paths   paths
 	id      string
 	ownDir  bool
+	addedIP bool // Config.NodeIP was added to the loopback device
 	cgroup  string
 	mnt     *mountNS
 	procs   map[string]*netns.Proc
@@ -146,6 +149,12 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.step("files", func() error { return n.writeFiles(ctx) }); err != nil {
 		return err
 	}
+	if cfg.NodeIP != cfg.Host.Addr() {
+		if err := n.step("node IP", func() error { return n.nodeIPOnLoopback(ctx, "add") }); err != nil {
+			return err
+		}
+		n.addedIP = true
+	}
 	// The images are written while the control plane starts.
 	images := make(chan error, 1)
 	go func() { images <- n.buildImages(ctx) }()
@@ -176,6 +185,16 @@ func (n *Node) start(ctx context.Context) error {
 		if err := n.step(s.name, func() error { return s.fn(ctx) }); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// nodeIPOnLoopback adds or deletes ("add", "del") Config.NodeIP on the
+// loopback device of the node's network namespace.
+func (n *Node) nodeIPOnLoopback(ctx context.Context, op string) error {
+	prefix := netip.PrefixFrom(n.cfg.NodeIP, 32).String()
+	if _, err := n.cfg.Host.Output(ctx, "ip", "addr", op, prefix, "dev", "lo"); err != nil {
+		return fmt.Errorf("kubenode: ip addr %s %s dev lo: %w", op, prefix, err)
 	}
 	return nil
 }
@@ -222,11 +241,12 @@ func (n *Node) writeFiles(context.Context) error {
 	if err != nil {
 		return err
 	}
-	nodeIP := net.IP(cfg.Host.Addr().AsSlice())
+	nodeIP := net.IP(cfg.NodeIP.AsSlice())
+	hostIP := net.IP(cfg.Host.Addr().AsSlice())
 	apiIP := net.IP(cfg.serviceIP(1).AsSlice())
 	d := cfg.ClusterDomain
 	certs := []certSpec{
-		{name: "apiserver", cn: "kube-apiserver", server: true, ips: []net.IP{nodeIP, apiIP, net.IPv4(127, 0, 0, 1)},
+		{name: "apiserver", cn: "kube-apiserver", server: true, ips: []net.IP{hostIP, nodeIP, apiIP, net.IPv4(127, 0, 0, 1)},
 			dns: []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + d, "localhost"}},
 		{name: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", orgs: []string{"system:masters"}, client: true},
 		{name: "admin", cn: "kubernetes-admin", orgs: []string{"system:masters"}, client: true},
@@ -269,7 +289,7 @@ func (n *Node) writeFiles(context.Context) error {
 	if err := writeFile(p.resolvConf, []byte("nameserver "+cfg.Host.Router().Addr().String()+"\n")); err != nil {
 		return err
 	}
-	if err := render(p.kubeletConf, kubeletTmpl, kubeletData{NodeIP: cfg.Host.Addr().String(), CA: ca.caPath,
+	if err := render(p.kubeletConf, kubeletTmpl, kubeletData{NodeIP: cfg.NodeIP.String(), CA: ca.caPath,
 		ServingCert: filepath.Join(p.pki, "kubelet-serving.crt"), ServingKey: filepath.Join(p.pki, "kubelet-serving.key"),
 		CgroupRoot: n.cgroup, Socket: p.socket, PodCIDR: cfg.PodCIDR.String(), DNSIP: cfg.DNSIP().String(),
 		ClusterDomain: d, ResolvConf: p.resolvConf, PodLogsDir: p.podLogs, VolumePluginDir: p.volumePlugins,
@@ -451,7 +471,7 @@ func (n *Node) startKubelet(ctx context.Context) error {
 		"--kubeconfig="+p.kubelet,
 		"--root-dir="+p.kubeletRoot,
 		"--hostname-override="+cfg.Name,
-		"--node-ip="+cfg.Host.Addr().String(),
+		"--node-ip="+cfg.NodeIP.String(),
 		"--v=1",
 	); err != nil {
 		return err
@@ -582,12 +602,19 @@ func (n *Node) Proc(name string) *netns.Proc {
 // Timings returns how long each start step took.
 func (n *Node) Timings() []Timing { return append([]Timing(nil), n.timings...) }
 
+// KubectlCommand returns the command of the pinned kubectl run as the
+// administrator inside the node's network namespace, for callers that
+// stream its input or output (kubectl exec -i).
+func (n *Node) KubectlCommand(ctx context.Context, args ...string) *exec.Cmd {
+	// kubectl's discovery cache would go to $HOME/.kube.
+	return n.cfg.Host.Command(ctx, n.bin("kubectl"), append([]string{"--kubeconfig", n.paths.admin,
+		"--cache-dir", filepath.Join(n.paths.dir, "kubectl-cache")}, args...)...)
+}
+
 // Kubectl runs the pinned kubectl as the administrator inside the node's
 // network namespace, with stdin (if not nil), and returns its output.
 func (n *Node) Kubectl(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
-	// kubectl's discovery cache would go to $HOME/.kube.
-	cmd := n.cfg.Host.Command(ctx, n.bin("kubectl"), append([]string{"--kubeconfig", n.paths.admin,
-		"--cache-dir", filepath.Join(n.paths.dir, "kubectl-cache")}, args...)...)
+	cmd := n.KubectlCommand(ctx, args...)
 	if stdin != nil {
 		cmd.Stdin = strings.NewReader(string(stdin))
 	}
@@ -619,6 +646,11 @@ func (n *Node) Close() error {
 	var errs *multierror.Error
 	for i := len(order) - 1; i >= 0; i-- {
 		if err := procs[order[i]].Kill(); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
+	if n.addedIP {
+		if err := n.nodeIPOnLoopback(ctx, "del"); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}
