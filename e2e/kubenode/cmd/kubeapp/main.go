@@ -6,6 +6,8 @@
 //	kubeapp write -file /data/hello -text hello    # writes, reads back, prints "wrote <file>: <text>"
 //	kubeapp serve -listen :8080 -udp :9000         # also echoes UDP datagrams, prefixed with the hostname
 //	kubeapp check -udp 10.0.0.1:9000               # sends a datagram, prints "udp <addr>: <reply>"
+//	kubeapp load -target 127.0.0.1:18080 -rate 50  # e2e/load's generator until stdin ends; JSON records out
+//	kubeapp probe -addr 10.96.0.123:8080           # one request; prints "probe <addr>: ok|reset|refused|eof|timeout after <d>: ..."
 //
 // check resolves the name through the pod's /etc/resolv.conf (Go's own
 // resolver, so search domains and ndots apply as for any client), then
@@ -29,7 +31,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: kubeapp serve|check|write [flags]")
+		fmt.Fprintln(os.Stderr, "usage: kubeapp serve|check|write|load|probe [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -40,6 +42,10 @@ func main() {
 		err = check(os.Args[2:])
 	case "write":
 		err = write(os.Args[2:])
+	case "load":
+		err = loadCmd(os.Args[2:])
+	case "probe":
+		err = probe(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
