@@ -165,16 +165,19 @@ e2e-kube: kube-tools
 	$(GO) test -tags kubenode -count=1 -timeout 20m -v -run TestInstallOnRealNode ./deploy/
 
 ## scale: what a large federation costs (docs/scale.md): the benchmarks of
-## one change's publish and of the snapshot file at 1k-100k exports, then
-## e2e/scale's harness: a 3-member etcd, 1,000 simulated clusters (2
-## gateways with live leases, 100 exports of 3 endpoints each), 10 real
-## caches and 60 s of churn; it prints the table. Not part of `make test`
-## (TestSmoke in e2e/scale is). SCALE_FLAGS passes flags to strait-scale,
-## e.g. SCALE_FLAGS='-clusters 300 -duration 30s'.
+## one change's publish, of a cache's heap and of the snapshot file at
+## 1k-100k exports, then e2e/scale's harness: a 3-member etcd, 1,000
+## simulated clusters (2 gateways with live leases, 100 exports of 3
+## endpoints each), 10 real caches, two real clusters (gateway and proxy
+## each) routing a connection through both gateways, and churn phases of
+## 0.1, 0.3 and 1 % of the endpoints per second; it prints the table. Not
+## part of `make test` (TestSmoke in e2e/scale is). SCALE_FLAGS passes
+## flags to strait-scale, e.g. SCALE_FLAGS='-clusters 300 -duration 30s'.
 SCALE_FLAGS ?=
 .PHONY: scale
 scale:
 	e2e/tools/build.sh >/dev/null
 	$(GO) test -run '^$$' -bench 'BenchmarkPublishOneChange' -benchtime 500x -timeout 30m ./federation/
+	$(GO) test -run '^$$' -bench 'BenchmarkCacheHeap' -benchtime 1x -timeout 30m ./federation/
 	$(GO) test -run '^$$' -bench 'BenchmarkWriteDisk' -benchtime 3x -timeout 30m ./federation/
 	$(GO) run ./e2e/scale/cmd/strait-scale $(SCALE_FLAGS)

@@ -1,7 +1,10 @@
 // Command strait-scale simulates a federation of many clusters against a
-// real 3-member etcd and real federation caches, and prints what it costs
-// (see package scale). `make scale` runs it with its defaults: 1,000
-// clusters of 100 exports with 3 endpoints each, 10 caches, 1 % churn.
+// real 3-member etcd, real federation caches and two real clusters
+// (gateway and proxy each), and prints what it costs (see package scale).
+// `make scale` runs it with its defaults: 1,000 clusters of 100 exports
+// with 3 endpoints each, 10 caches, the keyspace listed with pages of
+// 1,000 and 10,000 keys, then churn phases of 0.1, 0.3 and 1 % of the
+// endpoints per second, 60 s each.
 package main
 
 import (
@@ -25,10 +28,10 @@ func main() {
 	flag.IntVar(&cfg.ExportsPerCluster, "exports", 100, "exports per cluster")
 	flag.IntVar(&cfg.EndpointsPerExport, "endpoints", 3, "endpoints per export")
 	flag.IntVar(&cfg.Caches, "caches", 10, "federation caches watching (1-64)")
-	churn := flag.String("churn", "0.01", "shares of endpoints changing readiness per second, comma-separated: one churn phase each, in order")
+	churn := flag.String("churn", "0.001,0.003,0.01", "shares of endpoints changing readiness per second, comma-separated: one churn phase each, in order")
 	flag.DurationVar(&cfg.Duration, "duration", 0, "each churn phase (default 60s)")
 	flag.Int64Var(&cfg.PageSize, "page-size", 0, "keys per page of the caches' lists (default: the cache's)")
-	pages := flag.String("list-pages", "", "page sizes to list the whole keyspace with, one client alone, comma-separated (e.g. 1000,10000)")
+	pages := flag.String("list-pages", "1000,10000", "page sizes to list the whole keyspace with, one client alone, comma-separated (e.g. 1000,10000)")
 	flag.BoolVar(&cfg.SkipReal, "skip-real", false, "leave out the real gateways and proxies")
 	flag.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "lease TTL of every registrar (default 10s)")
 	dir := flag.String("dir", "", "directory for etcd's data and logs (default: a new temporary one, removed after)")
