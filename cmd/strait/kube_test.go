@@ -81,7 +81,8 @@ func TestDeployConfigsParse(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if gateways != 3 || proxies != 3 {
-		t.Errorf("found %d gateway and %d proxy configs, want 3 and 3", gateways, proxies)
+	// config/, and the overlays and examples of east, west and central.
+	if gateways != 4 || proxies != 4 {
+		t.Errorf("found %d gateway and %d proxy configs, want 4 and 4", gateways, proxies)
 	}
 }

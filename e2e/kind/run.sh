@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# run.sh is Strait's end-to-end suite on real Kubernetes: two kind clusters,
-# east and west, federated through one etcd.
+# run.sh is Strait's end-to-end suite on real Kubernetes: three kind
+# clusters, east, west and central, federated through one etcd.
 #
-#   1. builds the image (deploy/Dockerfile) and creates the kind clusters
-#      strait-east and strait-west, loading the image into both;
-#   2. installs etcd (3 members) and Strait in east, Strait in west
-#      (deploy/overlays/*), pointing west at east's etcd NodePort;
-#   3. deploys the demo service hello in west with a ServiceExport, and a
-#      client in east (deploy/examples/);
+#   1. builds the images (deploy/Dockerfile, deploy/etcd/Dockerfile) and
+#      creates the kind clusters strait-east, strait-west and strait-central,
+#      loading the images into each;
+#   2. installs Strait with deploy/install.sh, the install path that
+#      e2e/kubenode's TestFederation (make e2e-kube) runs too: etcd (3
+#      members) and Strait in east, then Strait in west and central pointed
+#      at east's etcd NodePort; install.sh waits for the rollouts and checks
+#      that every gateway is in etcd with its node's address;
+#   3. deploys the demo service hello in west and central with their
+#      ServiceExports, and a client in east (deploy/examples/);
 #   4. checks: the ServiceExport is Valid and Ready, east gets the
 #      ServiceImport and its derived Service and EndpointSlice, and the
-#      client reaches hello in west through both gateways;
+#      client reaches hello in west (east prefers west, then central:
+#      overlays/east/failover.yaml) through both gateways;
 #   5. failover: hello also runs in east; the client is served locally;
 #      scaling east's hello to zero while requests run moves them to west
 #      without a failed request;
-#   6. deletes both clusters (KEEP=1 keeps them for debugging).
+#   6. deletes the clusters (KEEP=1 keeps them for debugging).
 #
-# Needs docker (or podman with KIND_EXPERIMENTAL_PROVIDER), kind and kubectl.
+# Needs docker (or podman with KIND_EXPERIMENTAL_PROVIDER), kind, kubectl
+# and openssl.
 #
 # Usage: e2e/kind/run.sh
 #   KEEP=1          keep the clusters at the end
@@ -27,7 +33,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 image="${IMAGE:-strait:dev}"
 etcd_image="strait-etcd:v3.7.3" # deploy/etcd/etcd.yaml
-clusters=(east west)
+clusters=(east west central)
 timeout=300 # seconds for each wait
 
 log() { printf '%s [kind-e2e] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -103,32 +109,27 @@ setup() {
 }
 
 install() {
-	local east_ip
+	local east_ip c
 	east_ip="$(node_ip east)"
 	[[ -n "${east_ip}" ]] || die "no IP for the east node"
-	log "installing etcd and Strait in east (node ${east_ip})"
-	kc east apply --server-side -k "${repo}/deploy/overlays/east"
-	kc east -n strait-system rollout status statefulset/strait-etcd --timeout "${timeout}s"
-	log "installing Strait in west (etcd at ${east_ip}:32379)"
-	kc west kustomize "${repo}/deploy/overlays/west" |
-		sed "s/EAST_NODE_IP/${east_ip}/g" |
-		kc west apply --server-side -f -
-	for c in "${clusters[@]}"; do
-		# The injector's certificate, as deploy/README.md tells users.
-		"${repo}/deploy/injector-tls.sh" --context "$(ctx "${c}")"
-		kc "${c}" -n strait-system rollout status deploy/strait-gateway --timeout "${timeout}s"
-		kc "${c}" -n strait-system rollout status deploy/strait-injector --timeout "${timeout}s"
+	# deploy/install.sh: the steps deploy/README.md gives users, and checks.
+	TIMEOUT="${timeout}" "${repo}/deploy/install.sh" east --context "$(ctx east)"
+	for c in west central; do
+		ETCD_NODE_IP="${east_ip}" TIMEOUT="${timeout}" "${repo}/deploy/install.sh" "${c}" --context "$(ctx "${c}")"
 	done
 }
 
 deploy_demo() {
-	local east_ip
+	local east_ip c
 	east_ip="$(node_ip east)"
-	log "deploying hello in west and the client in east"
-	sed "s/EAST_NODE_IP/${east_ip}/g" "${repo}/deploy/examples/west-hello.yaml" |
-		kc west apply --server-side -f -
+	log "deploying hello in west and central and the client in east"
+	for c in west central; do
+		sed "s/EAST_NODE_IP/${east_ip}/g" "${repo}/deploy/examples/${c}-hello.yaml" |
+			kc "${c}" apply --server-side -f -
+	done
 	kc east apply --server-side -f "${repo}/deploy/examples/east-client.yaml"
 	kc west -n demo rollout status deploy/hello --timeout "${timeout}s"
+	kc central -n demo rollout status deploy/hello --timeout "${timeout}s"
 	kc east -n demo rollout status deploy/client --timeout "${timeout}s"
 }
 
@@ -196,6 +197,7 @@ check_failover() {
 check_withdraw() {
 	log "withdrawing the exports"
 	kc west -n demo delete serviceexport/hello --timeout "${timeout}s"
+	kc central -n demo delete serviceexport/hello --timeout "${timeout}s"
 	kc east -n demo delete serviceexport/hello --timeout "${timeout}s" --ignore-not-found
 	until_ok "ServiceImport hello gone from east" bash -c \
 		"! kubectl --context $(ctx east) -n demo get serviceimport/hello"

@@ -20,7 +20,7 @@ func TestShellcheck(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	scripts := []string{"run.sh", "../kubetools/build.sh", "../../deploy/injector-tls.sh"}
+	scripts := []string{"run.sh", "../kubetools/build.sh", "../../deploy/injector-tls.sh", "../../deploy/install.sh"}
 	out, err := exec.Command(bin, append([]string{"--severity=info"}, scripts...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("shellcheck %v: %v\n%s", scripts, err, out)
