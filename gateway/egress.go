@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -40,6 +42,10 @@ func (g *Gateway) handleEgress(ctx context.Context, c *net.TCPConn) {
 	live := g.liveNow()
 	name, hello, err := sni.Peek(c, live.header)
 	if err != nil {
+		if reason, ok := resetReason(err); ok {
+			g.resetEgress(c, reason, err)
+			return
+		}
 		g.refuse(c, straitv1.StreamCode_STREAM_CODE_BAD_REQUEST, "", err)
 		return
 	}
@@ -159,6 +165,63 @@ func (g *Gateway) refuse(c *net.TCPConn, code straitv1.StreamCode, name string, 
 	_ = c.SetWriteDeadline(time.Now().Add(refusalLinger))
 	_ = tunnel.WriteRefusal(c, code)
 	lingerClose(c)
+}
+
+// Reasons of resetEgress, values of the code label of
+// strait_gateway_egress_refusals_total beside the StreamCode names.
+const (
+	// resetNotTLS: the first byte is not that of a TLS handshake record
+	// (a plaintext client, such as curl http:// from a pod without a
+	// sidecar, whose connection to a ServiceImport's address lands here).
+	resetNotTLS = "not_tls"
+	// resetMalformedHello: a TLS record header, but no ClientHello in it.
+	resetMalformedHello = "malformed_hello"
+	// resetNoSNI: a ClientHello without a server name.
+	resetNoSNI = "no_sni"
+	// resetHelloTimeout: no complete ClientHello within the header
+	// timeout (a client waiting for the server to speak first).
+	resetHelloTimeout = "hello_timeout"
+	// resetClosed: the client closed or reset the connection before its
+	// ClientHello was complete.
+	resetClosed = "closed_before_hello"
+)
+
+// egressResetReasons are the reasons of resetEgress.
+func egressResetReasons() []string {
+	return []string{resetNotTLS, resetMalformedHello, resetNoSNI, resetHelloTimeout, resetClosed}
+}
+
+// resetReason says why a connection whose first record sni.Peek could not
+// read as a ClientHello naming a server is reset. Every error of Peek has
+// a reason; ok false is kept for an error it does not know.
+func resetReason(err error) (reason string, ok bool) {
+	switch {
+	case errors.Is(err, sni.ErrNotHandshake):
+		return resetNotTLS, true
+	case errors.Is(err, sni.ErrMalformed), errors.Is(err, sni.ErrRecordTooLarge):
+		return resetMalformedHello, true
+	case errors.Is(err, sni.ErrNoServerName):
+		return resetNoSNI, true
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return resetHelloTimeout, true
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		return resetClosed, true
+	}
+	return "", false
+}
+
+// resetEgress refuses a connection that does not start with a proxy's TLS
+// ClientHello naming a service: counts it under reason, logs it (WARN,
+// rate limited) and resets it (RST, SO_LINGER 0). Such a client (a pod
+// without a sidecar, or anything else that is not a Strait proxy) would
+// read a TLS alert as garbage and a FIN as an empty answer; a reset is an
+// immediate, unambiguous "connection reset by peer".
+func (g *Gateway) resetEgress(c *net.TCPConn, reason string, err error) {
+	g.m.refusals.WithLabelValues(reason).Inc()
+	g.m.streamLog.Warn(g.log, "gateway: egress reset a connection that is not a proxy's TLS", logPeerAddr, c.RemoteAddr().String(),
+		logRefusalReason, reason, logErr, err)
+	_ = c.SetLinger(0)
+	_ = c.Close()
 }
 
 // Bounds of lingerClose.

@@ -33,9 +33,27 @@
 //
 // The derived EndpointSlices point at the gateway's egress, which expects
 // the inner TLS session of a Strait proxy (the SNI names the destination):
-// workloads reach an imported service through their proxy, whose transparent
-// capture intercepts the connection to the ServiceImport's IP. A client
-// without a proxy cannot talk to the egress directly.
+// workloads reach an imported service through their proxy. With the
+// sidecar's transparent capture (on by default, see package
+// federation/kube/inject) the pod's DNS query for
+// <service>.<namespace>.svc.clusterset.local is answered by its proxy with a
+// virtual IP, and the connection to it is routed by the proxy.
+//
+// A pod without a sidecar is refused, at once and visibly, never served in
+// the clear and never left hanging: its connection to the ServiceImport's
+// IP lands on the egress, which resets it (RST, SO_LINGER 0) as soon as the
+// first byte is not that of a TLS handshake record (a plaintext client
+// such as curl http://, reason not_tls), when its ClientHello names no
+// server (no_sni) or is malformed (malformed_hello), or when no ClientHello
+// arrives within the gateway's header timeout (default 5s; hello_timeout).
+// Each reset is counted in strait_gateway_egress_refusals_total{code=<reason>}
+// and logged at WARN (rate limited) with the client's address. A TLS client
+// whose ClientHello names something else than a Strait service receives the
+// BAD_REQUEST TLS alert (code bad_request), which its TLS library reports.
+// Serving such pods (the gateway wrapping their connections in mTLS under
+// an identity that says "no sidecar") would make the gateway originate
+// workload sessions, which the design keeps end to end between proxies;
+// inject the sidecar instead.
 //
 // Every object the controller creates carries the label
 // app.kubernetes.io/managed-by=strait; objects without it are never changed.
