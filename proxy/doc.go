@@ -66,13 +66,16 @@
 //
 // # Transparent capture
 //
-// Inside a pod's network namespace, capture.Install (`strait proxy init`)
-// redirects outbound TCP to the proxy's transparent listener and DNS to a
-// dns.Server, which answers <service>.<namespace>.svc.clusterset.local with
-// a virtual IP; capture.Cleanup (`strait proxy cleanup`) removes the rules.
-// The proxy routes a captured connection to a virtual IP like an upstream
-// connection (on the original port) and relays anything else unchanged; it
-// marks its own connections with Config.Mark so they are not captured again:
+// Inside a pod's network namespace, capture.Install (`strait proxy init`,
+// nftables rules programmed over netlink) redirects outbound TCP to the
+// proxy's transparent listener and DNS to a dns.Server, which answers
+// <service>.<namespace>.svc.clusterset.local with a virtual IP;
+// capture.Cleanup (`strait proxy cleanup`) removes the rules. The proxy
+// routes a captured connection to a virtual IP like an upstream connection
+// (on the original port) and relays anything else unchanged; it marks its
+// own connections with Config.Mark so they are not captured again (a proxy
+// without CAP_NET_ADMIN, as an injected sidecar, leaves Mark zero and runs
+// in a group that capture.Config.ExcludeGIDs names instead):
 //
 //	resolver, _ := dns.New(dns.Config{Services: cache, Mark: capture.DefaultMark})
 //	p, _ := proxy.New(proxy.Config{ /* as above */
