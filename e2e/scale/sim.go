@@ -301,8 +301,10 @@ func mustMarshal(m proto.Message) string {
 	return string(b)
 }
 
-// register starts every cluster's gateway registrars and endpoint
-// registrar and waits until all have written their records.
+// register starts every cluster's endpoint registrar and waits until all
+// have written their records, then every cluster's gateway registrars.
+// Endpoints go first: the gateways' heartbeats (a write per gateway every
+// third of the lease TTL) would compete with them for etcd's writes.
 func (s *sim) register(ctx context.Context) error {
 	for c := range s.cfg.Clusters {
 		cluster := clusterName(c)
@@ -320,11 +322,6 @@ func (s *sim) register(ctx context.Context) error {
 		}
 		s.regWG.Go(func() { _ = reg.Run(ctx) })
 		s.endpointRegs = append(s.endpointRegs, reg)
-		pair, err := s.startGateways(ctx, c)
-		if err != nil {
-			return err
-		}
-		s.gateways = append(s.gateways, pair)
 	}
 	for _, r := range s.endpointRegs {
 		select {
@@ -332,6 +329,13 @@ func (s *sim) register(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	for c := range s.cfg.Clusters {
+		pair, err := s.startGateways(ctx, c)
+		if err != nil {
+			return err
+		}
+		s.gateways = append(s.gateways, pair)
 	}
 	return nil
 }
