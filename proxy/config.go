@@ -18,6 +18,7 @@ import (
 	"github.com/strait-mesh/strait/federation"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/proxy/capture"
+	"github.com/strait-mesh/strait/proxy/session"
 	"github.com/strait-mesh/strait/trust"
 )
 
@@ -126,6 +127,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics registers the proxy's metrics. Nil means a private registry.
 	Metrics prometheus.Registerer
+	// Sessions selects pooled inner mTLS sessions: SessionsOn offers them
+	// to destinations (ALPN) and accepts them from callers; a peer without
+	// them gets one handshake per connection. Zero means
+	// DefaultSessionMode.
+	Sessions SessionMode
+	// Session tunes sessions (streams per session, idle timeout, renewal
+	// before certificate expiry, liveness pings). Zero values mean the
+	// session package's defaults.
+	Session session.Config
+
 	// TrustMetrics counts the peer certificates refused in the inner mTLS
 	// handshakes (strait_trust_handshake_failures_total by reason). Nil
 	// means they are not counted.
@@ -191,6 +202,9 @@ func (cfg Config) withDefaults() Config {
 		}
 	}
 	cfg.HealthCheck = cfg.HealthCheck.withDefaults()
+	if cfg.Sessions == SessionsDefault {
+		cfg.Sessions = DefaultSessionMode
+	}
 	if cfg.Transparent != nil {
 		t := *cfg.Transparent
 		if t.ListenAddr == "" {
@@ -258,6 +272,12 @@ func (cfg Config) validate() error {
 		if d.d < 0 {
 			add("%s %v is negative", d.name, d.d)
 		}
+	}
+	if cfg.Sessions != SessionsOn && cfg.Sessions != SessionsOff {
+		add("session mode %d is unknown", cfg.Sessions)
+	}
+	if err := cfg.Session.Validate(); err != nil {
+		add("%w", err)
 	}
 	if cfg.SVIDs == nil {
 		add("an SVID source is required")

@@ -31,6 +31,33 @@
 // the caller sends a TLS alert (bad_certificate) after the handshake, which
 // is reported as a RouteError with code UNAUTHORIZED.
 //
+// # Sessions
+//
+// With Config.Sessions set to SessionsOn, the inner handshake offers ALPN
+// "strait-session/1" (package proxy/session) and a destination that
+// accepts it turns the connection into a pooled session: HTTP/2 over the
+// inner mTLS, each later application connection one CONNECT stream inside
+// it, so that a new connection to a warm destination costs one round trip
+// instead of two, and no handshake on either side. A session travels
+// through the gateways as one connection routed by its ClientHello, and
+// the ingress picks its endpoint when it opens. Sessions are keyed by the
+// caller's SPIFFE ID (the identity of the handshake: a session never
+// carries another caller's stream), the path, the candidate's address and
+// the service and cluster asked for; capped in streams (another session
+// opens when every one of a key is full), spread by load, closed when idle,
+// closed when the peer's certificate expires and replaced before either
+// certificate does (session.Config). A destination authorizes every stream
+// as it authorizes a connection (its SNI grammar, a port of the service,
+// the caller against the export's consumers now) and tells the application
+// the caller's SPIFFE ID in the PROXY header; a refusal is an answer with
+// a StreamCode, before any byte reaches the application. A stream refused
+// with a retryable code or failed before the destination's answer without
+// having possibly delivered a byte (session.Stream.Retryable) moves on with
+// the application's bytes, to a new session on the same candidate (the
+// failed session is retired) or to the next candidate. A peer without
+// sessions, either side, gets one handshake per connection, so a
+// federation of mixed versions keeps working.
+//
 // # Inbound
 //
 // The inbound listener serves TLS 1.3 with the workload's SVID, verifies

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/strait-mesh/strait/federation"
 	"github.com/strait-mesh/strait/proxy/proxyproto"
+	"github.com/strait-mesh/strait/proxy/session"
 	"github.com/strait-mesh/strait/trust"
 )
 
@@ -23,6 +25,9 @@ func (p *Proxy) inboundTLS() (*tls.Config, error) {
 	cfg, err := trust.ServerTLSConfig(trust.TLSConfig{SVID: p.cfg.SVIDs, Bundles: p.cfg.Bundles, Authorizer: p.authorizeCaller, Metrics: p.cfg.TrustMetrics})
 	if err != nil {
 		return nil, wrapf("inbound TLS: %w", err)
+	}
+	if p.sessionSrv != nil {
+		cfg.NextProtos = []string{session.ALPN}
 	}
 	return cfg, nil
 }
@@ -52,6 +57,9 @@ func (p *Proxy) serveInbound(ctx context.Context, base *tls.Config, raw net.Conn
 	}()
 	cfg := base.Clone()
 	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if p.sessionSrv != nil && slices.Contains(hello.SupportedProtos, session.ALPN) {
+			return nil, nil // a session: each stream dials the application
+		}
 		c, err := p.dialer.DialContext(hello.Context(), "tcp", p.cfg.AppAddr)
 		if err != nil {
 			return nil, &appError{err: err}
@@ -81,6 +89,10 @@ func (p *Proxy) serveInbound(ctx context.Context, base *tls.Config, raw net.Conn
 	log = log.With(logPeerID, peer.String(), logSNI, state.ServerName)
 	if err := p.checkSNI(state.ServerName); err != nil {
 		p.refuseSNI(log, err)
+		return
+	}
+	if state.NegotiatedProtocol == session.ALPN {
+		p.serveSession(ctx, log, conn, peer, state.PeerCertificates[0])
 		return
 	}
 	if !p.cfg.NoProxyHeader {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
+	"github.com/strait-mesh/strait/proxy/session"
 	"github.com/strait-mesh/strait/trust"
 )
 
@@ -49,10 +51,13 @@ func (p *Proxy) serveOutbound(ctx context.Context, up Upstream, app net.Conn) {
 		}
 		cand.release()
 		if retry {
-			// The destination failed after the inner handshake but
-			// before any byte crossed it either way: no byte of the
-			// request reached it, so the connection goes to the next
-			// candidate with what the application sent so far.
+			// The destination failed after the inner handshake (or its
+			// session stream failed before its answer) but before any
+			// byte crossed it either way: no byte of the request
+			// reached it, so the connection goes to the next candidate
+			// (or, on a session that carried streams before, to a new
+			// session to the same candidate) with what the application
+			// sent so far.
 			_ = dest.Conn.Close()
 			if re, ok := destinationRefusal(dest.err, cand.addr); ok && !re.Retryable() {
 				abort(app)
@@ -61,7 +66,9 @@ func (p *Proxy) serveOutbound(ctx context.Context, up Upstream, app net.Conn) {
 			}
 			p.metrics.attempts.WithLabelValues(cand.path, "error").Inc()
 			log.Debug("attempt failed", logAddr, cand.addr, logPath, cand.path, logErr, &unexchangedError{dest.err})
-			skip[cand.key()] = true
+			if !retireFailed(dest.Conn, cand.reused) {
+				skip[cand.key()] = true
+			}
 			unsent = dest.unsent
 			continue
 		}
@@ -79,18 +86,21 @@ func (p *Proxy) serveOutbound(ctx context.Context, up Upstream, app net.Conn) {
 type connected struct {
 	candidate
 	release func()
+	// reused is set when the connection is a stream of a session that
+	// was open before (not one this connection opened).
+	reused bool
 }
 
 // connect tries the candidates in order until one completes the inner
 // handshake. An attempt that fails is retried on the next candidate unless
 // it was refused for good (NOT_EXPORTED, UNAUTHORIZED).
-func (p *Proxy) connect(ctx context.Context, up Upstream, log *slog.Logger) (*tls.Conn, connected, error) {
+func (p *Proxy) connect(ctx context.Context, up Upstream, log *slog.Logger) (net.Conn, connected, error) {
 	return p.connectSkipping(ctx, up, log, nil)
 }
 
 // connectSkipping is connect without the candidates whose key is in skip
 // (they failed this connection already).
-func (p *Proxy) connectSkipping(ctx context.Context, up Upstream, log *slog.Logger, skip map[string]bool) (*tls.Conn, connected, error) {
+func (p *Proxy) connectSkipping(ctx context.Context, up Upstream, log *slog.Logger, skip map[string]bool) (net.Conn, connected, error) {
 	own, err := p.trustDomain()
 	if err != nil {
 		return nil, connected{}, err
@@ -102,10 +112,10 @@ func (p *Proxy) connectSkipping(ctx context.Context, up Upstream, log *slog.Logg
 	var errs []error
 	for i, c := range cands {
 		release := p.load.acquire(c.addr)
-		conn, err := p.attempt(ctx, c)
+		conn, reused, err := p.attemptOrStream(ctx, c)
 		if err == nil {
 			p.metrics.attempts.WithLabelValues(c.path, resultOK).Inc()
-			return conn, connected{candidate: c, release: release}, nil
+			return conn, connected{candidate: c, release: release, reused: reused}, nil
 		}
 		release()
 		var re *RouteError
@@ -143,32 +153,78 @@ func lastError(errs []error) error {
 	return wrapf("all %d candidates failed: %w", len(errs), errors.Join(errs...))
 }
 
+// attemptOrStream connects to one candidate: with sessions, a stream on a
+// pooled session of the caller to it (reused), or else a new inner
+// handshake, which becomes a session when the destination negotiates one
+// (and the connection its first stream), or stays the connection itself.
+func (p *Proxy) attemptOrStream(ctx context.Context, c candidate) (conn net.Conn, reused bool, err error) {
+	if p.sessions != nil {
+		st, err := p.openPooled(c)
+		if err != nil {
+			return nil, false, err
+		}
+		if st != nil {
+			return st, true, nil
+		}
+	}
+	start := time.Now()
+	tc, own, err := p.attempt(ctx, c)
+	if err != nil {
+		return nil, false, err
+	}
+	if p.sessions != nil && tc.ConnectionState().NegotiatedProtocol == session.ALPN {
+		conn, err := p.startSession(tc, c, own, time.Since(start))
+		return conn, false, err
+	}
+	return tc, false, nil
+}
+
 // attempt dials one candidate and completes the inner handshake, detecting
-// a gateway's refusal in place of the ServerHello.
-func (p *Proxy) attempt(ctx context.Context, c candidate) (*tls.Conn, error) {
+// a gateway's refusal in place of the ServerHello. It returns the
+// certificate it presented. With sessions, it offers them (ALPN).
+func (p *Proxy) attempt(ctx context.Context, c candidate) (*tls.Conn, *x509.Certificate, error) {
 	raw, err := p.dialer.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg, err := trust.ClientTLSConfig(trust.TLSConfig{SVID: p.cfg.SVIDs, Bundles: p.cfg.Bundles, Authorizer: trust.AuthorizeServer(c.allowed), Metrics: p.cfg.TrustMetrics})
 	if err != nil {
 		_ = raw.Close()
-		return nil, wrapf("outbound TLS: %w", err)
+		return nil, nil, wrapf("outbound TLS: %w", err)
 	}
 	cfg.ServerName = c.sni
+	var own *x509.Certificate
+	if p.sessions != nil {
+		cfg.NextProtos = []string{session.ALPN}
+		get := cfg.GetClientCertificate
+		cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			cert, err := get(cri)
+			if err == nil && cert != nil && len(cert.Certificate) > 0 {
+				own = cert.Leaf
+				if own == nil {
+					own, _ = x509.ParseCertificate(cert.Certificate[0])
+				}
+			}
+			return cert, err
+		}
+	}
 	conn := tls.Client(&refusalConn{Conn: raw}, cfg)
 	if err := p.handshake(ctx, conn); err != nil {
 		_ = raw.Close()
 		var re *RouteError
 		if errors.As(err, &re) {
-			return nil, re
+			return nil, nil, re
 		}
 		if re, ok := destinationRefusal(err, c.addr); ok {
-			return nil, re
+			return nil, nil, re
 		}
-		return nil, wrapf("handshake with %s: %w", c.addr, err)
+		return nil, nil, wrapf("handshake with %s: %w", c.addr, err)
 	}
-	return conn, nil
+	if p.sessions != nil && conn.ConnectionState().NegotiatedProtocol == session.ALPN && own == nil {
+		_ = conn.Close()
+		return nil, nil, wrapf("handshake with %s: own certificate unknown", c.addr)
+	}
+	return conn, own, nil
 }
 
 // countFailure logs and counts an outbound connection that never reached

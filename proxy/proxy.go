@@ -14,6 +14,7 @@ import (
 	"github.com/strait-mesh/strait/federation"
 	"github.com/strait-mesh/strait/internal/ratelog"
 	"github.com/strait-mesh/strait/proxy/capture"
+	"github.com/strait-mesh/strait/proxy/session"
 	"github.com/strait-mesh/strait/trust"
 )
 
@@ -37,6 +38,15 @@ type Proxy struct {
 	// refusalLog bounds the rate of WARN lines about refused
 	// destinations, which a bad record can cause on every connection.
 	refusalLog *ratelog.Limiter
+
+	// sessions pools client sessions and sessionSrv serves inbound ones;
+	// both nil with sessions off (sessionSrv also without a service).
+	sessions       *session.Pool
+	sessionSrv     *session.Server
+	sessionMetrics *session.Metrics
+	// draining is set once Run's context is cancelled: inbound streams
+	// are refused with DRAINING.
+	draining atomic.Bool
 }
 
 // New validates cfg and returns a Proxy that is not running yet.
@@ -56,6 +66,17 @@ func New(cfg Config) (*Proxy, error) {
 		dialer:     net.Dialer{Timeout: cfg.DialTimeout, Control: capture.DialerControl(cfg.Mark)},
 		ready:      make(chan struct{}),
 		refusalLog: ratelog.New(ratelog.Config{}),
+	}
+	if cfg.Sessions == SessionsOn {
+		if p.sessionMetrics, err = session.NewMetrics(cfg.Metrics); err != nil {
+			return nil, wrapf("%w", err)
+		}
+		p.sessions = session.NewPool(cfg.Session, p.sessionMetrics)
+		if cfg.Service != "" {
+			if p.sessionSrv, err = session.NewServer(cfg.Session, p.sessionMetrics); err != nil {
+				return nil, wrapf("%w", err)
+			}
+		}
 	}
 	p.bufs.New = func() any { b := make([]byte, relayBufSize); return &b }
 	p.conns.init()
@@ -165,10 +186,19 @@ func (p *Proxy) Run(ctx context.Context) error {
 			p.registry.withdraw()
 		}
 		p.closeListeners()
+		p.draining.Store(true)
+		if p.sessionSrv != nil {
+			// GOAWAY: callers open no new stream on this proxy's
+			// sessions, which close once their streams have ended.
+			_ = p.sessionSrv.Shutdown(connCtx)
+		}
 		return nil
 	})
 	err := g.Wait()
 	p.drain(stopConns)
+	if p.sessions != nil {
+		p.sessions.Close()
+	}
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}

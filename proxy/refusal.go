@@ -97,6 +97,9 @@ func alertFromPeer(err error) (uint8, bool) {
 // destinationRefusal maps a TLS alert from the destination proxy to a
 // RouteError: certificate and access alerts mean the caller is not allowed.
 func destinationRefusal(err error, addr string) (*RouteError, bool) {
+	if re, ok := streamRefusal(err, addr); ok {
+		return re, true
+	}
 	a, ok := alertFromPeer(err)
 	if !ok || a == 0 { // 0 is close_notify
 		return nil, false

@@ -127,6 +127,22 @@ type firstByteConn struct {
 	unsent []byte
 }
 
+// tentativeConn is a destination whose accepted writes are not final until
+// it accepts the connection: a session stream before its answer
+// (session.Stream). Until then the bytes written are kept, and after a
+// failure the destination tells whether they may go elsewhere.
+type tentativeConn interface {
+	Tentative() bool
+	Retryable() bool
+}
+
+// retryableFailure reports whether a failure of the connection with no
+// byte read from it leaves the bytes written to it free to go elsewhere.
+func (c *firstByteConn) retryableFailure() bool {
+	t, ok := c.Conn.(tentativeConn)
+	return !ok || t.Retryable()
+}
+
 func (c *firstByteConn) Write(b []byte) (int, error) {
 	c.mu.Lock()
 	if c.state == failed {
@@ -146,9 +162,17 @@ func (c *firstByteConn) Write(b []byte) (int, error) {
 		// goes to the next candidate.
 		c.unsent = append(c.unsent, b...)
 		return 0, &unexchangedError{c.err}
+	case err == nil && isTentative(c.Conn):
+		// Accepted, but the destination has not accepted the stream
+		// yet: kept in case it refuses.
+		c.unsent = append(c.unsent, b...)
 	case n > 0 || (err == nil && len(b) > 0):
-		c.state = exchanged
+		c.state, c.unsent = exchanged, nil
 	case err != nil:
+		if !c.retryableFailure() {
+			c.state, c.unsent = exchanged, nil
+			return n, err
+		}
 		// A TLS record is written whole or not counted: a record cut
 		// short cannot be decrypted, so none of b was delivered.
 		if c.state == fresh {
@@ -158,6 +182,12 @@ func (c *firstByteConn) Write(b []byte) (int, error) {
 		return 0, &unexchangedError{c.err}
 	}
 	return n, err
+}
+
+// isTentative reports whether c is a tentativeConn not yet accepted.
+func isTentative(c net.Conn) bool {
+	t, ok := c.(tentativeConn)
+	return ok && t.Tentative()
 }
 
 func (c *firstByteConn) Read(b []byte) (int, error) {
@@ -176,7 +206,10 @@ func (c *firstByteConn) Read(b []byte) (int, error) {
 		// destination is dropped, the application has seen none of it.
 		return 0, &unexchangedError{c.err}
 	case n > 0:
-		c.state = exchanged
+		c.state, c.unsent = exchanged, nil
+	case err != nil && c.state == fresh && !c.retryableFailure():
+		// A session stream that may have delivered what was written.
+		c.state, c.unsent = exchanged, nil
 	case err != nil && c.state == fresh:
 		// An end of stream counts too: a destination proxy that resets
 		// the caller sends close_notify first.
@@ -193,8 +226,12 @@ func (c *firstByteConn) CloseWrite() error {
 		return errors.ErrUnsupported
 	}
 	c.mu.Lock()
-	if c.state == fresh {
-		c.state = exchanged // the destination is told the request ended
+	if c.state == fresh && !isTentative(c.Conn) {
+		// The destination is told the request ended. (A tentative
+		// destination that fails still gives the bytes back; the next
+		// candidate's relay reads the application's end of stream
+		// again.)
+		c.state, c.unsent = exchanged, nil
 	}
 	c.mu.Unlock()
 	return hc.CloseWrite()

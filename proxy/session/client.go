@@ -1,0 +1,219 @@
+package session
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/net/http2"
+)
+
+// Client is the caller's side of one session: an inner mTLS connection
+// that negotiated ALPN, carrying streams (Open). It is safe for concurrent
+// use.
+type Client struct {
+	cfg  Config
+	m    *Metrics
+	cc   *http2.ClientConn
+	conn *watchedConn
+	peer spiffeid.ID
+	// rtt is the handshake's duration, the session's round trip (upper
+	// bound): see Stream.Retryable.
+	rtt time.Duration
+	// renewAt is when the session stops taking streams.
+	renewAt time.Time
+	expiry  *time.Timer
+
+	active  atomic.Int64 // streams reserved or open
+	total   atomic.Int64 // streams opened in the session's life
+	retired atomic.Bool
+	mu      sync.Mutex
+	// onClose runs once when the session's connection closes.
+	onClose  func()
+	isClosed bool
+}
+
+// setOnClose makes f run when the session closes, or now if it has.
+func (c *Client) setOnClose(f func()) {
+	c.mu.Lock()
+	if !c.isClosed {
+		c.onClose = f
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	f()
+}
+
+// NewClient starts the client side of a session on conn, whose handshake
+// has completed and negotiated ALPN (ErrNoALPN otherwise). rtt is how long
+// the handshake took; ownNotAfter is when the caller's own certificate
+// expires. The session closes when the peer's certificate expires, and
+// takes no stream from RenewBefore earlier (see Config). m may be nil.
+func NewClient(conn *tls.Conn, cfg Config, m *Metrics, rtt time.Duration, ownNotAfter time.Time) (*Client, error) {
+	cfg = cfg.withDefaults()
+	state := conn.ConnectionState()
+	if state.NegotiatedProtocol != ALPN {
+		return nil, ErrNoALPN
+	}
+	if len(state.PeerCertificates) == 0 {
+		return nil, fmt.Errorf("session: peer presented no certificate")
+	}
+	leaf := state.PeerCertificates[0]
+	peer, err := x509svid.IDFromCert(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("session: peer certificate: %w", err)
+	}
+	c := &Client{cfg: cfg, m: m, peer: peer, rtt: rtt}
+	c.conn = newWatchedConn(conn, c.closed)
+	t := &http2.Transport{
+		IdleConnTimeout:            cfg.IdleTimeout,
+		ReadIdleTimeout:            cfg.PingAfter,
+		PingTimeout:                cfg.PingTimeout,
+		StrictMaxConcurrentStreams: true,
+	}
+	m.sessionOpened(SideClient)
+	cc, err := t.NewClientConn(c.conn)
+	if err != nil {
+		_ = c.conn.Close()
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	c.cc = cc
+	now := time.Now()
+	c.renewAt = renewAt(now, leaf.NotAfter, ownNotAfter, cfg.RenewBefore)
+	c.mu.Lock()
+	if !c.isClosed {
+		c.expiry = time.AfterFunc(leaf.NotAfter.Sub(now), func() { _ = c.Close() })
+	}
+	c.mu.Unlock()
+	return c, nil
+}
+
+// renewAt is when a session whose certificates expire at a and b stops
+// taking streams: renew before the sooner, or at three quarters of the
+// remaining lifetime if that comes first.
+func renewAt(now, a, b time.Time, before time.Duration) time.Time {
+	end := a
+	if !b.IsZero() && b.Before(end) {
+		end = b
+	}
+	if left := end.Sub(now); before > left/4 {
+		before = left / 4
+	}
+	return end.Add(-before)
+}
+
+// Peer is the SPIFFE ID the destination's certificate names.
+func (c *Client) Peer() spiffeid.ID { return c.peer }
+
+// RTT is the session's handshake time.
+func (c *Client) RTT() time.Duration { return c.rtt }
+
+// Streams reports the streams reserved or open now.
+func (c *Client) Streams() int { return int(c.active.Load()) }
+
+// Usable reports whether the session may take a new stream now.
+func (c *Client) Usable() bool {
+	return !c.retired.Load() && time.Now().Before(c.renewAt) && c.cc.CanTakeNewRequest()
+}
+
+// reserve takes a stream slot if the session is usable and not full.
+func (c *Client) reserve() bool {
+	if !c.Usable() {
+		return false
+	}
+	if c.active.Add(1) > int64(c.cfg.MaxStreams) {
+		c.active.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (c *Client) release() {
+	if c.active.Add(-1) == 0 && c.retired.Load() {
+		_ = c.Close()
+	}
+}
+
+// Retire stops the session from taking streams; it closes once the
+// streams it carries have ended. A pool retires a session that failed a
+// stream, so that the next attempt opens a new one (through which the
+// ingress may pick another endpoint).
+func (c *Client) Retire() {
+	c.retired.Store(true)
+	if c.active.Load() == 0 {
+		_ = c.Close()
+	}
+}
+
+// Close closes the session and every stream it carries.
+func (c *Client) Close() error {
+	c.retired.Store(true)
+	return c.cc.Close()
+}
+
+// closed runs once when the connection closes, whoever closed it.
+func (c *Client) closed() {
+	c.retired.Store(true)
+	c.m.sessionClosed(SideClient, c.total.Load())
+	c.mu.Lock()
+	c.isClosed = true
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	f := c.onClose
+	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// heardSince reports whether the session received anything from its peer
+// after t.
+func (c *Client) heardSince(t time.Time) bool { return c.conn.lastRead().After(t) }
+
+// goneAway reports whether the peer sent GOAWAY (or the session is closing
+// by itself) while its connection is still open: a stream that failed then
+// was one the peer never processed.
+func (c *Client) goneAway() bool {
+	st := c.cc.State()
+	return st.Closing && !st.Closed && !c.retired.Load()
+}
+
+// watchedConn records when its last read returned data and calls onClose
+// once when it is closed.
+type watchedConn struct {
+	net.Conn
+	base     time.Time
+	last     atomic.Int64 // nanoseconds since base
+	once     sync.Once
+	onClosed func()
+}
+
+func newWatchedConn(c net.Conn, onClosed func()) *watchedConn {
+	w := &watchedConn{Conn: c, base: time.Now(), onClosed: onClosed}
+	return w
+}
+
+func (w *watchedConn) Read(b []byte) (int, error) {
+	n, err := w.Conn.Read(b)
+	if n > 0 {
+		w.last.Store(int64(time.Since(w.base)))
+	}
+	return n, err
+}
+
+func (w *watchedConn) Close() error {
+	err := w.Conn.Close()
+	w.once.Do(w.onClosed)
+	return err
+}
+
+func (w *watchedConn) lastRead() time.Time {
+	return w.base.Add(time.Duration(w.last.Load()))
+}

@@ -1,0 +1,104 @@
+package session
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+)
+
+// ALPN is the TLS application protocol that selects the session mode. A
+// proxy that does not offer or accept it gets one connection per inner
+// handshake, as before sessions existed.
+const ALPN = "strait-session/1"
+
+// Defaults of Config.
+const (
+	DefaultMaxStreams  = 100
+	DefaultIdleTimeout = 30 * time.Second
+	// DefaultRenewBefore is how long before either certificate of a
+	// session expires it takes no new stream (a new session, with the
+	// rotated SVIDs, takes them).
+	DefaultRenewBefore = 30 * time.Second
+	DefaultPingAfter   = 500 * time.Millisecond
+	DefaultPingTimeout = time.Second
+	// DefaultStreamWindow is the flow-control window of a stream in each
+	// direction, large enough for bulk transfers over a WAN round trip.
+	DefaultStreamWindow = 4 << 20
+	// DefaultSessionWindow is the flow-control window of a whole session.
+	DefaultSessionWindow = 16 << 20
+)
+
+// Config configures sessions, on either side. Every zero value means the
+// documented default.
+type Config struct {
+	// MaxStreams caps the streams open at once on one session; a pool
+	// opens another session when every session of a key is full. Zero
+	// means DefaultMaxStreams.
+	MaxStreams int
+	// IdleTimeout closes a client session that has carried no stream for
+	// that long. Zero means DefaultIdleTimeout. (The server side closes a
+	// session idle for twice as long, a safety net: clients close first,
+	// so that no stream races a server's close.)
+	IdleTimeout time.Duration
+	// RenewBefore stops new streams on a session this long before its own
+	// or its peer's certificate expires, or at a quarter of the shorter
+	// certificate's remaining lifetime if that is sooner. The session is
+	// closed when the peer's certificate expires. Zero means
+	// DefaultRenewBefore.
+	RenewBefore time.Duration
+	// PingAfter is how long a session may go without receiving a frame
+	// before it sends a PING; PingTimeout is how long that PING may go
+	// unanswered before the session is closed as dead. Zero means
+	// DefaultPingAfter and DefaultPingTimeout.
+	PingAfter, PingTimeout time.Duration
+	// StreamWindow and SessionWindow are the receive windows of the
+	// server side (bytes). Zero means DefaultStreamWindow and
+	// DefaultSessionWindow.
+	StreamWindow, SessionWindow int32
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxStreams == 0 {
+		c.MaxStreams = DefaultMaxStreams
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.RenewBefore == 0 {
+		c.RenewBefore = DefaultRenewBefore
+	}
+	if c.PingAfter == 0 {
+		c.PingAfter = DefaultPingAfter
+	}
+	if c.PingTimeout == 0 {
+		c.PingTimeout = DefaultPingTimeout
+	}
+	if c.StreamWindow == 0 {
+		c.StreamWindow = DefaultStreamWindow
+	}
+	if c.SessionWindow == 0 {
+		c.SessionWindow = DefaultSessionWindow
+	}
+	return c
+}
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs *multierror.Error
+	if c.MaxStreams < 0 {
+		errs = multierror.Append(errs, fmt.Errorf("session: max streams %d is negative", c.MaxStreams))
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"idle timeout", c.IdleTimeout}, {"renew before", c.RenewBefore}, {"ping after", c.PingAfter}, {"ping timeout", c.PingTimeout}} {
+		if d.d < 0 {
+			errs = multierror.Append(errs, fmt.Errorf("session: %s %v is negative", d.name, d.d))
+		}
+	}
+	if c.StreamWindow < 0 || c.SessionWindow < 0 {
+		errs = multierror.Append(errs, fmt.Errorf("session: windows %d, %d: negative", c.StreamWindow, c.SessionWindow))
+	}
+	return errs.ErrorOrNil()
+}

@@ -1,0 +1,190 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stream is one connection carried by a client session: a net.Conn whose
+// writes go to the destination's application and whose reads come from
+// it. Open returns it at once, without waiting for the destination's
+// answer, so that the application's first bytes travel with the request to
+// open the stream (one round trip to the first byte of the answer). Until
+// the answer arrives, writes are tentative (Tentative): a refusal or a
+// failure then leaves the caller free to send the same bytes elsewhere
+// (Retryable).
+type Stream struct {
+	c      *Client
+	target string
+	opened time.Time
+	pw     *io.PipeWriter
+	cancel context.CancelFunc
+
+	done chan struct{} // closed once resp or err is set
+	resp *http.Response
+	err  error // the failure before an answer, or the refusal
+
+	written, read atomic.Int64
+	closeOnce     sync.Once
+}
+
+// Open starts a stream to target (the service name of the destination, in
+// the grammar of federation.ServiceName) on a slot reserve took.
+func (c *Client) open(target string) *Stream {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	s := &Stream{c: c, target: target, opened: time.Now(), pw: pw, cancel: cancel, done: make(chan struct{})}
+	req := (&http.Request{
+		Method:        http.MethodConnect,
+		URL:           &url.URL{Host: target},
+		Host:          target,
+		Header:        http.Header{},
+		Body:          pr,
+		ContentLength: -1,
+	}).WithContext(ctx)
+	c.total.Add(1)
+	c.m.streamOpened(SideClient)
+	go func() {
+		resp, err := c.cc.RoundTrip(req)
+		c.m.observeStreamSetup(time.Since(s.opened).Seconds())
+		switch {
+		case err != nil:
+			s.err = err
+		case resp.StatusCode != http.StatusOK:
+			_ = resp.Body.Close()
+			s.err = refusalOf(resp)
+		default:
+			s.resp = resp
+		}
+		if s.err != nil {
+			_ = pw.CloseWithError(s.err)
+		}
+		close(s.done)
+	}()
+	return s
+}
+
+// answered reports whether the destination's answer (or a failure) is in.
+func (s *Stream) answered() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Tentative reports whether the destination has not yet accepted the
+// stream: bytes written so far may still be refused with it.
+func (s *Stream) Tentative() bool { return !s.answered() || s.err != nil }
+
+// Retryable reports, after a failure, whether the stream may be opened
+// again elsewhere with every byte written to it: the destination refused
+// it (RefusedError; whether another destination may do better is the
+// caller's call), or it failed before the destination's answer and either
+// nothing was written, or the peer sent GOAWAY, or the session heard
+// nothing from its peer from half a round trip after the stream was opened
+// on; or it failed after the answer with no byte either way.
+//
+// The rule for a failure before the answer: the destination relays a
+// stream's bytes to its application only after it has sent its answer, so
+// they can have reached the application only if the path was still
+// carrying the peer's frames when they arrived, half a round trip after the
+// stream was opened; frames the peer sent from then on arrive from a full
+// round trip on. A session that heard nothing from its peer after half a
+// round trip went silent before the stream's bytes could arrive (a SIGKILLed
+// gateway, a partition): they are sent again elsewhere. One that heard
+// later may have delivered them: the stream fails instead of running the
+// request twice.
+func (s *Stream) Retryable() bool {
+	<-s.done // a failed write means the answer (or the failure) is coming
+	if s.err != nil {
+		var re *RefusedError
+		switch {
+		case errors.As(s.err, &re), s.written.Load() == 0, s.c.goneAway():
+			return true
+		}
+		return !s.c.heardSince(s.opened.Add(s.c.rtt / 2))
+	}
+	return s.written.Load() == 0 && s.read.Load() == 0
+}
+
+// failure is the error of a stream that failed before its answer.
+func (s *Stream) failure() error {
+	var re *RefusedError
+	if errors.As(s.err, &re) {
+		return re
+	}
+	return &StreamError{Err: s.err, Retryable: s.Retryable()}
+}
+
+// Read reads what the destination's application sent. It waits for the
+// destination's answer first.
+func (s *Stream) Read(b []byte) (int, error) {
+	<-s.done
+	if s.err != nil {
+		return 0, s.failure()
+	}
+	n, err := s.resp.Body.Read(b)
+	s.read.Add(int64(n))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, &StreamError{Err: err, Retryable: s.written.Load() == 0 && s.read.Load() == 0}
+	}
+	return n, err
+}
+
+// Write sends b to the destination's application.
+func (s *Stream) Write(b []byte) (int, error) {
+	if s.answered() && s.err != nil {
+		return 0, s.failure()
+	}
+	n, err := s.pw.Write(b)
+	s.written.Add(int64(n))
+	if err != nil {
+		if s.answered() && s.err != nil {
+			return n, s.failure()
+		}
+		return n, &StreamError{Err: err}
+	}
+	return n, nil
+}
+
+// CloseWrite ends the stream's direction to the destination (a half-close).
+func (s *Stream) CloseWrite() error { return s.pw.Close() }
+
+// Close ends the stream; one still open either way is reset.
+func (s *Stream) Close() error {
+	s.closeOnce.Do(func() {
+		_ = s.pw.Close()
+		s.cancel()
+		go func() { // the answer, if any, is in once the request is cancelled
+			<-s.done
+			if s.resp != nil {
+				_ = s.resp.Body.Close()
+			}
+		}()
+		s.c.m.streamClosed(SideClient)
+		s.c.release()
+	})
+	return nil
+}
+
+// Session is the session that carries the stream.
+func (s *Stream) Session() *Client { return s.c }
+
+// LocalAddr and RemoteAddr are those of the session's connection.
+func (s *Stream) LocalAddr() net.Addr  { return s.c.conn.LocalAddr() }
+func (s *Stream) RemoteAddr() net.Addr { return s.c.conn.RemoteAddr() }
+
+// Deadlines are not supported on a stream: they fail with
+// errors.ErrUnsupported. Close it to stop it.
+func (s *Stream) SetDeadline(time.Time) error      { return errors.ErrUnsupported }
+func (s *Stream) SetReadDeadline(time.Time) error  { return errors.ErrUnsupported }
+func (s *Stream) SetWriteDeadline(time.Time) error { return errors.ErrUnsupported }
