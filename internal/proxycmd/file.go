@@ -1,6 +1,7 @@
 package proxycmd
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/strait-mesh/strait/internal/cmdutil"
@@ -65,6 +66,11 @@ type File struct {
 	DrainTimeout cmdutil.Duration `json:"drainTimeout,omitempty"`
 	// LogLevel is debug, info, warn or error. Zero means info.
 	LogLevel string `json:"logLevel,omitempty"`
+	// Sessions is "on" to pool inner mTLS sessions (one round trip per new
+	// connection to a warm destination; a peer without them gets one
+	// handshake per connection) or "off". Zero means
+	// proxy.DefaultSessionMode.
+	Sessions string `json:"sessions,omitempty"`
 }
 
 // TransparentFile is the transparent capture section.
@@ -109,6 +115,15 @@ func (f File) Config() (proxy.Config, error) {
 		},
 		DrainTimeout: time.Duration(f.DrainTimeout), Keyspace: f.Etcd.Keyspace(),
 		NoProxyHeader: f.NoProxyHeader,
+	}
+	switch f.Sessions {
+	case "":
+	case "on":
+		cfg.Sessions = proxy.SessionsOn
+	case "off":
+		cfg.Sessions = proxy.SessionsOff
+	default:
+		return cfg, fmt.Errorf("sessions %q: want on or off", f.Sessions)
 	}
 	for _, p := range f.Ports {
 		cfg.Ports = append(cfg.Ports, &straitv1.ServicePort{Name: p.Name, Port: p.Port, Protocol: straitv1.Protocol_PROTOCOL_TCP})
