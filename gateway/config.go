@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -39,7 +40,26 @@ const (
 	// DefaultMaxHandshakesPerSource bounds the handshakes in progress from
 	// one source address.
 	DefaultMaxHandshakesPerSource = 8
+	// MaxDefaultConnsPerRemoteGateway caps DefaultConnsPerRemoteGateway.
+	MaxDefaultConnsPerRemoteGateway = 4
 )
+
+// DefaultConnsPerRemoteGateway is the number of QUIC connections the pool
+// keeps to each remote gateway when Config.ConnsPerRemoteGateway is zero:
+// GOMAXPROCS, at most MaxDefaultConnsPerRemoteGateway.
+//
+// quic-go handles each connection's packets (decryption, acknowledgements,
+// stream frames) in one goroutine and sends them from another, so one
+// connection keeps about one core busy and streams spread over N
+// connections can use N. More connections than cores run no faster, and
+// each costs a handshake (again at each renewal), keepalives, flow-control
+// windows and a slot of the remote ingress' MaxConnsPerPeer. Past about
+// four, the serial parts they all share become the limit: the one UDP
+// socket and its reading goroutine of each gateway's transport, and the
+// relays and proxies on both sides.
+func DefaultConnsPerRemoteGateway() int {
+	return max(1, min(runtime.GOMAXPROCS(0), MaxDefaultConnsPerRemoteGateway))
+}
 
 // Config configures a Gateway. Zero values mean the documented default.
 type Config struct {
@@ -114,6 +134,16 @@ type Config struct {
 	// handshake slot of the ingress this long. Zero means
 	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// ConnsPerRemoteGateway is the number of QUIC connections the egress
+	// keeps to each remote gateway; each new stream goes to the one with
+	// the fewest open streams. Every connection is dialed, checked and
+	// replaced on its own. At most DefaultMaxConnsPerPeer: a remote
+	// ingress admits that many connections from all of a cluster's
+	// gateways by default (MaxConnsPerPeer), so N connections from each of
+	// k gateways need N*k below the remote's MaxConnsPerPeer, with room
+	// for renewals. Zero means DefaultConnsPerRemoteGateway(): GOMAXPROCS,
+	// at most 4.
+	ConnsPerRemoteGateway int
 	// MaxConnsPerPeer bounds the ingress connections one peer identity
 	// (a remote cluster's gateways) may hold. Zero means
 	// DefaultMaxConnsPerPeer.
@@ -190,6 +220,7 @@ func (c Config) withDefaults() Config {
 	c.MaxHandshakes = or(c.MaxHandshakes, DefaultMaxHandshakes)
 	c.MaxHandshakesPerSource = or(c.MaxHandshakesPerSource, DefaultMaxHandshakesPerSource)
 	c.RetryAboveHandshakes = or(c.RetryAboveHandshakes, max(c.MaxHandshakes/4, 1))
+	c.ConnsPerRemoteGateway = or(c.ConnsPerRemoteGateway, DefaultConnsPerRemoteGateway())
 	if c.Resolver == nil {
 		c.Resolver = net.DefaultResolver
 	}
@@ -247,6 +278,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxHandshakesPerSource < 0 || c.MaxHandshakes < 0 || c.MaxConnsPerPeer < 0 {
 		add(errors.New("MaxHandshakes, MaxHandshakesPerSource and MaxConnsPerPeer must not be negative"))
+	}
+	if c.ConnsPerRemoteGateway < 0 || c.ConnsPerRemoteGateway > DefaultMaxConnsPerPeer {
+		add(fmt.Errorf("ConnsPerRemoteGateway is %d, want 1 to %d (DefaultMaxConnsPerPeer, what a remote ingress admits from one cluster by default)", c.ConnsPerRemoteGateway, DefaultMaxConnsPerPeer))
 	}
 	for _, d := range []time.Duration{c.DrainTimeout, c.IdleTimeout, c.KeepAlivePeriod, c.HeaderTimeout, c.DialTimeout, c.HandshakeTimeout} {
 		if d < 0 {

@@ -339,8 +339,10 @@ func pacedEchoes(t *testing.T, a *running, run, pace time.Duration) (ok, failed 
 		a.pool.mu.Lock()
 		for _, pr := range a.pool.peers {
 			pr.mu.Lock()
-			if pr.conn != nil {
-				conns[pr.conn] = true
+			for _, s := range pr.shards {
+				if s.conn != nil {
+					conns[s.conn] = true
+				}
 			}
 			pr.mu.Unlock()
 		}

@@ -117,6 +117,9 @@ func (w *world) config(cluster, id, region string) Config {
 		Logger: testLogger(w.t),
 		// Test endpoints listen on loopback: opt in explicitly.
 		EndpointCIDRs: loopbackRanges,
+		// Two connections per remote gateway whatever the host's
+		// GOMAXPROCS: every test runs over a sharded pool.
+		ConnsPerRemoteGateway: 2,
 	}
 }
 

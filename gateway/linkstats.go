@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/quic-go/quic-go"
 
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
@@ -28,13 +27,16 @@ type LinkStatus struct {
 	Gateway string `json:"gateway"`
 	Address string `json:"address,omitempty"`
 	// Alive: a QUIC connection to the remote gateway is established.
+	// RTT, Loss and OpenStreams cover every pooled connection to it
+	// (Config.ConnsPerRemoteGateway).
 	Alive bool `json:"alive"`
 	// RTT percentiles over the last RTT samples (one per second while
 	// connected), in seconds; zero before the first sample.
 	RTTP50 float64 `json:"rttP50Seconds"`
 	RTTP95 float64 `json:"rttP95Seconds"`
 	RTTP99 float64 `json:"rttP99Seconds"`
-	// Loss is the fraction of packets the current connection declared lost.
+	// Loss is the fraction of packets the current connections declared
+	// lost.
 	Loss float64 `json:"loss"`
 	// SetupP50 and SetupP99 are stream setup times (open, header, reply
 	// and the destination's first byte), in seconds.
@@ -69,11 +71,11 @@ func newLinkMetrics(reg prometheus.Registerer) (*linkMetrics, error) {
 	m := &linkMetrics{
 		loss: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "strait_gateway_peer_loss_ratio",
-			Help: "Fraction of the packets sent on the QUIC connection to a remote gateway that were declared lost.",
+			Help: "Fraction of the packets sent on the QUIC connections to a remote gateway that were declared lost.",
 		}, []string{"peer_cluster", "peer"}),
 		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "strait_gateway_peer_open_streams",
-			Help: "Streams open on the QUIC connection to a remote gateway.",
+			Help: "Streams open on the QUIC connections to a remote gateway (all of them; strait_gateway_peer_connection_open_streams has each).",
 		}, []string{"peer_cluster", "peer"}),
 		setup: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "strait_gateway_peer_stream_setup_seconds",
@@ -145,26 +147,37 @@ func (l *links) streamOpened(cluster, id string, setup time.Duration) {
 	k.streams++
 }
 
-// sample records the state of the connection to cluster/id (nil: none).
-func (l *links) sample(cluster, id, addr string, c *pconn, now time.Time) {
-	var st quic.ConnectionStats
-	up := c != nil && c.alive()
-	if up {
-		st = c.ConnectionStats()
+// sample records the state of the connections to cluster/id that take
+// new streams (none: the link is down): one RTT sample, the mean of their
+// latest RTTs; the loss of them all; the streams open on them all.
+func (l *links) sample(cluster, id, addr string, conns []*pconn, now time.Time) {
+	var (
+		rtt              time.Duration
+		rtts             int
+		sent, lost, open uint64
+	)
+	for _, c := range conns {
+		st := c.ConnectionStats()
+		if st.LatestRTT > 0 {
+			rtt += st.LatestRTT
+			rtts++
+		}
+		sent, lost = sent+st.PacketsSent, lost+st.PacketsLost
+		open += uint64(max(c.streams.Load(), 0))
 	}
+	up := len(conns) > 0
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := l.getLocked(cluster, id)
 	k.addr, k.alive = addr, up
-	k.open = 0
+	k.open = int64(open)
 	if up {
-		k.open = c.streams.Load()
-		if st.LatestRTT > 0 {
-			k.rtt.add(st.LatestRTT.Seconds())
+		if rtts > 0 {
+			k.rtt.add((rtt / time.Duration(rtts)).Seconds())
 		}
 		k.loss = 0
-		if st.PacketsSent > 0 {
-			k.loss = float64(st.PacketsLost) / float64(st.PacketsSent)
+		if sent > 0 {
+			k.loss = float64(lost) / float64(sent)
 		}
 	}
 	k.rate = append(k.rate, rateSample{at: now, total: k.streams})

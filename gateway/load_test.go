@@ -108,8 +108,10 @@ func TestThousandConcurrentStreams(t *testing.T) {
 	b.connsMu.Lock()
 	quicConns := len(b.conns)
 	b.connsMu.Unlock()
-	if quicConns != 1 {
-		t.Fatalf("ingress has %d QUIC connections, want 1", quicConns)
+	// The streams share the pool's connections (the burst may come
+	// before the pool has dialed them all).
+	if quicConns < 1 || quicConns > a.cfg.ConnsPerRemoteGateway {
+		t.Fatalf("ingress has %d QUIC connections, want 1 to %d", quicConns, a.cfg.ConnsPerRemoteGateway)
 	}
 	finishMany(t, conns, 0)
 }

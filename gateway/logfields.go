@@ -19,6 +19,7 @@ const (
 	logStreams     = "active_streams"
 	logAttempt     = "attempt"
 	logConns       = "connections"
+	logConn        = "conn"
 	logFailures    = "consecutive_failures"
 	logRetryIn     = "retry_in"
 	logSent        = "sent_bytes"

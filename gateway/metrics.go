@@ -31,6 +31,8 @@ type metrics struct {
 	peerRTT          *prometheus.GaugeVec     // peer_cluster, peer
 	peerUp           *prometheus.GaugeVec     // peer_cluster, peer
 	peerFailures     *prometheus.CounterVec   // peer_cluster, peer
+	peerConns        *prometheus.GaugeVec     // peer_cluster, peer
+	connStreams      *prometheus.GaugeVec     // peer_cluster, peer, conn
 	refusals         *prometheus.CounterVec   // code
 	handshakeFails   *prometheus.CounterVec   // reason
 	handshakeRefused prometheus.Counter
@@ -75,9 +77,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "strait_gateway_peer_failures_total",
 			Help: "Failed dials to a remote gateway and connections to it found dead.",
 		}, []string{"peer_cluster", "peer"}),
+		peerConns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strait_gateway_peer_connections",
+			Help: "QUIC connections to a remote gateway that take new streams (at most the gateway's ConnsPerRemoteGateway).",
+		}, []string{"peer_cluster", "peer"}),
+		connStreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "strait_gateway_peer_connection_open_streams",
+			Help: "Streams open on each pooled QUIC connection to a remote gateway, by connection slot (conn, 0 to ConnsPerRemoteGateway-1; 0 while the slot is empty).",
+		}, []string{"peer_cluster", "peer", "conn"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_egress_refusals_total",
-			Help: "Connections the egress refused, by code: a StreamCode name (answered with a TLS alert) or, reset at once, not_tls, malformed_hello, no_sni, hello_timeout or closed_before_hello (no proxy's ClientHello naming a service: a client without a sidecar).",
+			Help: "Proxy connections the egress refused with a TLS alert, by code.",
 		}, []string{"code"}),
 		handshakeFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_ingress_handshake_failures_total",
@@ -96,12 +106,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range handshakeFailureReasons() {
 		m.handshakeFails.WithLabelValues(r)
 	}
-	for _, r := range egressResetReasons() {
-		m.refusals.WithLabelValues(r)
-	}
 	m.bytesSent = m.bytes.WithLabelValues(dirSent)
 	m.bytesReceived = m.bytes.WithLabelValues(dirReceived)
-	for _, c := range []prometheus.Collector{m.streams, m.active, m.bytes, m.setup, m.peerRTT, m.peerUp, m.peerFailures, m.refusals, m.handshakeFails, m.handshakeRefused, m.draining} {
+	for _, c := range []prometheus.Collector{m.streams, m.active, m.bytes, m.setup, m.peerRTT, m.peerUp, m.peerFailures, m.peerConns, m.connStreams, m.refusals, m.handshakeFails, m.handshakeRefused, m.draining} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}

@@ -12,6 +12,9 @@ import (
 // gateway drains and waits for its peers to let go.
 type pconn struct {
 	*quic.Conn
+	// shard is the connection's slot among its peer's connections, the
+	// conn label of its metrics.
+	shard   int
 	streams atomic.Int64
 	retired atomic.Bool
 }

@@ -27,6 +27,9 @@ func TestStatelessResetAfterCrash(t *testing.T) {
 	hello := clientHello(t, "9000.echo.default.any.strait")
 	c := mustOpen(t, a, hello)
 	defer c.Close()
+	// Every pooled connection is up before the crash (none is still
+	// being dialed, which a crash of this kind would leave half-done).
+	waitShards(t, a, cfg.ConnsPerRemoteGateway)
 
 	a.pool.mu.Lock()
 	pr := a.pool.peers["b/b1"]
@@ -34,11 +37,24 @@ func TestStatelessResetAfterCrash(t *testing.T) {
 	if pr == nil {
 		t.Fatal("no pooled peer b/b1")
 	}
+	// The pooled connection that carries c's stream.
+	var old *pconn
 	pr.mu.Lock()
-	old := pr.conn
+	for _, s := range pr.shards {
+		if s.conn != nil && s.conn.streams.Load() > 0 {
+			old = s.conn
+		}
+	}
 	pr.mu.Unlock()
+	if old == nil {
+		t.Fatal("no pooled connection carries the open stream")
+	}
 
-	// Crash: the socket goes away without a CONNECTION_CLOSE.
+	// Crash: the socket goes away without a CONNECTION_CLOSE. The socket
+	// first: quic-go's Transport.Close does not always destroy every
+	// connection (with two, one sometimes survived it and sent its
+	// CONNECTION_CLOSE when the stopped gateway closed it).
+	_ = b1.udp.Close()
 	_ = b1.transport.Close()
 	b1.cancel()
 	<-b1.done

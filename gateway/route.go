@@ -166,14 +166,12 @@ func (pr *peer) rank(now time.Time) rank {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	var r rank
-	up := pr.conn != nil && pr.conn.alive()
-	if up {
-		r.streams = pr.conn.streams.Load()
-	}
+	up, streams := pr.loadLocked()
+	r.streams = streams
 	switch {
 	case pr.drained:
 		r.penalty = 2
-	case !up && (pr.dialing != nil || (pr.failures > 0 && now.Before(pr.retryAt))):
+	case !up && (pr.dialingLocked() || (pr.failures > 0 && now.Before(pr.retryAt))):
 		r.penalty = 1
 	}
 	return r

@@ -22,7 +22,7 @@ func (g *Gateway) watch(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-tick.C:
-				g.pool.sample()
+				g.pool.sample(ctx)
 				continue
 			case <-changed:
 			}

@@ -58,6 +58,10 @@ type gatewayFile struct {
 	// Zero means any address but loopback, link-local, multicast and
 	// unspecified ones; list 127.0.0.0/8 to reach endpoints on loopback.
 	EndpointCIDRs []string `json:"endpointCIDRs,omitempty"`
+	// ConnsPerRemoteGateway is the number of QUIC connections kept to each
+	// remote gateway (new streams go to the least loaded). Zero means
+	// GOMAXPROCS, at most 4.
+	ConnsPerRemoteGateway int `json:"connsPerRemoteGateway,omitempty"`
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -150,6 +154,7 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 		Keyspace: f.Etcd.Keyspace(), Logger: log, Metrics: reg, Gatherer: reg, TrustMetrics: id.Metrics,
 		StatelessResetKey: resetKey, DrainTimeout: time.Duration(f.DrainTimeout), Version: version, Pprof: f.Pprof,
 		EndpointCIDRs: cidrs, EtcdEndpoints: etcdEndpoints(f.Etcd),
+		ConnsPerRemoteGateway: f.ConnsPerRemoteGateway,
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
