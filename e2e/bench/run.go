@@ -235,6 +235,7 @@ var phases = []struct {
 	{"latency", (*env).latency},
 	{"ttfb", (*env).ttfb},
 	{"propagation", (*env).propagation},
+	{PhaseGOMAXPROCS, (*env).gomaxprocs},
 }
 
 // Run runs every phase and returns what it measured. A phase that fails is
