@@ -38,7 +38,7 @@ const iperfBusyRetries = 10
 func Iperf3(ctx context.Context, bin, addr string, streams int, d time.Duration) (float64, error) {
 	for i := 0; ; i++ {
 		v, err := iperf3Once(ctx, bin, addr, streams, d)
-		if err == nil || !strings.Contains(err.Error(), "server is busy") || i == iperfBusyRetries {
+		if err == nil || !iperfBusy(err) || i == iperfBusyRetries {
 			return v, err
 		}
 		select {
@@ -47,6 +47,21 @@ func Iperf3(ctx context.Context, bin, addr string, streams int, d time.Duration)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// iperfBusy reports whether iperf3 failed before it measured anything
+// because its server was still busy with (or closing) the previous test: it
+// says so ("the server is busy"), or, when the previous test's connections
+// were still closing through a relay chain, its control connection was
+// reset or closed before the test began.
+func iperfBusy(err error) bool {
+	for _, s := range []string{"server is busy", "unable to receive control message", "unable to send control message",
+		"control socket has closed unexpectedly"} {
+		if strings.Contains(err.Error(), s) {
+			return true
+		}
+	}
+	return false
 }
 
 func iperf3Once(ctx context.Context, bin, addr string, streams int, d time.Duration) (float64, error) {

@@ -91,3 +91,21 @@ func TestParseFortio(t *testing.T) {
 		}
 	}
 }
+
+func TestIperfBusy(t *testing.T) {
+	for _, tt := range []struct {
+		err  string
+		want bool
+	}{
+		{"the server is busy running a test. try again later", true},
+		{"unable to receive control message: Connection reset by peer", true},
+		{"unable to send control message: Bad file descriptor", true},
+		{"control socket has closed unexpectedly", true},
+		{"unable to connect to server: Connection refused", false},
+		{"report has no received throughput", false},
+	} {
+		if got := iperfBusy(errors.New(tt.err)); got != tt.want {
+			t.Errorf("iperfBusy(%q) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}

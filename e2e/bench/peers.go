@@ -167,11 +167,17 @@ func (o PeerOptions) procName(peer string) string {
 	return peer + "-" + o.Name
 }
 
+// PeerCipherSuite is the one TLS 1.3 cipher suite the peers may use: the
+// one Go's crypto/tls, and so Strait, negotiates on machines with AES
+// hardware (OpenSSL would pick TLS_AES_256_GCM_SHA384). The key exchange
+// cannot match: OpenSSL 3.0 has no X25519MLKEM768, which Go prefers.
+const PeerCipherSuite = "TLS_AES_128_GCM_SHA256"
+
 // StartStunnel starts a stunnel4 pair: TLS 1.3 only, mutual TLS with
 // verification on both sides (the client presents the client certificate,
 // the server requires and verifies it against the CA; the client verifies
-// the server's against the CA and the route's SNI name), stunnel's defaults
-// otherwise. It logs at level info, where stunnel names the negotiated
+// the server's against the CA and the route's SNI name), PeerCipherSuite,
+// stunnel's defaults otherwise. It logs at level info, where stunnel names the negotiated
 // protocol, cipher suite and key exchange and whether the session was
 // resumed (read by ReadTLSLogs).
 func StartStunnel(ctx context.Context, ps *Procs, bin, dir string, cert *Cert, routes []*Route, o PeerOptions) (*Pair, error) {
@@ -188,22 +194,24 @@ func StartStunnel(ctx context.Context, ps *Procs, bin, dir string, cert *Cert, r
 	}
 	for _, r := range routes {
 		fmt.Fprintf(&srv, "[%s]\naccept = %s\nconnect = %s\ncert = %s\nkey = %s\nCAfile = %s\nverifyChain = yes\n"+
-			"sslVersionMin = TLSv1.3\nsessionResume = %s\n",
-			r.Name, r.Server, r.Target, cert.CertFile, cert.KeyFile, cert.CAFile, resume)
+			"sslVersionMin = TLSv1.3\nciphersuites = %s\nsessionResume = %s\n",
+			r.Name, r.Server, r.Target, cert.CertFile, cert.KeyFile, cert.CAFile, PeerCipherSuite, resume)
 		fmt.Fprintf(&cli, "[%s]\nclient = yes\naccept = %s\nconnect = %s\ncert = %s\nkey = %s\nCAfile = %s\nverifyChain = yes\n"+
-			"checkHost = %s\nsni = %s\nsslVersionMin = TLSv1.3\nsessionResume = %s\n",
-			r.Name, r.Entry, dialTarget(r), cert.ClientCertFile, cert.ClientKeyFile, cert.CAFile, SNIName(r.Name), SNIName(r.Name), resume)
+			"checkHost = %s\nsni = %s\nsslVersionMin = TLSv1.3\nciphersuites = %s\nsessionResume = %s\n",
+			r.Name, r.Entry, dialTarget(r), cert.ClientCertFile, cert.ClientKeyFile, cert.CAFile, SNIName(r.Name), SNIName(r.Name),
+			PeerCipherSuite, resume)
 	}
 	return startPair(ctx, ps, o.procName("stunnel4"), bin, dir, routes, srv.String(), cli.String(),
 		func(cfg string) []string { return []string{cfg} })
 }
 
 // haproxyCommon is the global and defaults section of every haproxy: TLS
-// 1.3 only, a log line per connection on stdout (the log-format of each
+// 1.3 only with PeerCipherSuite, a log line per connection on stdout (the log-format of each
 // section names what it logs), and without resumption unless o.Resume.
 func haproxyCommon(o PeerOptions) string {
 	s := "global\n  maxconn 4000\n  log stdout format raw local0 info\n" +
-		"  ssl-default-bind-options ssl-min-ver TLSv1.3\n  ssl-default-server-options ssl-min-ver TLSv1.3\n"
+		"  ssl-default-bind-options ssl-min-ver TLSv1.3\n  ssl-default-server-options ssl-min-ver TLSv1.3\n" +
+		"  ssl-default-bind-ciphersuites " + PeerCipherSuite + "\n  ssl-default-server-ciphersuites " + PeerCipherSuite + "\n"
 	if !o.Resume {
 		s += "  tune.ssl.cachesize 0\n"
 	}

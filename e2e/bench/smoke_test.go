@@ -60,6 +60,9 @@ func checkTLS(t *testing.T, infos []TLSInfo) {
 		if strings.Contains(ti.Source, "log") && ti.Setup != SetupRawQUIC && ti.Setup != SetupRawQUIC4 && ti.Cipher == "" {
 			t.Errorf("tls %s/%s %s (%s): no cipher", ti.Setup, ti.Resumption, ti.Hop, ti.Source)
 		}
+		if (ti.Setup == SetupStunnel || ti.Setup == SetupHAProxy || ti.Setup == SetupHAProxySNI) && ti.Cipher != PeerCipherSuite {
+			t.Errorf("tls %s/%s %s (%s): cipher %q, want only %s", ti.Setup, ti.Resumption, ti.Hop, ti.Source, ti.Cipher, PeerCipherSuite)
+		}
 		switch {
 		case ti.Resumption == "off" && ti.Resumed > 0:
 			t.Errorf("tls %s %s (%s): %d of %d handshakes resumed with resumption off", ti.Setup, ti.Hop, ti.Source, ti.Resumed, ti.Handshakes)
