@@ -105,7 +105,11 @@ func (p *Proxy) connectSkipping(ctx context.Context, up Upstream, log *slog.Logg
 	if err != nil {
 		return nil, connected{}, err
 	}
-	cands := slices.DeleteFunc(p.candidates(p.cfg.Snapshots.Snapshot(), up, own), func(c candidate) bool { return skip[c.key()] })
+	snap := p.cfg.Snapshots.Snapshot()
+	if p.sessions != nil {
+		p.sweepSessions(snap)
+	}
+	cands := slices.DeleteFunc(p.candidates(snap, up, own), func(c candidate) bool { return skip[c.key()] })
 	if len(cands) == 0 {
 		return nil, connected{}, &RouteError{Code: straitv1.StreamCode_STREAM_CODE_NO_ENDPOINT, Err: ErrNoCandidate}
 	}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strait-mesh/strait/federation"
@@ -47,6 +48,12 @@ type Proxy struct {
 	// draining is set once Run's context is cancelled: inbound streams
 	// are refused with DRAINING.
 	draining atomic.Bool
+	// lastSweep is when sweepSessions last ran (UnixNano);
+	// drainingSince is since when each trust domain has had a draining
+	// gateway in the snapshot, as sweepSessions last saw.
+	lastSweep     atomic.Int64
+	sweepMu       sync.Mutex
+	drainingSince map[spiffeid.TrustDomain]time.Time
 }
 
 // New validates cfg and returns a Proxy that is not running yet.

@@ -48,7 +48,7 @@ func sessionKey(caller spiffeid.ID, c candidate) session.Key {
 	if i := strings.IndexByte(name, '.'); i >= 0 {
 		name = name[i+1:] // <service>.<namespace>.<cluster>.strait
 	}
-	return session.Key{Caller: caller, Dest: c.path + " " + c.addr + " " + name}
+	return session.Key{Caller: caller, Path: c.path, Addr: c.addr, Name: name}
 }
 
 // openPooled opens a stream to c on a pooled session of the caller, or
@@ -192,4 +192,56 @@ func streamRefusal(err error, addr string) (*RouteError, bool) {
 		return nil, false
 	}
 	return &RouteError{Code: re.Code, Addr: addr, Err: err}, true
+}
+
+// sessionSweepInterval is how often, at most, outbound connections sweep
+// the session pool (sweepSessions).
+const sessionSweepInterval = 100 * time.Millisecond
+
+// sweepSessions retires, at most every sessionSweepInterval, the pooled
+// sessions that should take no new stream although their candidate may
+// still be tried: those through an egress gateway that drains or is gone
+// (the candidates leave it out, and a retired session closes once idle,
+// so that the gateway's drain ends), and those through gateways to a
+// cluster one of whose gateways drains (it may be the ingress the session
+// goes through; a new session goes to one that does not drain).
+func (p *Proxy) sweepSessions(snap *federation.Snapshot) {
+	now := time.Now().UnixNano()
+	last := p.lastSweep.Load()
+	if now-last < int64(sessionSweepInterval) || !p.lastSweep.CompareAndSwap(last, now) {
+		return
+	}
+	egress := map[string]bool{}
+	for _, gw := range snap.Gateways(p.cfg.Cluster) {
+		if !gw.GetDraining() && gw.GetEgressAddress() != "" {
+			egress[gw.GetEgressAddress()] = true
+		}
+	}
+	// Since when each trust domain has had a draining gateway: sessions
+	// opened later went to the gateways that do not drain.
+	p.sweepMu.Lock()
+	seen := map[spiffeid.TrustDomain]time.Time{}
+	for _, cluster := range snap.Clusters() {
+		if cluster == p.cfg.Cluster {
+			continue
+		}
+		for _, gw := range snap.Gateways(cluster) {
+			if td, err := spiffeid.TrustDomainFromString(gw.GetTrustDomain()); err == nil && gw.GetDraining() {
+				since, ok := p.drainingSince[td]
+				if !ok {
+					since = time.Now()
+				}
+				seen[td] = since
+			}
+		}
+	}
+	p.drainingSince = seen
+	p.sweepMu.Unlock()
+	p.sessions.Sweep(func(key session.Key, c *session.Client) bool {
+		if key.Path != pathGateway {
+			return false
+		}
+		since, drains := seen[c.Peer().TrustDomain()]
+		return !egress[key.Addr] || drains && c.Opened().Before(since)
+	})
 }

@@ -25,9 +25,10 @@ type Client struct {
 	// rtt is the handshake's duration, the session's round trip (upper
 	// bound): see Stream.Retryable.
 	rtt time.Duration
-	// renewAt is when the session stops taking streams.
-	renewAt time.Time
-	expiry  *time.Timer
+	// opened is when the session was made; renewAt is when it stops
+	// taking streams.
+	opened, renewAt time.Time
+	expiry          *time.Timer
 
 	active  atomic.Int64 // streams reserved or open
 	total   atomic.Int64 // streams opened in the session's life
@@ -85,7 +86,11 @@ func NewClient(conn *tls.Conn, cfg Config, m *Metrics, rtt time.Duration, ownNot
 	}
 	c.cc = cc
 	now := time.Now()
+	c.opened = now
 	c.renewAt = renewAt(now, leaf.NotAfter, ownNotAfter, cfg.RenewBefore)
+	if end := now.Add(cfg.MaxAge); end.Before(c.renewAt) {
+		c.renewAt = end
+	}
 	c.mu.Lock()
 	if !c.isClosed {
 		c.expiry = time.AfterFunc(leaf.NotAfter.Sub(now), func() { _ = c.Close() })
@@ -110,6 +115,9 @@ func renewAt(now, a, b time.Time, before time.Duration) time.Time {
 
 // Peer is the SPIFFE ID the destination's certificate names.
 func (c *Client) Peer() spiffeid.ID { return c.peer }
+
+// Opened is when the session was made.
+func (c *Client) Opened() time.Time { return c.opened }
 
 // RTT is the session's handshake time.
 func (c *Client) RTT() time.Duration { return c.rtt }

@@ -20,6 +20,8 @@ const (
 	// session expires it takes no new stream (a new session, with the
 	// rotated SVIDs, takes them).
 	DefaultRenewBefore = 30 * time.Second
+	// DefaultMaxAge is how long a session takes new streams.
+	DefaultMaxAge      = 5 * time.Second
 	DefaultPingAfter   = 500 * time.Millisecond
 	DefaultPingTimeout = time.Second
 	// DefaultStreamWindow is the flow-control window of a stream in each
@@ -47,6 +49,13 @@ type Config struct {
 	// closed when the peer's certificate expires. Zero means
 	// DefaultRenewBefore.
 	RenewBefore time.Duration
+	// MaxAge is how long after it opened a session takes new streams; it
+	// closes once those it carries have ended. A session's destination
+	// is the ingress gateway's choice when it opened: MaxAge bounds how
+	// long new connections keep going there after the federation's
+	// preferences change (a region back after a partition heals, a new
+	// region order). Zero means DefaultMaxAge.
+	MaxAge time.Duration
 	// PingAfter is how long a session may go without receiving a frame
 	// before it sends a PING; PingTimeout is how long that PING may go
 	// unanswered before the session is closed as dead. Zero means
@@ -67,6 +76,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RenewBefore == 0 {
 		c.RenewBefore = DefaultRenewBefore
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
 	}
 	if c.PingAfter == 0 {
 		c.PingAfter = DefaultPingAfter
@@ -92,7 +104,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		d    time.Duration
-	}{{"idle timeout", c.IdleTimeout}, {"renew before", c.RenewBefore}, {"ping after", c.PingAfter}, {"ping timeout", c.PingTimeout}} {
+	}{{"idle timeout", c.IdleTimeout}, {"renew before", c.RenewBefore}, {"max age", c.MaxAge}, {"ping after", c.PingAfter}, {"ping timeout", c.PingTimeout}} {
 		if d.d < 0 {
 			errs = multierror.Append(errs, fmt.Errorf("session: %s %v is negative", d.name, d.d))
 		}

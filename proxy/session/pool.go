@@ -7,13 +7,15 @@ import (
 )
 
 // Key names what sessions must not be shared across: the caller's
-// identity, and the destination (the proxy's choice of path, address,
-// service and cluster, which it encodes in Dest).
+// identity, and the destination.
 type Key struct {
 	// Caller is the caller's SPIFFE ID: a session carries streams of the
 	// identity that made its handshake only.
 	Caller spiffeid.ID
-	Dest   string
+	// Path and Addr are how the destination is reached (an endpoint
+	// directly, or an egress gateway, by address); Name is what the
+	// session's handshake asked for (service, namespace, cluster).
+	Path, Addr, Name string
 }
 
 // Pool keeps the client sessions of a proxy by Key. It is safe for
@@ -94,6 +96,23 @@ func (p *Pool) remove(key Key, c *Client) {
 		delete(p.byKey, key)
 	} else {
 		p.byKey[key] = list
+	}
+}
+
+// Sweep retires every pooled session for which retire returns true.
+func (p *Pool) Sweep(retire func(Key, *Client) bool) {
+	p.mu.Lock()
+	var doomed []*Client
+	for key, list := range p.byKey {
+		for _, c := range list {
+			if !c.retired.Load() && retire(key, c) {
+				doomed = append(doomed, c)
+			}
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range doomed {
+		c.Retire()
 	}
 }
 
