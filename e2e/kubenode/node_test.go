@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,10 +91,8 @@ func TestNodeRunsPods(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	strait := straitImage(ctx, t)
-
 	start := time.Now()
-	node, err := kubenode.Start(ctx, kubenode.Config{Host: topo.Host("east", "node"), BinDir: bin, Images: []string{app, strait}})
+	node, err := kubenode.Start(ctx, kubenode.Config{Host: topo.Host("east", "node"), BinDir: bin, Images: []string{app}})
 	if err != nil {
 		t.Fatalf("starting node: %v", err)
 	}
@@ -146,19 +143,6 @@ func TestNodeRunsPods(t *testing.T) {
 	if !strings.Contains(string(logs), "get http://web/: 200 hello from web from web-") {
 		t.Errorf("client pod did not reach a web pod through the Service")
 	}
-
-	// Strait's own image (make image) runs in a pod as a non-root user: the
-	// kubelet refuses runAsNonRoot for an image whose user is root.
-	runToCompletion(ctx, t, node, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "strait", Namespace: "default"},
-		Spec: corev1.PodSpec{
-			RestartPolicy:   corev1.RestartPolicyNever,
-			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr(true)},
-			Containers: []corev1.Container{{
-				Name: "strait", Image: "strait:e2e", ImagePullPolicy: corev1.PullNever, Args: []string{"--help"},
-			}},
-		},
-	}, "Usage:")
 
 	// A claim without a class binds to one of the node's local volumes,
 	// and a non-root pod writes there (as etcd's StatefulSet in deploy/
@@ -275,21 +259,6 @@ func firstLines(b []byte, n int) string {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// straitImage writes Strait's image as `make image` does, named strait:e2e.
-func straitImage(ctx context.Context, t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tar := filepath.Join(t.TempDir(), "strait-image.tar")
-	out, err := exec.CommandContext(ctx, "make", "-C", root, "image", "IMAGE=strait:e2e", "IMAGE_TAR="+tar).CombinedOutput()
-	if err != nil {
-		t.Fatalf("make image: %v\n%s", err, out)
-	}
-	return tar
-}
 
 var watchedSysctls = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
 	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward"}
