@@ -35,8 +35,9 @@ build:
 ## integration, real kube-apiserver; each fuzz target's seed corpus), the race
 ## detector on the concurrent packages, and last the end-to-end suites of
 ## e2e/ one package at a time (network namespaces, real SPIRE, the benchmark
-## harness's smoke: root), with the failover scenarios' table.
-test: fmt-check vet proto-check fuzz-check tools unit race e2e-all
+## harness's smoke: root), with the failover scenarios' table; then
+## e2e-kube, Strait on three real Kubernetes clusters, with its table.
+test: fmt-check vet proto-check fuzz-check tools unit race e2e-all e2e-kube
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
