@@ -52,6 +52,8 @@ type StraitConfig struct {
 	// instead (a WAN link in front of it).
 	WestIngressVia func(ingress string) (string, error)
 	Services       []*StraitService
+	// Sessions, when set, is the proxies' "sessions" setting (on, off).
+	Sessions string
 }
 
 // Strait is a started deployment: a gateway per cluster, a proxy per west
@@ -204,6 +206,7 @@ func (c StraitConfig) startWestProxy(ps *Procs, svc *StraitService) (*Proc, erro
 		"drainTimeout":  "1s",
 		"noProxyHeader": svc.NoProxyHeader,
 		"admin":         listen{Listen: "127.0.0.1:0"}, "pprof": true,
+		"sessions": c.Sessions,
 	})
 	if err != nil {
 		return nil, err
@@ -226,6 +229,7 @@ func (c StraitConfig) startEastProxy(ps *Procs) (*Proc, error) {
 		"etcd": c.etcd(), "identity": c.identity(eastTD),
 		"upstreams": ups, "drainTimeout": "1s",
 		"admin": listen{Listen: "127.0.0.1:0"}, "pprof": true,
+		"sessions": c.Sessions,
 	})
 	if err != nil {
 		return nil, err
