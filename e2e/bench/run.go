@@ -234,6 +234,7 @@ var phases = []struct {
 	{"throughput", (*env).throughput},
 	{"latency", (*env).latency},
 	{"ttfb", (*env).ttfb},
+	{PhaseSessions, (*env).sessions},
 	{"propagation", (*env).propagation},
 	{PhaseGOMAXPROCS, (*env).gomaxprocs},
 }
