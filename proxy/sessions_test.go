@@ -466,3 +466,58 @@ func TestSessionClosesAtPeerExpiry(t *testing.T) {
 		t.Errorf("connection ended at %s, %s before the certificate expired (%v)", ended, notAfter.Sub(ended), err)
 	}
 }
+
+// TestSessionReplaced: a session takes new streams for MaxAge only, and a
+// session through gateways to a cluster whose gateway starts draining is
+// retired at once (the ingress it goes through may be the draining one):
+// the next connections open a new session, through the gateway again, so
+// that the ingress chooses again.
+func TestSessionReplaced(t *testing.T) {
+	tests := []struct {
+		name   string
+		maxAge time.Duration
+		// change, if set, changes the records after the first session.
+		change func(w *world, gw *fakeGateway)
+	}{
+		{"max age", 300 * time.Millisecond, nil},
+		{"remote gateway draining", 0, func(w *world, gw *fakeGateway) {
+			drained := gateway(east, "gw1", "")
+			drained.Draining = true
+			w.reg.setBase(gateway(west, "gw1", gw.Addr()), drained, export(east, "spiffe://"+westTD))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			gw := passthroughGateway(t)
+			w.reg.setBase(gateway(west, "gw1", gw.Addr()), gateway(east, "gw1", ""), export(east, "spiffe://"+westTD))
+			server, _ := w.serverProxy(east, "echo-east", sessionsMode(SessionsOn))
+			gw.forwardTo(server.InboundAddr().String())
+			client := w.sessionClient(west, w.svid(west, "client"), east, func(c *Config) {
+				c.Sessions, c.Session.MaxAge = SessionsOn, tt.maxAge
+			})
+			for range 2 {
+				if got, err := roundTrip(t, client, []byte("ping")); err != nil || string(got) != "ping" {
+					t.Fatalf("round trip = %q, %v", got, err)
+				}
+			}
+			if n := gw.accepted.Load(); n != 1 {
+				t.Fatalf("gateway carried %d connections for two connections, want one session", n)
+			}
+			if tt.change != nil {
+				tt.change(w, gw)
+			}
+			eventually(t, 5*time.Second, "a new session", func() bool {
+				if got, err := roundTrip(t, client, []byte("ping")); err != nil || string(got) != "ping" {
+					t.Fatalf("round trip = %q, %v", got, err)
+				}
+				return gw.accepted.Load() == 2
+			})
+			// The retired session closes once idle: on the server, one
+			// session is left.
+			eventually(t, 5*time.Second, "the old session closed", func() bool {
+				return metricValue(t, server, "strait_proxy_sessions_open", map[string]string{"side": session.SideServer}) == 1
+			})
+		})
+	}
+}

@@ -28,7 +28,9 @@ type Client struct {
 	// opened is when the session was made; renewAt is when it stops
 	// taking streams.
 	opened, renewAt time.Time
-	expiry          *time.Timer
+	// expiry closes the session at the peer's certificate expiry; renew
+	// retires it at renewAt.
+	expiry, renew *time.Timer
 
 	active  atomic.Int64 // streams reserved or open
 	total   atomic.Int64 // streams opened in the session's life
@@ -94,6 +96,9 @@ func NewClient(conn *tls.Conn, cfg Config, m *Metrics, rtt time.Duration, ownNot
 	c.mu.Lock()
 	if !c.isClosed {
 		c.expiry = time.AfterFunc(leaf.NotAfter.Sub(now), func() { _ = c.Close() })
+		// Past renewAt the session takes no stream; it closes once the
+		// ones it carries have ended.
+		c.renew = time.AfterFunc(c.renewAt.Sub(now), c.Retire)
 	}
 	c.mu.Unlock()
 	return c, nil
@@ -173,6 +178,7 @@ func (c *Client) closed() {
 	c.isClosed = true
 	if c.expiry != nil {
 		c.expiry.Stop()
+		c.renew.Stop()
 	}
 	f := c.onClose
 	c.mu.Unlock()
