@@ -22,9 +22,13 @@ type Client struct {
 	cc   *http2.ClientConn
 	conn *watchedConn
 	peer spiffeid.ID
-	// rtt is the handshake's duration, the session's round trip (upper
-	// bound): see Stream.Retryable.
-	rtt time.Duration
+	// minRTT is the session's round trip: the shortest of its handshake
+	// and of its streams' answers (nanoseconds; see Stream.Retryable).
+	minRTT atomic.Int64
+	// pending are the streams waiting for their answer, by when they
+	// were opened.
+	pendMu  sync.Mutex
+	pending map[*Stream]time.Time
 	// opened is when the session was made; renewAt is when it stops
 	// taking streams.
 	opened, renewAt time.Time
@@ -72,7 +76,8 @@ func NewClient(conn *tls.Conn, cfg Config, m *Metrics, rtt time.Duration, ownNot
 	if err != nil {
 		return nil, fmt.Errorf("session: peer certificate: %w", err)
 	}
-	c := &Client{cfg: cfg, m: m, peer: peer, rtt: rtt}
+	c := &Client{cfg: cfg, m: m, peer: peer, pending: map[*Stream]time.Time{}}
+	c.minRTT.Store(int64(rtt))
 	c.conn = newWatchedConn(conn, c.closed)
 	t := &http2.Transport{
 		IdleConnTimeout:            cfg.IdleTimeout,
@@ -124,8 +129,44 @@ func (c *Client) Peer() spiffeid.ID { return c.peer }
 // Opened is when the session was made.
 func (c *Client) Opened() time.Time { return c.opened }
 
-// RTT is the session's handshake time.
-func (c *Client) RTT() time.Duration { return c.rtt }
+// RTT is the session's round trip: the shortest of its handshake's time
+// and of its streams' times to their answers.
+func (c *Client) RTT() time.Duration { return time.Duration(c.minRTT.Load()) }
+
+// observeRTT lowers the round-trip estimate to d if it is shorter.
+func (c *Client) observeRTT(d time.Duration) {
+	for {
+		cur := c.minRTT.Load()
+		if int64(d) >= cur || c.minRTT.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
+}
+
+// stallAfter is how long a stream may wait for its answer before its
+// session counts as stalled: four round trips, and at least
+// minStallAfter.
+func (c *Client) stallAfter() time.Duration { return max(4*c.RTT(), minStallAfter) }
+
+// minStallAfter is the least time a session is given to answer a stream
+// before it counts as stalled (scheduling on a busy host).
+const minStallAfter = 100 * time.Millisecond
+
+// Stalled reports whether a stream has waited for its answer longer than
+// stallAfter: the path may be dead (a SIGKILLed gateway, a partition), and
+// new streams should go to a new session. The waiting streams stay: they
+// end with their answer or with the session (PingTimeout).
+func (c *Client) Stalled() bool {
+	limit := time.Now().Add(-c.stallAfter())
+	c.pendMu.Lock()
+	defer c.pendMu.Unlock()
+	for _, t := range c.pending {
+		if t.Before(limit) {
+			return true
+		}
+	}
+	return false
+}
 
 // Streams reports the streams reserved or open now.
 func (c *Client) Streams() int { return int(c.active.Load()) }

@@ -52,6 +52,10 @@ func (p *Pool) Open(key Key, target string, allowed func(spiffeid.ID) error) *St
 		if !c.Usable() {
 			continue
 		}
+		if c.Stalled() {
+			c.Retire()
+			continue
+		}
 		if allowed != nil && allowed(c.peer) != nil {
 			c.Retire()
 			continue

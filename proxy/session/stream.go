@@ -51,9 +51,19 @@ func (c *Client) open(target string) *Stream {
 	}).WithContext(ctx)
 	c.total.Add(1)
 	c.m.streamOpened(SideClient)
+	c.pendMu.Lock()
+	c.pending[s] = s.opened
+	c.pendMu.Unlock()
 	go func() {
 		resp, err := c.cc.RoundTrip(req)
-		c.m.observeStreamSetup(time.Since(s.opened).Seconds())
+		took := time.Since(s.opened)
+		c.pendMu.Lock()
+		delete(c.pending, s)
+		c.pendMu.Unlock()
+		c.m.observeStreamSetup(took.Seconds())
+		if err == nil && resp.StatusCode == http.StatusOK {
+			c.observeRTT(took)
+		}
 		switch {
 		case err != nil:
 			s.err = err
@@ -111,7 +121,7 @@ func (s *Stream) Retryable() bool {
 		case errors.As(s.err, &re), s.written.Load() == 0, s.c.goneAway():
 			return true
 		}
-		return !s.c.heardSince(s.opened.Add(s.c.rtt / 2))
+		return !s.c.heardSince(s.opened.Add(s.c.RTT() / 2))
 	}
 	return s.written.Load() == 0 && s.read.Load() == 0
 }
