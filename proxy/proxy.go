@@ -185,6 +185,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if p.transp != nil {
 		g.Go(func() error { return p.acceptLoop(gctx, p.transp, func(c net.Conn) { p.serveTransparent(connCtx, c) }) })
 	}
+	if p.sessions != nil {
+		g.Go(func() error { return p.sweepLoop(gctx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		// Withdraw first, so that callers stop choosing this endpoint;

@@ -194,6 +194,22 @@ func streamRefusal(err error, addr string) (*RouteError, bool) {
 	return &RouteError{Code: re.Code, Addr: addr, Err: err}, true
 }
 
+// sweepLoop sweeps the session pool every sessionSweepInterval until ctx
+// ends (outbound connections sweep it too), so that sessions through a
+// draining gateway close even while no new connection comes.
+func (p *Proxy) sweepLoop(ctx context.Context) error {
+	t := time.NewTicker(sessionSweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			p.sweepSessions(p.cfg.Snapshots.Snapshot())
+		}
+	}
+}
+
 // sessionSweepInterval is how often, at most, outbound connections sweep
 // the session pool (sweepSessions).
 const sessionSweepInterval = 100 * time.Millisecond
