@@ -130,11 +130,11 @@ func (e *env) sessions(ctx context.Context) error {
 		n = 2
 	}
 	samples := map[string][]time.Duration{}
-	for i := range n {
-		if i > 0 {
-			if err := sleepCtx(ctx, sessionColdGap); err != nil {
-				return errors.Join(append(errs, err)...)
-			}
+	for range n {
+		// Every sample after the gap, the first too: the warm samples
+		// left a session.
+		if err := sleepCtx(ctx, sessionColdGap); err != nil {
+			return errors.Join(append(errs, err)...)
 		}
 		for setup, addr := range map[string]string{SetupStrait: onSvc.Entry, SetupStraitPerConn: offSvc.Entry} {
 			s, err := TTFB(ctx, addr, 1, 10*time.Second)
