@@ -125,7 +125,7 @@ func (e *env) sessions(ctx context.Context) error {
 		e.log.Info("ttfb warm", "p50", percentile(s, 0.5), "p90", percentile(s, 0.9))
 	}
 	// Cold: spaced samples in both modes.
-	n := max(3, min(e.cfg.TTFBConns/10, 10))
+	n := max(5, min(e.cfg.TTFBConns/4, 10))
 	if e.cfg.Smoke {
 		n = 2
 	}
