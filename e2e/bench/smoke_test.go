@@ -25,6 +25,8 @@ var smokeRows = func() map[string][]string {
 	}
 	ttfb := []string{SetupStrait, SetupStunnel, SetupHAProxySNI}
 	rtt := fmt.Sprintf("ttfb_%dms_rtt_", DefaultWANRTT.Milliseconds())
+	warm := fmt.Sprintf("ttfb_warm_%dms_rtt_", DefaultWANRTT.Milliseconds())
+	cold := fmt.Sprintf("ttfb_cold_%dms_rtt_", DefaultWANRTT.Milliseconds())
 	rows := map[string][]string{
 		"throughput_1_stream": all, "throughput_8_streams": all,
 		"latency_p50_1k_1000rps": all, "latency_p90_1k_1000rps": all, "latency_p99_1k_1000rps": all,
@@ -32,6 +34,10 @@ var smokeRows = func() map[string][]string {
 		"ttfb_0ms_rtt_p50": ttfb, "ttfb_0ms_rtt_p90": ttfb, rtt + "p50": ttfb, rtt + "p90": ttfb,
 		rtt + "resumption_on_p50": {SetupStunnel, SetupHAProxySNI}, rtt + "resumption_on_p90": {SetupStunnel, SetupHAProxySNI},
 		"export_propagation_p50": {SetupStrait, SetupEtcdWatch}, "export_propagation_p99": {SetupStrait, SetupEtcdWatch},
+		// Issue 16's sessions phase (sessions.go).
+		warm + "p50": {SetupStrait}, warm + "p90": {SetupStrait},
+		cold + "p50": {SetupStrait, SetupStraitPerConn}, cold + "p90": {SetupStrait, SetupStraitPerConn},
+		"new_conns_per_cpu_s": {SetupStrait, SetupStraitPerConn},
 	}
 	// Only the setups that have such a process have a gateway value:
 	// nothing is copied from another row.

@@ -271,11 +271,10 @@ func (e *env) readTLS(ctx context.Context) error {
 		}
 		e.res.TLS = append(e.res.TLS, c.info(p.name, "off", "QUIC client→server (main)", "rawquic server log: Go tls.ConnectionState"))
 	}
-	for i, s := range e.straits {
-		dep := " (main)"
-		if i > 0 {
-			dep = " (ttfb)"
-		}
+	for _, s := range e.straits {
+		// The deployment's name: the west gateway's process name
+		// without its role.
+		dep := " (" + strings.TrimSuffix(s.WestGW.Name, "-gw-"+westCluster) + ")"
 		for _, layer := range []struct {
 			name, hop string
 			procs     []*Proc
