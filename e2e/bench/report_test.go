@@ -224,6 +224,12 @@ func TestIssue16Goals(t *testing.T) {
 			"issue 16: cold TTFB at 30 ms RTT <= per-connection mode's":            "met",
 			"issue 16: new connections per CPU second >= 3x per-connection mode's": "met",
 		}},
+		{"cold against per-connection mode's cold value in the same row", map[string]map[string]float64{
+			"ttfb_cold_30ms_rtt_p50": {SetupStrait: 70, SetupStraitPerConn: 69},
+			"ttfb_30ms_rtt_p50":      {SetupStrait: 80},
+		}, map[string]string{
+			"issue 16: cold TTFB at 30 ms RTT <= per-connection mode's": "NOT MET",
+		}},
 		{"warm too slow, cold slower, too few connections, no baseline of cold", map[string]map[string]float64{
 			"ttfb_warm_30ms_rtt":     {SetupStrait: 35.1},
 			"ttfb_cold_30ms_rtt_p50": {SetupStrait: 66},
