@@ -121,7 +121,7 @@ func (e *env) gomaxprocs(ctx context.Context) error {
 func (e *env) startGOMAXPROCS(ctx context.Context, n int) (*Strait, string, error) {
 	// Environment is set per binary path: the gateways get a copy of
 	// their own.
-	bin := filepath.Join(e.dir, fmt.Sprintf("strait-gomaxprocs%d", n))
+	bin := filepath.Join(e.dir, fmt.Sprintf("strait-gateway-gomaxprocs%d.bin", n))
 	if err := copyFile(e.bins.strait, bin); err != nil {
 		return nil, "", err
 	}
