@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -46,7 +47,7 @@ func (f *fed) startLoad(ctx context.Context, t *testing.T, target string) *loadR
 	}
 	l := &loadRun{pod: pods[0], done: make(chan error, 1)}
 	l.cmd = f.nodes["east"].KubectlCommand(ctx, "-n", "demo", "exec", "-i", l.pod, "-c", "curl", "--",
-		"/kubeapp", "load", "-target", target, "-rate", fmt.Sprint(loadRate), "-timeout", "2s")
+		"/kubeapp", "load", "-target", target, "-rate", fmt.Sprint(loadRate), "-timeout", loadTimeout.String())
 	var err error
 	if l.stdin, err = l.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -192,6 +193,9 @@ func (f *fed) failures(ctx context.Context, t *testing.T, l *loadRun, h load.His
 		for _, line := range strings.Split(string(out), "\n") {
 			gwLogs = append(gwLogs, c+" "+line)
 		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		t.Logf("%d failed requests; the host's load average (1, 5, 15 min): %s", len(fails), strings.Join(strings.Fields(string(b))[:3], " "))
 	}
 	for _, r := range fails {
 		var evidence []string
