@@ -362,13 +362,14 @@ func (g *blackholeGateway) blackhole(addr string) {
 	g.mu.Unlock()
 }
 
-// TestSessionRetryBeforeFirstByte: a stream that fails before its first
-// byte goes elsewhere with the bytes the application sent, as a connection
+// TestSessionRetryBeforeFirstByte: a stream refused before its first byte
+// goes elsewhere with the bytes the application sent, as a connection
 // does: on a session whose endpoint's application is down (refused with
-// NO_ENDPOINT, retried on the other endpoint), and on a session whose
-// path went silent (a gateway that stops forwarding: the session's PINGs
-// go unanswered, it closes, and the stream, which heard nothing after it
-// was opened, goes to a new session).
+// NO_ENDPOINT, retried on the other endpoint). A stream whose path went
+// silent after its bytes went out (a gateway that stops forwarding) fails
+// once the session's PINGs go unanswered: its request may have arrived
+// (at most once); the next connection opens a new session, which the
+// gateway routes elsewhere.
 func TestSessionRetryBeforeFirstByte(t *testing.T) {
 	t.Run("application down", func(t *testing.T) {
 		w := newWorld(t)
@@ -415,17 +416,64 @@ func TestSessionRetryBeforeFirstByte(t *testing.T) {
 		}
 		gw.blackhole(serverB.InboundAddr().String())
 		start := time.Now()
+		if got, err := roundTrip(t, client, []byte("lost")); err == nil || len(got) != 0 {
+			t.Fatalf("round trip on the silent session = %q, %v; want a failure", got, err)
+		}
+		t.Logf("failed after %s", time.Since(start))
 		if got, err := roundTrip(t, client, []byte("moved")); err != nil || string(got) != "moved" {
 			t.Fatalf("round trip after the path went silent = %q, %v", got, err)
 		}
-		t.Logf("rerouted in %s", time.Since(start))
 		if n := len(appA.SPIFFEIDs()); n != 1 {
 			t.Errorf("A's app saw %d connections, want only the first", n)
 		}
 		if n := len(appB.SPIFFEIDs()); n != 1 {
-			t.Errorf("B's app saw %d connections, want 1", n)
+			t.Errorf("B's app saw %d connections, want 1 (the lost request is not sent again)", n)
 		}
 	})
+}
+
+// TestSessionStalledLeft: once a stream has waited for its answer longer
+// than a few round trips, new connections go to a new session (through the
+// gateway, which routes them elsewhere) without waiting for the stalled
+// session to be declared dead; the waiting connection is left alone.
+func TestSessionStalledLeft(t *testing.T) {
+	w := newWorld(t)
+	gw := newBlackholeGateway(t)
+	w.reg.setBase(gateway(west, "gw1", gw.Addr()), gateway(east, "gw1", ""), export(east, "spiffe://"+westTD))
+	serverA, _ := w.serverProxy(east, "echo-a", sessionsMode(SessionsOn))
+	serverB, appB := w.serverProxy(east, "echo-b", sessionsMode(SessionsOn))
+	gw.forwardTo(serverA.InboundAddr().String())
+	client := w.sessionClient(west, w.svid(west, "client"), east, func(c *Config) {
+		c.Sessions = SessionsOn
+		// Declared dead 3s after the path went silent: long after it
+		// stalls (a few round trips, at least 60ms).
+		c.Session.PingAfter, c.Session.PingTimeout = time.Second, 2*time.Second
+	})
+	if got, err := roundTrip(t, client, []byte("warm")); err != nil || string(got) != "warm" {
+		t.Fatalf("round trip = %q, %v", got, err)
+	}
+	gw.blackhole(serverB.InboundAddr().String())
+	stuck := make(chan error, 1)
+	go func() { _, err := roundTrip(t, client, []byte("stuck")); stuck <- err }()
+	eventually(t, 5*time.Second, "the session stalled", func() bool {
+		stalled := false
+		client.sessions.Sweep(func(_ session.Key, c *session.Client) bool {
+			stalled = stalled || c.Stalled()
+			return false
+		})
+		return stalled
+	})
+	if got, err := roundTrip(t, client, []byte("moved")); err != nil || string(got) != "moved" {
+		t.Fatalf("round trip after the session stalled = %q, %v", got, err)
+	}
+	if n := len(appB.SPIFFEIDs()); n != 1 {
+		t.Errorf("B's app saw %d connections, want 1", n)
+	}
+	select {
+	case err := <-stuck:
+		t.Errorf("the stalled connection ended (%v) before its session was declared dead", err)
+	default:
+	}
 }
 
 // TestSessionClosesAtPeerExpiry: no stream outlives the destination's

@@ -144,13 +144,14 @@ func (c *Client) observeRTT(d time.Duration) {
 }
 
 // stallAfter is how long a stream may wait for its answer before its
-// session counts as stalled: four round trips, and at least
+// session counts as stalled: three round trips, and at least
 // minStallAfter.
-func (c *Client) stallAfter() time.Duration { return max(4*c.RTT(), minStallAfter) }
+func (c *Client) stallAfter() time.Duration { return max(3*c.RTT(), minStallAfter) }
 
 // minStallAfter is the least time a session is given to answer a stream
-// before it counts as stalled (scheduling on a busy host).
-const minStallAfter = 100 * time.Millisecond
+// before it counts as stalled (scheduling on a busy host; a false alarm
+// costs one handshake).
+const minStallAfter = 60 * time.Millisecond
 
 // Stalled reports whether a stream has waited for its answer longer than
 // stallAfter: the path may be dead (a SIGKILLed gateway, a partition), and
@@ -228,10 +229,6 @@ func (c *Client) closed() {
 	}
 }
 
-// heardSince reports whether the session received anything from its peer
-// after t.
-func (c *Client) heardSince(t time.Time) bool { return c.conn.lastRead().After(t) }
-
 // goneAway reports whether the peer sent GOAWAY (or the session is closing
 // by itself) while its connection is still open: a stream that failed then
 // was one the peer never processed.
@@ -240,35 +237,19 @@ func (c *Client) goneAway() bool {
 	return st.Closing && !st.Closed && !c.retired.Load()
 }
 
-// watchedConn records when its last read returned data and calls onClose
-// once when it is closed.
+// watchedConn calls onClosed once when it is closed.
 type watchedConn struct {
 	net.Conn
-	base     time.Time
-	last     atomic.Int64 // nanoseconds since base
 	once     sync.Once
 	onClosed func()
 }
 
 func newWatchedConn(c net.Conn, onClosed func()) *watchedConn {
-	w := &watchedConn{Conn: c, base: time.Now(), onClosed: onClosed}
-	return w
-}
-
-func (w *watchedConn) Read(b []byte) (int, error) {
-	n, err := w.Conn.Read(b)
-	if n > 0 {
-		w.last.Store(int64(time.Since(w.base)))
-	}
-	return n, err
+	return &watchedConn{Conn: c, onClosed: onClosed}
 }
 
 func (w *watchedConn) Close() error {
 	err := w.Conn.Close()
 	w.once.Do(w.onClosed)
 	return err
-}
-
-func (w *watchedConn) lastRead() time.Time {
-	return w.base.Add(time.Duration(w.last.Load()))
 }
