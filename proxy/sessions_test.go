@@ -399,6 +399,32 @@ func TestSessionRetryBeforeFirstByte(t *testing.T) {
 			t.Errorf("B served %d of the 20 connections", got)
 		}
 	})
+	t.Run("quiet session's path died", func(t *testing.T) {
+		// A session that has not heard from its peer lately holds a new
+		// stream's bytes until the answer: when the answer never comes,
+		// nothing was sent, and the connection goes to a new session.
+		w := newWorld(t)
+		gw := newBlackholeGateway(t)
+		w.reg.setBase(gateway(west, "gw1", gw.Addr()), gateway(east, "gw1", ""), export(east, "spiffe://"+westTD))
+		serverA, appA := w.serverProxy(east, "echo-a", sessionsMode(SessionsOn))
+		serverB, appB := w.serverProxy(east, "echo-b", sessionsMode(SessionsOn))
+		gw.forwardTo(serverA.InboundAddr().String())
+		client := w.sessionClient(west, w.svid(west, "client"), east, func(c *Config) {
+			c.Sessions = SessionsOn
+			c.Session.PingAfter, c.Session.PingTimeout = 50*time.Millisecond, 200*time.Millisecond
+			c.Session.Pipeline = -1 // every session counts as quiet
+		})
+		if got, err := roundTrip(t, client, []byte("warm")); err != nil || string(got) != "warm" {
+			t.Fatalf("round trip = %q, %v", got, err)
+		}
+		gw.blackhole(serverB.InboundAddr().String())
+		if got, err := roundTrip(t, client, []byte("moved")); err != nil || string(got) != "moved" {
+			t.Fatalf("round trip after the path died = %q, %v", got, err)
+		}
+		if a, b := len(appA.SPIFFEIDs()), len(appB.SPIFFEIDs()); a != 1 || b != 1 {
+			t.Errorf("A's app saw %d connections, B's %d; want 1 and 1", a, b)
+		}
+	})
 	t.Run("path silent", func(t *testing.T) {
 		w := newWorld(t)
 		gw := newBlackholeGateway(t)
@@ -409,6 +435,7 @@ func TestSessionRetryBeforeFirstByte(t *testing.T) {
 		fast := func(c *Config) {
 			c.Sessions = SessionsOn
 			c.Session.PingAfter, c.Session.PingTimeout = 50*time.Millisecond, 200*time.Millisecond
+			c.Session.Pipeline = time.Hour // the request goes out with the stream
 		}
 		client := w.sessionClient(west, w.svid(west, "client"), east, fast)
 		if got, err := roundTrip(t, client, []byte("warm")); err != nil || string(got) != "warm" {

@@ -153,6 +153,23 @@ func (c *Client) stallAfter() time.Duration { return max(3*c.RTT(), minStallAfte
 // costs one handshake).
 const minStallAfter = 60 * time.Millisecond
 
+// fresh reports whether the session heard from its peer recently enough
+// for a new stream's first bytes to go out with its request (see
+// Config.Pipeline).
+func (c *Client) fresh() bool {
+	w := c.cfg.Pipeline
+	switch {
+	case w < 0:
+		return false
+	case w == 0:
+		w = max(2*c.RTT(), minPipeline)
+	}
+	return c.conn.sinceRead() < w
+}
+
+// minPipeline is the least of the default Config.Pipeline.
+const minPipeline = 50 * time.Millisecond
+
 // Stalled reports whether a stream has waited for its answer longer than
 // stallAfter: the path may be dead (a SIGKILLed gateway, a partition), and
 // new streams should go to a new session. The waiting streams stay: they
@@ -237,15 +254,31 @@ func (c *Client) goneAway() bool {
 	return st.Closing && !st.Closed && !c.retired.Load()
 }
 
-// watchedConn calls onClosed once when it is closed.
+// watchedConn records when its last read returned data and calls
+// onClosed once when it is closed.
 type watchedConn struct {
 	net.Conn
+	base     time.Time
+	last     atomic.Int64 // nanoseconds since base
 	once     sync.Once
 	onClosed func()
 }
 
 func newWatchedConn(c net.Conn, onClosed func()) *watchedConn {
-	return &watchedConn{Conn: c, onClosed: onClosed}
+	return &watchedConn{Conn: c, base: time.Now(), onClosed: onClosed}
+}
+
+func (w *watchedConn) Read(b []byte) (int, error) {
+	n, err := w.Conn.Read(b)
+	if n > 0 {
+		w.last.Store(int64(time.Since(w.base)))
+	}
+	return n, err
+}
+
+// sinceRead is how long ago the last read returned data.
+func (w *watchedConn) sinceRead() time.Duration {
+	return time.Since(w.base) - time.Duration(w.last.Load())
 }
 
 func (w *watchedConn) Close() error {

@@ -56,6 +56,15 @@ type Config struct {
 	// preferences change (a region back after a partition heals, a new
 	// region order). Zero means DefaultMaxAge.
 	MaxAge time.Duration
+	// Pipeline is how recently a session must have received a frame from
+	// its peer for a new stream's first bytes to go out with the request
+	// that opens it (one round trip to the answer). On a quieter session
+	// they wait for the destination's answer (two round trips, as a new
+	// handshake costs), so that a stream on a session whose path died
+	// unnoticed fails with nothing sent and goes elsewhere. Zero means
+	// two of the session's round trips, at least 50ms; negative means
+	// never pipeline.
+	Pipeline time.Duration
 	// PingAfter is how long a session may go without receiving a frame
 	// before it sends a PING; PingTimeout is how long that PING may go
 	// unanswered before the session is closed as dead. Zero means

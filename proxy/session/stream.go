@@ -24,6 +24,8 @@ type Stream struct {
 	c      *Client
 	target string
 	opened time.Time
+	// hold makes writes wait for the answer (Config.Pipeline).
+	hold   bool
 	pw     *io.PipeWriter
 	cancel context.CancelFunc
 
@@ -40,7 +42,7 @@ type Stream struct {
 func (c *Client) open(target string) *Stream {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	s := &Stream{c: c, target: target, opened: time.Now(), pw: pw, cancel: cancel, done: make(chan struct{})}
+	s := &Stream{c: c, target: target, opened: time.Now(), pw: pw, cancel: cancel, done: make(chan struct{}), hold: !c.fresh()}
 	req := (&http.Request{
 		Method:        http.MethodConnect,
 		URL:           &url.URL{Host: target},
@@ -142,8 +144,13 @@ func (s *Stream) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// Write sends b to the destination's application.
+// Write sends b to the destination's application. On a stream opened on
+// a quiet session (Config.Pipeline) it waits for the destination's answer
+// first.
 func (s *Stream) Write(b []byte) (int, error) {
+	if s.hold {
+		<-s.done
+	}
 	if s.answered() && s.err != nil {
 		return 0, s.failure()
 	}
@@ -159,7 +166,12 @@ func (s *Stream) Write(b []byte) (int, error) {
 }
 
 // CloseWrite ends the stream's direction to the destination (a half-close).
-func (s *Stream) CloseWrite() error { return s.pw.Close() }
+func (s *Stream) CloseWrite() error {
+	if s.hold {
+		<-s.done
+	}
+	return s.pw.Close()
+}
 
 // Close ends the stream; one still open either way is reset.
 func (s *Stream) Close() error {
