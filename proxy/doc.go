@@ -51,10 +51,16 @@
 // the caller against the export's consumers now) and tells the application
 // the caller's SPIFFE ID in the PROXY header; a refusal is an answer with
 // a StreamCode, before any byte reaches the application. A stream refused
-// with a retryable code or failed before the destination's answer without
-// having possibly delivered a byte (session.Stream.Retryable) moves on with
-// the application's bytes, to a new session on the same candidate (the
-// failed session is retired) or to the next candidate. A peer without
+// with a retryable code, or failed before the destination's answer with
+// none of the application's bytes sent (session.Stream.Retryable), moves
+// on with them, to a new session on the same candidate (the failed session
+// is retired) or to the next candidate; one whose bytes went out is not
+// sent twice. New connections leave a stalled session after a few round
+// trips, and a quiet session sends a stream's bytes only after its answer
+// (session.Config.Pipeline). Sessions through a draining egress gateway,
+// or to a cluster one of whose gateways drains, are retired (swept every
+// 100ms), and a session takes new streams for session.Config.MaxAge only,
+// so that traffic follows the federation's preferences again. A peer without
 // sessions, either side, gets one handshake per connection, so a
 // federation of mixed versions keeps working.
 //

@@ -17,9 +17,17 @@
 // differently), and HTTP/2 framing adds 9 bytes per frame.
 //
 // The client (Client, Stream, Pool) sends a stream's first bytes with its
-// CONNECT request, without waiting for the answer; until the answer comes,
-// those bytes are kept by the caller (Stream.Tentative) and a refusal or a
-// failure lets it send them elsewhere (Stream.Retryable). The server
+// CONNECT request, without waiting for the answer, on a session that heard
+// from its peer in the last two round trips (Config.Pipeline; on a quieter
+// one they wait for the answer, so that a session whose path died unnoticed
+// costs a retry, not a failure). Until the answer comes, those bytes are
+// kept by the caller (Stream.Tentative); a refusal, or a failure before any
+// of them went out, lets it send them elsewhere (Stream.Retryable). A
+// failure after they went out and before the answer is not retried: the
+// request may have reached the application (at most once). New streams
+// leave a session whose stream has waited more than three round trips for
+// its answer (Client.Stalled); a session whose PINGs go unanswered
+// (Config.PingAfter, PingTimeout) is closed. The server
 // (Server) authorizes every stream with the caller's Accept, which returns
 // the application connection, answers 200 and relays; a refusal answers
 // with a StreamCode (header Strait-Stream-Code) and no byte reaches the
