@@ -93,8 +93,10 @@ spec:
     - {name: app, image: strait.test/kubeapp:v1, imagePullPolicy: Never, command: [/kubeapp, serve, -listen, "127.0.0.1:9999"]}
 `
 
-// TestCaptureOnRealNode installs deploy/overlays/east on one real node as
-// TestInstallOnRealNode does, then proves transparent capture from Strait's
+// TestCaptureOnRealNode installs deploy/overlays/east on one real node
+// (e2e/kubenode; kubectl apply -k, then injector-tls.sh, as the README
+// says), waits for etcd and the injector, then proves transparent capture
+// from Strait's
 // distroless image: the injected init container of a pod without
 // annotations installs the nftables rules (its log prints the table, with
 // the proxy's group excluded) with NET_ADMIN only; an unmodified client in
