@@ -296,22 +296,28 @@ func StartHAProxySNI(ctx context.Context, ps *Procs, bin, dir string, cert *Cert
 		}
 		fmt.Fprintf(&cli, "listen %s\n%s  bind %s\n  server gateway %s %s\n", r.Name, haproxyClientLog, r.Entry, to, haproxyTLSClient(cert, r.Name, o))
 	}
-	p, err := startPair(ctx, ps, o.procName("haproxy-sni"), bin, dir, routes, srv.String(), cli.String(),
-		func(cfg string) []string { return []string{"-db", "-f", cfg} })
-	if err != nil {
-		return nil, err
+	// The gateway first: the readiness probe of the client side's
+	// listener makes the client side dial it.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("bench: haproxy gateway: %w", err)
 	}
 	gwPath := filepath.Join(dir, o.procName("haproxy-sni")+"-gateway.cfg")
 	if err := os.WriteFile(gwPath, []byte(gwc.String()), 0o600); err != nil {
 		return nil, fmt.Errorf("bench: haproxy gateway: %w", err)
 	}
-	if p.WestGW, err = ps.Start(o.procName("haproxy-sni")+"-gateway", bin, "-db", "-f", gwPath); err != nil {
+	gwProc, err := ps.Start(o.procName("haproxy-sni")+"-gateway", bin, "-db", "-f", gwPath)
+	if err != nil {
 		return nil, err
 	}
-	if err := waitProcTCP(ctx, p.WestGW, gw, readyTimeout); err != nil {
+	if err := waitProcTCP(ctx, gwProc, gw, readyTimeout); err != nil {
 		return nil, err
 	}
-	p.GatewayAddr = gw
+	p, err := startPair(ctx, ps, o.procName("haproxy-sni"), bin, dir, routes, srv.String(), cli.String(),
+		func(cfg string) []string { return []string{"-db", "-f", cfg} })
+	if err != nil {
+		return nil, err
+	}
+	p.WestGW, p.GatewayAddr = gwProc, gw
 	return p, nil
 }
 
