@@ -473,7 +473,7 @@ func TestSessionStalledLeft(t *testing.T) {
 	client := w.sessionClient(west, w.svid(west, "client"), east, func(c *Config) {
 		c.Sessions = SessionsOn
 		// Declared dead 3s after the path went silent: long after it
-		// stalls (a few round trips, at least 60ms).
+		// stalls (a few round trips, at least 100ms).
 		c.Session.PingAfter, c.Session.PingTimeout = time.Second, 2*time.Second
 	})
 	if got, err := roundTrip(t, client, []byte("warm")); err != nil || string(got) != "warm" {

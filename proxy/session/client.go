@@ -151,7 +151,7 @@ func (c *Client) stallAfter() time.Duration { return max(3*c.RTT(), minStallAfte
 // minStallAfter is the least time a session is given to answer a stream
 // before it counts as stalled (scheduling on a busy host; a false alarm
 // costs one handshake).
-const minStallAfter = 60 * time.Millisecond
+const minStallAfter = 100 * time.Millisecond
 
 // fresh reports whether the session heard from its peer recently enough
 // for a new stream's first bytes to go out with its request (see

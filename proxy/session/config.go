@@ -21,9 +21,14 @@ const (
 	// rotated SVIDs, takes them).
 	DefaultRenewBefore = 30 * time.Second
 	// DefaultMaxAge is how long a session takes new streams.
-	DefaultMaxAge      = 5 * time.Second
-	DefaultPingAfter   = 500 * time.Millisecond
-	DefaultPingTimeout = time.Second
+	DefaultMaxAge = 5 * time.Second
+	// DefaultPingAfter and DefaultPingTimeout declare a silent session
+	// dead after 6s: a false alarm kills every stream of the session, so
+	// they leave room for a busy host (a 1s timeout reset delivered
+	// requests in the failover suite at load average 60); new streams
+	// leave a stalled session long before (Client.Stalled).
+	DefaultPingAfter   = time.Second
+	DefaultPingTimeout = 5 * time.Second
 	// DefaultStreamWindow is the flow-control window of a stream in each
 	// direction, large enough for bulk transfers over a WAN round trip.
 	DefaultStreamWindow = 4 << 20
