@@ -276,8 +276,11 @@ func (f *fed) example(name string) (rest, export []byte) {
 func (f *fed) clientManifest() []byte {
 	m, _ := f.example("east-client.yaml")
 	s := strings.Replace(string(m), "image: curlimages/curl:8.11.1", "image: "+appImage+"\n          imagePullPolicy: Never", 1)
+	// The sidecar logs every connection it closes (debug): the evidence
+	// that excuses a request cut while relayed through a killed gateway.
+	s = strings.Replace(s, "    serviceAccount: client\n", "    serviceAccount: client\n    logLevel: debug\n", 1)
 	s = strings.Replace(s, `command: ["sleep", "infinity"]`, `args: ["serve", "-listen", "127.0.0.1:9999"]`, 1)
-	if !strings.Contains(s, appImage) || !strings.Contains(s, "127.0.0.1:9999") {
+	if !strings.Contains(s, appImage) || !strings.Contains(s, "127.0.0.1:9999") || !strings.Contains(s, "logLevel: debug") {
 		f.t.Fatal("deploy/examples/east-client.yaml: no curl container to replace")
 	}
 	return []byte(s)
