@@ -30,7 +30,7 @@ type clusterConfig struct {
 
 // recMessage returns the message of a record as a rec holds it.
 func recMessage(info KeyInfo, msg proto.Message) proto.Message {
-	if c, ok := msg.(*straitv1.GatewayConfig); ok && info.Kind == KindConfig {
+	if c, ok := msg.(*straitv1.GatewayConfig); ok {
 		return &clusterConfig{GatewayConfig: c, cluster: info.Cluster}
 	}
 	return msg

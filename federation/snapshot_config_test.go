@@ -52,6 +52,17 @@ func TestConfigClusterOverlay(t *testing.T) {
 	}
 }
 
+// TestConfigWithoutKeyInfo: NewSnapshot takes a GatewayConfig record
+// without key info as the global configuration, as it always has (the
+// gateway's tests build their snapshots that way; c01ef6d dropped such
+// records as of an unknown kind, and every live setting was lost).
+func TestConfigWithoutKeyInfo(t *testing.T) {
+	snap := NewSnapshot(1, []Record{{Message: &straitv1.GatewayConfig{DialTimeout: durationpb.New(150 * time.Millisecond)}}})
+	if got := snap.Config("east").GetDialTimeout().AsDuration(); got != 150*time.Millisecond {
+		t.Fatalf("dial timeout %s, want the record's 150ms", got)
+	}
+}
+
 func TestBelowHealthy(t *testing.T) {
 	ep := func(id string, ready bool) Record {
 		return Record{Message: &straitv1.Endpoint{Cluster: "b", Namespace: "ns", Service: "s", Id: id, Ready: ready, SpiffeId: "spiffe://b.example/ns/ns/sa/s"}}
