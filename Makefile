@@ -173,6 +173,7 @@ e2e-kube: kube-tools
 	@mkdir -p $(dir $(E2E_KUBE_REPORT)) && rm -f $(E2E_KUBE_REPORT)
 	@echo "STRAIT_E2E_REPORT=$(E2E_KUBE_REPORT) $(GO) test -tags kubenode -count=1 -timeout 30m -v ./e2e/kubenode/ > $(E2E_KUBE_LOG)"; \
 	STRAIT_E2E_REPORT=$(E2E_KUBE_REPORT) $(GO) test -tags kubenode -count=1 -timeout 30m -v ./e2e/kubenode/ > $(E2E_KUBE_LOG) 2>&1; status=$$?; \
+	$(GO) test -tags kubenode -count=1 -timeout 10m -v -run 'TestCaptureOnRealNode$$' ./deploy/ >> $(E2E_KUBE_LOG) 2>&1 || status=1; \
 	grep -E '^(=== RUN|\s*--- |PASS|FAIL|ok)|clusters Ready|installed in the three|peak memory' $(E2E_KUBE_LOG); \
 	if [ $$status -ne 0 ]; then echo "== failures (full log: $(E2E_KUBE_LOG))"; grep -E '^\s+[a-z_]+_test\.go:[0-9]+: ' $(E2E_KUBE_LOG) | grep -v 'e2e row' | tail -60; fi; \
 	if [ -s $(E2E_KUBE_REPORT) ]; then $(GO) run ./e2e/load/cmd/e2e-table $(E2E_KUBE_REPORT); fi; exit $$status
