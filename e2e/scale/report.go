@@ -2,6 +2,7 @@ package scale
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -28,7 +29,7 @@ type Report struct {
 	AllSync           time.Duration // the other caches, together
 	HeapAllCaches     uint64        // the harness's heap with every cache synced
 	HeapPerCacheAll   int64         // the heap every cache added, divided by their number
-	SnapshotFileBytes int64         // the first cache's snapshot file
+	SnapshotFileBytes int64         // the snapshot file of a cache (the second)
 
 	// Real is what the real gateways and proxies measured (zero with
 	// Config.SkipReal).
@@ -134,7 +135,7 @@ func (r *Report) Table() string {
 		if p.Routed+p.RouteFailed > 0 {
 			row(pre+"connections through the real gateways", "%d echoed, %d failed", p.Routed, p.RouteFailed)
 		}
-		row(pre+"changes never seen by every cache", "%d %v", len(p.Unseen), p.Unseen)
+		row(pre+"changes never seen by every cache", "%d%s", len(p.Unseen), countKinds(p.Unseen))
 		row(pre+"etcd CPU (3 members)", "%.2f cores", p.EtcdCPU)
 		row(pre+"etcd RSS (largest member)", "%s", mib(float64(p.EtcdRSS)))
 		row(pre+"etcd database (largest member)", "%s file, %s in use", mib(p.EtcdDB), mib(p.EtcdDBInUse))
@@ -151,4 +152,21 @@ func (r *Report) Table() string {
 		row("error", "%s", e)
 	}
 	return b.String()
+}
+
+// countKinds renders how many of each kind a list holds: " (bundle 1,
+// endpoint 3)", or "" for none.
+func countKinds(kinds []string) string {
+	if len(kinds) == 0 {
+		return ""
+	}
+	n := map[string]int{}
+	for _, k := range kinds {
+		n[k]++
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(n)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, n[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }

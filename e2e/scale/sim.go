@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -50,6 +51,9 @@ type Config struct {
 	// SkipReal leaves out the real clusters (two gateways and two
 	// proxies, see startReal).
 	SkipReal bool
+	// HeapProfile, when set, is a file where the harness writes a heap
+	// profile (pprof) once every cache and real cluster is ready.
+	HeapProfile string
 	// LeaseTTL of every registrar. Default federation.DefaultLeaseTTL.
 	LeaseTTL time.Duration
 	// PageSize is the caches' list page size. Zero means the cache's
@@ -212,6 +216,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if !cfg.SkipReal {
 		if err := s.startReal(ctx, rep); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.HeapProfile != "" {
+		if err := writeHeapProfile(cfg.HeapProfile); err != nil {
 			return nil, err
 		}
 	}
@@ -486,7 +495,7 @@ func (s *sim) startCaches(ctx context.Context, rep *Report) error {
 }
 
 // startCache runs cache i on its own client until ctx ends and waits for
-// its first sync; cache 0 persists its snapshot.
+// its first sync; cache 1 persists its snapshot.
 func (s *sim) startCache(ctx context.Context, i int) (*federation.Cache, error) {
 	cli, err := s.dial()
 	if err != nil {
@@ -494,7 +503,9 @@ func (s *sim) startCache(ctx context.Context, i int) (*federation.Cache, error) 
 	}
 	cfg := federation.CacheConfig{Sources: []federation.Source{{Client: cli}}, GatewayStaleAfter: s.cfg.LeaseTTL,
 		PageSize: s.cfg.PageSize}
-	if i == 0 {
+	// The second cache persists its snapshot: the first one's heap is
+	// measured, and a snapshot file being written would count in it.
+	if i == 1 || s.cfg.Caches == 1 {
 		cfg.SnapshotPath = filepath.Join(s.cfg.Dir, "snapshot.json")
 	}
 	c, err := federation.NewCache(cfg)
@@ -529,6 +540,20 @@ func countEndpoints(snap *federation.Snapshot, cfg Config) int {
 		}
 	}
 	return n
+}
+
+// writeHeapProfile writes the live heap, after a collection, to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("scale: heap profile: %w", err)
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("scale: heap profile: %w", err)
+	}
+	return f.Close()
 }
 
 func heapInUse() uint64 {

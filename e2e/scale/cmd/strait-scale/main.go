@@ -33,6 +33,7 @@ func main() {
 	flag.Int64Var(&cfg.PageSize, "page-size", 0, "keys per page of the caches' lists (default: the cache's)")
 	pages := flag.String("list-pages", "1000,10000", "page sizes to list the whole keyspace with, one client alone, comma-separated (e.g. 1000,10000)")
 	flag.BoolVar(&cfg.SkipReal, "skip-real", false, "leave out the real gateways and proxies")
+	flag.StringVar(&cfg.HeapProfile, "heap-profile", "", "write a heap profile (pprof) here once the caches and real clusters are ready")
 	flag.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "lease TTL of every registrar (default 10s)")
 	dir := flag.String("dir", "", "directory for etcd's data and logs (default: a new temporary one, removed after)")
 	flag.Parse()
