@@ -123,9 +123,33 @@ func TestPoolShards(t *testing.T) {
 			if res := a.Probe(ctx, "b", "", nonce); res.Error != "" {
 				t.Errorf("path probe over the sharded pool: %s at layer %s", res.Error, res.Layer)
 			}
+			// The streams of connection 0 end: the next ones all go to it,
+			// the least loaded (not in turn).
 			for i, c := range held {
+				if slots[i] == 0 {
+					if err := finishStream(c, payloadFor(i)); err != nil {
+						t.Errorf("stream %d on connection 0: %v", i, err)
+					}
+				}
+			}
+			poll(t, "connection 0 idle", func() error {
+				if got := conns[0].streams.Load(); got != 0 {
+					return fmt.Errorf("%d streams", got)
+				}
+				return nil
+			})
+			more, moreSlots := openTracked(t, a, hello, perConn)
+			for i, s := range moreSlots {
+				if s != 0 {
+					t.Errorf("new stream %d went to connection %d (%d streams), want connection 0 (0 streams before them)", i, s, perConn)
+				}
+			}
+			for i, c := range append(held, more...) {
+				if i < len(held) && slots[i] == 0 {
+					continue
+				}
 				if err := finishStream(c, payloadFor(i)); err != nil {
-					t.Errorf("stream %d on connection %d: %v", i, slots[i], err)
+					t.Errorf("stream %d: %v", i, err)
 				}
 			}
 		})
