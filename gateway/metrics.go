@@ -87,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"peer_cluster", "peer", "conn"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_egress_refusals_total",
-			Help: "Proxy connections the egress refused with a TLS alert, by code.",
+			Help: "Connections the egress refused, by code: a StreamCode name (answered with a TLS alert) or, reset at once, not_tls, malformed_hello, no_sni, hello_timeout or closed_before_hello (no proxy's ClientHello naming a service: a client without a sidecar).",
 		}, []string{"code"}),
 		handshakeFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_ingress_handshake_failures_total",
@@ -105,6 +105,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.handshakeLog, m.streamLog = ratelog.New(ratelog.Config{}), ratelog.New(ratelog.Config{})
 	for _, r := range handshakeFailureReasons() {
 		m.handshakeFails.WithLabelValues(r)
+	}
+	for _, r := range egressResetReasons() {
+		m.refusals.WithLabelValues(r)
 	}
 	m.bytesSent = m.bytes.WithLabelValues(dirSent)
 	m.bytesReceived = m.bytes.WithLabelValues(dirReceived)
