@@ -97,17 +97,76 @@ func (s *Server) failure(h dnsmessage.Header, q dnsmessage.Question) []byte {
 	return msg
 }
 
-// forward sends the query unchanged to the upstream resolver over the same
-// transport and returns its answer.
+// forward sends the query unchanged to the upstream resolver, always over
+// TCP, and returns its answer, cut to fit a UDP client's limit.
+//
+// Never over UDP: in a captured pod, a UDP query of the proxy's leaves a
+// conntrack entry (pod:port → resolver:53, not redirected: the proxy is
+// excluded) that outlives its socket by the UDP timeout (30 s). An
+// application query that the kernel happens to send from the same port to
+// the same resolver matches that entry, is not NEW, skips the capture's
+// nat chain and reaches the cluster's resolver directly: the application
+// then gets the ServiceImport's address, around the proxy. With every
+// forwarded query on TCP (whose ports the kernel never hands out twice
+// while in use, and whose closed entries a new SYN replaces), an
+// application's UDP query never meets an entry of the proxy's. Istio
+// splits the two into conntrack zones for the same reason.
 func (s *Server) forward(ctx context.Context, query []byte, network string) []byte {
-	resp, err := s.exchange(ctx, query, network)
+	resp, err := s.exchange(ctx, query, "tcp")
 	if err != nil {
 		s.log.Debug("forward failed", logUpstream, s.cfg.Upstream, logErr, err)
 		s.queries.WithLabelValues("error").Inc()
 		return nil
 	}
 	s.queries.WithLabelValues("forwarded").Inc()
+	if network == "udp" {
+		resp = fitUDP(query, resp)
+	}
 	return resp
+}
+
+// fitUDP returns resp when it fits the UDP payload size the query
+// announced (its EDNS0 OPT record; 512 bytes without one), else the
+// header and question of resp with the TC bit set, which tells the client
+// to ask again over TCP (RFC 1035 4.2.1, RFC 6891 6.2.5).
+func fitUDP(query, resp []byte) []byte {
+	limit := 512
+	var p dnsmessage.Parser
+	if _, err := p.Start(query); err == nil && p.SkipAllQuestions() == nil && p.SkipAllAnswers() == nil && p.SkipAllAuthorities() == nil {
+		for {
+			h, err := p.AdditionalHeader()
+			if err != nil {
+				break
+			}
+			if h.Type == dnsmessage.TypeOPT {
+				limit = max(limit, int(h.Class))
+				break
+			}
+			if p.SkipAdditional() != nil {
+				break
+			}
+		}
+	}
+	if len(resp) <= limit {
+		return resp
+	}
+	var rp dnsmessage.Parser
+	h, err := rp.Start(resp)
+	if err != nil {
+		return nil
+	}
+	qs, err := rp.AllQuestions()
+	if err != nil {
+		return nil
+	}
+	h.Truncated = true
+	b := dnsmessage.NewBuilder(nil, h)
+	_ = b.StartQuestions()
+	for _, q := range qs {
+		_ = b.Question(q)
+	}
+	msg, _ := b.Finish()
+	return msg
 }
 
 func (s *Server) exchange(ctx context.Context, query []byte, network string) ([]byte, error) {

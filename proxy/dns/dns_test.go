@@ -278,3 +278,74 @@ func FuzzHandle(f *testing.F) {
 		_ = s.handle(context.Background(), in, "udp")
 	})
 }
+
+// tcpOnlyUpstream answers A queries over TCP only (nothing listens on UDP
+// at its port): 60 records for big.example., one for other names.
+func tcpOnlyUpstream(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				q, err := readTCPMessage(c)
+				if err != nil {
+					return
+				}
+				var m dnsmessage.Message
+				if err := m.Unpack(q); err != nil || len(m.Questions) != 1 {
+					return
+				}
+				m.Header.Response = true
+				n := 1
+				if m.Questions[0].Name.String() == "big.example." {
+					n = 60
+				}
+				for i := range n {
+					m.Answers = append(m.Answers, dnsmessage.Resource{
+						Header: dnsmessage.ResourceHeader{Name: m.Questions[0].Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: 60},
+						Body:   &dnsmessage.AResource{A: [4]byte{192, 0, 2, byte(i + 1)}},
+					})
+				}
+				b, _ := m.Pack()
+				_ = writeTCPMessage(c, b)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestForwardOverTCP: queries outside the local domain reach the upstream
+// resolver over TCP whatever the client used (the upstream here has no
+// UDP listener), so that no UDP conntrack entry of the proxy's can capture
+// a later query of the application's from the same port (see forward);
+// an answer larger than a UDP client's limit comes back truncated (TC) for
+// the client to ask again over TCP.
+func TestForwardOverTCP(t *testing.T) {
+	s := startServer(t, Config{Upstream: tcpOnlyUpstream(t)})
+	addr := s.Addr().String()
+	tests := []struct {
+		network, name string
+		answers       int
+		truncated     bool
+	}{
+		{"udp", "example.com.", 1, false},
+		{"tcp", "example.com.", 1, false},
+		{"udp", "big.example.", 0, true},
+		{"tcp", "big.example.", 60, false},
+	}
+	for _, tt := range tests {
+		m := exchange(t, tt.network, addr, tt.name, dnsmessage.TypeA)
+		if len(m.Answers) != tt.answers || m.Header.Truncated != tt.truncated || m.Header.RCode != dnsmessage.RCodeSuccess {
+			t.Errorf("%s %s: %d answers, truncated %v, rcode %v; want %d, %v, success", tt.network, tt.name, len(m.Answers), m.Header.Truncated, m.Header.RCode, tt.answers, tt.truncated)
+		}
+	}
+}
