@@ -32,7 +32,7 @@ import (
 // name through the sidecar's transparent capture when the sidecar has it,
 // instead of its upstream listener. It was off while 4-7 % of captured
 // requests resolved the name to the ServiceImport's IP and went around the
-// sidecar (79 of 973 on a quiet machine, all reset by the egress as
+// sidecar (79 of 972 on a quiet machine, all reset by the egress as
 // not_tls): an application's DNS query that left from the port of one of
 // the proxy's earlier UDP queries to the same resolver matched that
 // query's conntrack entry and skipped the capture's nat chain. The proxy
