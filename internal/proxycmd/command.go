@@ -47,6 +47,9 @@ func Run(ctx context.Context, f File) error {
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
+	if t := f.Transparent; t != nil {
+		net.DefaultResolver = tcpResolver(t.mark())
+	}
 	n, closeEtcd, err := cmdutil.NewNode(f.Cluster, f.Etcd, f.Identity, id, f.SnapshotPath, log, reg)
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
