@@ -91,6 +91,16 @@ func TestPoolShards(t *testing.T) {
 				t.Fatal(err)
 			}
 			conns := waitShards(t, a, n)
+			// The first stream's relay ends after its client saw the
+			// echo: wait until no connection counts it any more.
+			poll(t, "the first stream to end", func() error {
+				for i, c := range conns {
+					if got := c.streams.Load(); got != 0 {
+						return fmt.Errorf("connection %d still carries %d streams", i, got)
+					}
+				}
+				return nil
+			})
 			const perConn = 3
 			held, slots := openTracked(t, a, hello, perConn*n)
 			for i, c := range conns {
