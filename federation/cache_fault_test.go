@@ -453,9 +453,7 @@ func TestCacheConflicts(t *testing.T) {
 	if len(svc.Conflicts) != 2 || svc.Conflicts[0].Cluster != "east" || svc.Conflicts[1].Cluster != "south" {
 		t.Errorf("conflicts = %+v", svc.Conflicts)
 	}
-	if v := counterValue(t, reg, "strait_federation_service_conflicts", nil); v != 2 {
-		t.Errorf("conflict gauge = %v, want 2", v)
-	}
+	waitGauge(t, reg, "strait_federation_service_conflicts", 2)
 
 	// West edits its export without a creation time: it keeps its age and
 	// still wins; the edit now conflicts with north as well.
@@ -470,8 +468,20 @@ func TestCacheConflicts(t *testing.T) {
 	if svc.Clusters[0] != "west" || svc.Ports[0].GetPort() != 81 || len(svc.Conflicts) != 3 {
 		t.Errorf("after the edit: clusters %v ports %v conflicts %+v", svc.Clusters, svc.Ports, svc.Conflicts)
 	}
-	if v := counterValue(t, reg, "strait_federation_service_conflicts", nil); v != 3 {
-		t.Errorf("conflict gauge = %v, want 3", v)
+	waitGauge(t, reg, "strait_federation_service_conflicts", 3)
+}
+
+// waitGauge waits up to 10 s for the unlabelled metric name to read want
+// (the cache sets its gauges after it publishes the snapshot a test sees
+// first), then fails the test if it does not.
+func waitGauge(t *testing.T, reg *prometheus.Registry, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for counterValue(t, reg, name, nil) != want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling the gauge
+	}
+	if v := counterValue(t, reg, name, nil); v != want {
+		t.Errorf("%s = %v, want %v", name, v, want)
 	}
 }
 
