@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/strait-mesh/strait/internal/demo"
 	"io"
 	"net"
 	"slices"
@@ -404,11 +405,7 @@ func TestSessionRetryBeforeFirstByte(t *testing.T) {
 		// stream's bytes until the answer: when the answer never comes,
 		// nothing was sent, and the connection goes to a new session.
 		w := newWorld(t)
-		gw := newBlackholeGateway(t)
-		w.reg.setBase(gateway(west, "gw1", gw.Addr()), gateway(east, "gw1", ""), export(east, "spiffe://"+westTD))
-		serverA, appA := w.serverProxy(east, "echo-a", sessionsMode(SessionsOn))
-		serverB, appB := w.serverProxy(east, "echo-b", sessionsMode(SessionsOn))
-		gw.forwardTo(serverA.InboundAddr().String())
+		gw, appA, serverB, appB := twoServersBehind(t, w)
 		client := w.sessionClient(west, w.svid(west, "client"), east, func(c *Config) {
 			c.Sessions = SessionsOn
 			c.Session.PingAfter, c.Session.PingTimeout = 50*time.Millisecond, 200*time.Millisecond
@@ -427,11 +424,7 @@ func TestSessionRetryBeforeFirstByte(t *testing.T) {
 	})
 	t.Run("path silent", func(t *testing.T) {
 		w := newWorld(t)
-		gw := newBlackholeGateway(t)
-		w.reg.setBase(gateway(west, "gw1", gw.Addr()), gateway(east, "gw1", ""), export(east, "spiffe://"+westTD))
-		serverA, appA := w.serverProxy(east, "echo-a", sessionsMode(SessionsOn))
-		serverB, appB := w.serverProxy(east, "echo-b", sessionsMode(SessionsOn))
-		gw.forwardTo(serverA.InboundAddr().String())
+		gw, appA, serverB, appB := twoServersBehind(t, w)
 		fast := func(c *Config) {
 			c.Sessions = SessionsOn
 			c.Session.PingAfter, c.Session.PingTimeout = 50*time.Millisecond, 200*time.Millisecond
@@ -465,11 +458,7 @@ func TestSessionRetryBeforeFirstByte(t *testing.T) {
 // session to be declared dead; the waiting connection is left alone.
 func TestSessionStalledLeft(t *testing.T) {
 	w := newWorld(t)
-	gw := newBlackholeGateway(t)
-	w.reg.setBase(gateway(west, "gw1", gw.Addr()), gateway(east, "gw1", ""), export(east, "spiffe://"+westTD))
-	serverA, _ := w.serverProxy(east, "echo-a", sessionsMode(SessionsOn))
-	serverB, appB := w.serverProxy(east, "echo-b", sessionsMode(SessionsOn))
-	gw.forwardTo(serverA.InboundAddr().String())
+	gw, _, serverB, appB := twoServersBehind(t, w)
 	client := w.sessionClient(west, w.svid(west, "client"), east, func(c *Config) {
 		c.Sessions = SessionsOn
 		// Declared dead 3s after the path went silent: long after it
@@ -595,4 +584,16 @@ func TestSessionReplaced(t *testing.T) {
 			})
 		})
 	}
+}
+
+// twoServersBehind starts two session-mode server proxies of east, A and
+// B, behind west's one gateway, a blackholeGateway forwarding to A.
+func twoServersBehind(t *testing.T, w *world) (gw *blackholeGateway, appA *demo.EchoServer, serverB *Proxy, appB *demo.EchoServer) {
+	t.Helper()
+	gw = newBlackholeGateway(t)
+	w.reg.setBase(gateway(west, "gw1", gw.Addr()), gateway(east, "gw1", ""), export(east, "spiffe://"+westTD))
+	serverA, appA := w.serverProxy(east, "echo-a", sessionsMode(SessionsOn))
+	serverB, appB = w.serverProxy(east, "echo-b", sessionsMode(SessionsOn))
+	gw.forwardTo(serverA.InboundAddr().String())
+	return gw, appA, serverB, appB
 }
