@@ -41,8 +41,7 @@ import (
 // 937 (scenario d, to the ServiceImport's IP): the proxy's own lookups
 // (its etcd client's, by name) were UDP too and are now TCP
 // (internal/proxycmd tcpResolver), not yet measured. Off again until a
-// run shows no bypass; conntrack zones for the proxy's DNS, as Istio sets
-// them, would close every such path at once.
+// run shows no bypass; conntrack zones for the proxy's DNS would close every such path at once.
 const loadThroughCapture = false
 
 // upstream is the client sidecar's upstream listener for hello.demo:8080

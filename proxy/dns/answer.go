@@ -109,8 +109,9 @@ func (s *Server) failure(h dnsmessage.Header, q dnsmessage.Question) []byte {
 // then gets the ServiceImport's address, around the proxy. With every
 // forwarded query on TCP (whose ports the kernel never hands out twice
 // while in use, and whose closed entries a new SYN replaces), an
-// application's UDP query never meets an entry of the proxy's. Istio
-// splits the two into conntrack zones for the same reason.
+// application's UDP query never meets an entry of the proxy's. (Putting
+// the proxy's DNS in a conntrack zone of its own would also separate them;
+// not done.)
 func (s *Server) forward(ctx context.Context, query []byte, network string) []byte {
 	resp, err := s.exchange(ctx, query, "tcp")
 	if err != nil {
