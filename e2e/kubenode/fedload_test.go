@@ -35,6 +35,8 @@ type loadRun struct {
 	mu      sync.Mutex
 	records load.History
 	bad     []string // lines that did not decode
+
+	net podNet // the client pod's TCP counters when the load began
 }
 
 // startLoad starts the load in east's client pod against target (the
@@ -46,9 +48,12 @@ func (f *fed) startLoad(ctx context.Context, t *testing.T, target string) *loadR
 		t.Fatal("no client pod in east")
 	}
 	l := &loadRun{pod: pods[0], done: make(chan error, 1)}
+	var err error
+	if l.net, err = f.podNetOf(ctx, l.pod); err != nil {
+		t.Logf("client pod's TCP counters: %v", err)
+	}
 	l.cmd = f.nodes["east"].KubectlCommand(ctx, "-n", "demo", "exec", "-i", l.pod, "-c", "curl", "--",
 		"/kubeapp", "load", "-target", target, "-rate", fmt.Sprint(loadRate), "-timeout", loadTimeout.String())
-	var err error
 	if l.stdin, err = l.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +201,15 @@ func (f *fed) failures(ctx context.Context, t *testing.T, l *loadRun, h load.His
 	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		t.Logf("%d failed requests; the host's load average (1, 5, 15 min): %s", len(fails), strings.Join(strings.Fields(string(b))[:3], " "))
+	}
+	if now, err := f.podNetOf(ctx, l.pod); err != nil {
+		t.Logf("client pod's TCP counters: %v", err)
+	} else {
+		t.Logf("client pod during the load: sidecar restarts %d -> %d; TCP counters that moved: %s", l.net.restarts, now.restarts, now.diff(l.net))
+		if now.restarts > l.net.restarts {
+			prev, _ := f.nodes["east"].Kubectl(ctx, nil, "-n", "demo", "logs", l.pod, "-c", "strait-proxy", "--previous", "--tail=40")
+			t.Logf("the sidecar restarted; the end of its previous log:\n%s", prev)
+		}
 	}
 	for _, r := range fails {
 		var evidence []string

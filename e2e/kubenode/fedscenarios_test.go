@@ -334,6 +334,9 @@ func (f *fed) loadScenario(ctx context.Context, t *testing.T, name string, fault
 			t.Errorf("%d failures excused, more than the %d requests that can be in flight at once", excused, capped)
 		}
 	}
+	if now, err := f.podNetOf(ctx, l.pod); err == nil {
+		t.Logf("%s: client pod's sidecar restarts %d -> %d; TCP counters that moved: %s", name, l.net.restarts, now.restarts, now.diff(l.net))
+	}
 	f.failures(ctx, t, l, counted)
 	t.Logf("%s: %s", name, sum)
 }
