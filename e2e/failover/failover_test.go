@@ -94,7 +94,7 @@ func scenarioReachability(t *testing.T, ctx context.Context, w *world) {
 	row := load.NewRow("failover 1: reachability from every other cluster", h)
 	row.Note = fmt.Sprintf("curl: %d caller/server pairs, 10 new connections each, in %s; clusterset.local names covered by proxy TestTransparentCapture",
 		len(tests), ms(time.Since(start)))
-	load.Report(t, row)
+	report(t, row)
 }
 
 // scenarioGatewayKill: west's only gateway is killed with SIGKILL while east
@@ -132,7 +132,7 @@ func scenarioGatewayKill(t *testing.T, ctx context.Context, w *world) {
 	row.SetExcused(v.excused(), v.cap)
 	row.Note = fmt.Sprintf("%d rps; %s; %d failed opened after the kill; kill to restart: %s",
 		rate, v, len(after), window(h, killed, restarted))
-	load.Report(t, row)
+	report(t, row)
 }
 
 // hold lets the load run for d (a fault's duration, not a wait for state).
@@ -197,7 +197,7 @@ func scenarioPartition(t *testing.T, ctx context.Context, w *world) {
 	row3.SetExcused(v.excused(), v.cap)
 	row3.Note = fmt.Sprintf("%d rps, blackhole for %s; %s; %d failed opened after cut+%s; %s",
 		rate, ms(healed.Sub(cut)), v, len(late), maxPartitionReroute, window(h, cut, healed))
-	load.Report(t, row3)
+	report(t, row3)
 
 	t.Run("heal", func(t *testing.T) {
 		if n := len(afterHeal.Failures()); n > 0 {
@@ -211,7 +211,7 @@ func scenarioPartition(t *testing.T, ctx context.Context, w *world) {
 		row4.Return = back
 		row4.Note = fmt.Sprintf("first answer from west %s after the heal; settled (every later request served by west) after %s; %s",
 			ms(first), ms(back), window(h, healed, time.Now()))
-		load.Report(t, row4)
+		report(t, row4)
 	})
 }
 
@@ -313,7 +313,7 @@ func scenarioEtcdOutage(t *testing.T, ctx context.Context, w *world) {
 	row := load.NewRow("failover 5: etcd leader kill, then etcd down", h)
 	row.Note = fmt.Sprintf("%d rps; all of etcd down %s; both east gateways restarted during the outage (from their snapshots); during the fault p99 %s (bound %s), max %s (bound %s)",
 		rate, ms(up.Sub(down)), ms(p99), faultSlow.p99, ms(slowest), faultSlow.max)
-	load.Report(t, row)
+	report(t, row)
 }
 
 // scenarioRollingRestart (6): west runs two gateways; each in turn gets
@@ -350,7 +350,7 @@ func scenarioRollingRestart(t *testing.T, ctx context.Context, w *world) {
 			row := load.NewRow(fmt.Sprintf("failover 6: rolling restart of %s's 2 gateways", cluster), h)
 			row.Note = fmt.Sprintf("%d rps; %s; during the roll (bounds p99 %s, max %s): %s", rate, strings.Join(steps, "; "),
 				faultSlow.p99, faultSlow.max, window(h, begin, end))
-			load.Report(t, row)
+			report(t, row)
 		})
 	}
 }
@@ -396,7 +396,7 @@ func scenarioLocalUnhealthy(t *testing.T, ctx context.Context, w *world) {
 	row.SetExcused(v.excused(), v.cap)
 	row.Note = fmt.Sprintf("%d rps; app killed (exited after %s), health check every 100 ms; %s; %d failed opened after it exited; after the kill: %s",
 		rate, ms(dead.Sub(killed)), v, len(after), window(h, killed, time.Now()))
-	load.Report(t, row)
+	report(t, row)
 }
 
 // maxPolicyApply bounds how long a live failover policy change may take to
@@ -449,7 +449,7 @@ func scenarioRegionOrder(t *testing.T, ctx context.Context, w *world) {
 	}
 	row.Note = fmt.Sprintf("strait config set --cluster east; p99 %s (bound %s), max %s (bound %s); after [us-central, us-west]: %s",
 		ms(p99), faultSlow.p99, ms(slowest), faultSlow.max, window(h, changed, restored))
-	load.Report(t, row)
+	report(t, row)
 }
 
 // defaultsConfig is the live configuration of scenario 9: the failover
@@ -552,5 +552,5 @@ func scenarioGatewayKillDefaults(t *testing.T, ctx context.Context, w *world) {
 	row.SetExcused(v.excused(), v.cap)
 	row.Note = fmt.Sprintf("%d rps; keepalive 5s, idle 30s, dial 3s, header 5s; %s; %d failed opened after the kill; while rerouting: p99 %s, max %s (bound %s): %s",
 		rate, v, len(after), ms(rerouting.P99), ms(rerouting.Max), maxDefaultsLatency, window(h, killed, settled))
-	load.Report(t, row)
+	report(t, row)
 }

@@ -258,6 +258,38 @@ func logLevel() string {
 	return "info"
 }
 
+// sessionsMode is the proxies' sessions setting (on or off) from
+// STRAIT_E2E_SESSIONS, or "" for the proxy's default.
+// STRAIT_E2E_SESSION_PIPELINE sets their sessionPipeline the same way.
+func sessionsMode(t testing.TB) string { return envOnOff(t, "STRAIT_E2E_SESSIONS") }
+
+// envOnOff is the value of the environment variable name: on, off, or ""
+// when unset. Anything else fails the test.
+func envOnOff(t testing.TB, name string) string {
+	switch m := os.Getenv(name); m {
+	case "", "on", "off":
+		return m
+	default:
+		t.Fatalf("%s=%q: want on or off", name, m)
+		return ""
+	}
+}
+
+// report appends row to the e2e report; with STRAIT_E2E_SESSIONS or
+// STRAIT_E2E_SESSION_PIPELINE set, its scenario names the proxies'
+// settings, so that the table tells the modes' rows apart.
+func report(t *testing.T, row load.Row) {
+	t.Helper()
+	if m := sessionsMode(t); m != "" {
+		row.Scenario += " [sessions " + m
+		if p := envOnOff(t, "STRAIT_E2E_SESSION_PIPELINE"); p != "" {
+			row.Scenario += ", pipeline " + p
+		}
+		row.Scenario += "]"
+	}
+	load.Report(t, row)
+}
+
 // writeConfig writes v as JSON (which YAML readers accept) and returns its path.
 func (w *world) writeConfig(name string, v any) string {
 	w.t.Helper()
@@ -396,6 +428,12 @@ func (w *world) startProxy(ctx context.Context, h *netns.Host, cfg map[string]an
 	cfg["etcd"], cfg["identity"] = w.etcdFile(), w.identityFile(cluster)
 	cfg["snapshotPath"] = filepath.Join(w.dir, fmt.Sprintf("snapshot-proxy-%s-%s.json", cluster, h.Name()))
 	cfg["drainTimeout"] = "5s"
+	if m := sessionsMode(w.t); m != "" {
+		cfg["sessions"] = m
+	}
+	if m := envOnOff(w.t, "STRAIT_E2E_SESSION_PIPELINE"); m != "" {
+		cfg["sessionPipeline"] = m
+	}
 	if cfg["logLevel"] == nil {
 		cfg["logLevel"] = logLevel()
 	}
