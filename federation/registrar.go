@@ -36,12 +36,24 @@ type RegistrarConfig struct {
 	// dies. Zero means DefaultLeaseTTL. etcd rounds it to whole seconds and
 	// enforces a minimum of about 2s.
 	TTL time.Duration
-	// Heartbeat is how often gateway records are rewritten (unchanged), the
-	// health signal caches check with CacheConfig.GatewayStaleAfter. Zero
-	// means TTL/3; negative disables it. Other records are not rewritten.
+	// Heartbeat, when positive, is how often gateway records are rewritten
+	// (unchanged), the health signal caches check with
+	// CacheConfig.GatewayStaleAfter. Each rewrite is a raft entry: 2,000
+	// gateways at a third of a 10s TTL cost etcd 600 writes per second.
+	// Zero or negative (the default) disables it: records are written only
+	// when their content changes, and liveness rides on the lease alone,
+	// whose keepalives are not raft proposals (etcd forwards them to the
+	// leader's lessor). Enable it only for caches that set
+	// GatewayStaleAfter.
 	Heartbeat time.Duration
-	// RetryMin and RetryMax bound the jittered backoff between attempts to
-	// re-grant a lost lease or retry a failed write. Zero means 200ms and 5s.
+	// RetryMin and RetryMax bound the jittered exponential backoff between
+	// attempts to grant a lease after the last one was lost or could not
+	// be granted, and between retries of a failed write. The backoff
+	// starts over only once a lease has been held, with every record
+	// written, for a whole TTL: a registrar whose leases keep being lost
+	// (etcd overloaded, keepalives unanswered) waits longer each time
+	// instead of granting and writing everything again at once. Zero means
+	// 200ms and 5s.
 	RetryMin, RetryMax time.Duration
 	// RevokeTimeout bounds the lease revocation on shutdown. Zero means 2s.
 	RevokeTimeout time.Duration
@@ -52,9 +64,6 @@ type RegistrarConfig struct {
 func (c *RegistrarConfig) populate() {
 	if c.TTL == 0 {
 		c.TTL = DefaultLeaseTTL
-	}
-	if c.Heartbeat == 0 {
-		c.Heartbeat = c.TTL / 3
 	}
 	if c.RetryMin == 0 {
 		c.RetryMin = 200 * time.Millisecond
@@ -93,9 +102,13 @@ func (c *RegistrarConfig) validate() error {
 // Registrar keeps leased records (a gateway's Gateway record, a proxy's
 // Endpoint records) in etcd while it runs. It implements Registry.
 //
-// Run grants a lease, keeps it alive and writes every record under it. When
-// the lease is lost (it expired while etcd was unreachable, or was revoked)
-// Run grants a new one and writes everything again. When Run's context is
+// Run grants a lease, keeps it alive and writes every record under it; a
+// record is written again only when its content changes. When the
+// keepalives stop being answered, Run asks etcd whether the lease still
+// lives and, if it does, keeps it alive again without writing anything.
+// When the lease is gone (it expired while etcd was unreachable, or was
+// revoked) Run grants a new one, after a backoff that grows while leases
+// keep being lost, and writes everything again. When Run's context is
 // cancelled it revokes the lease, which withdraws the records at once.
 // Put and Delete may be called at any time, before or while Run runs.
 type Registrar struct {
@@ -218,6 +231,10 @@ func (r *Registrar) session(ctx context.Context, bo *backoff) error {
 	written := map[string][]byte{}
 	dirty := true
 	var retry <-chan time.Time
+	// stable fires once the lease has been held for a TTL since every
+	// record was written without a failure: only then does the backoff
+	// start over.
+	var stable <-chan time.Time
 	var heartbeat <-chan time.Time
 	if r.cfg.Heartbeat > 0 {
 		t := time.NewTicker(r.cfg.Heartbeat)
@@ -230,11 +247,14 @@ func (r *Registrar) session(ctx context.Context, bo *backoff) error {
 			err := r.sync(ctx, id, written)
 			switch {
 			case err == nil:
-				bo.reset()
 				r.regOnce.Do(func() { close(r.registered) })
+				if stable == nil && bo.attempt > 0 {
+					stable = time.After(r.cfg.TTL)
+				}
 			case errors.Is(err, rpctypes.ErrLeaseNotFound):
 				return fmt.Errorf("federation: write under lease %x: %w", id, err)
 			case ctx.Err() == nil:
+				stable = nil
 				d := bo.next()
 				r.cfg.Logger.Warn("federation: registrar write failed", logError, err, logRetryIn, d)
 				retry = time.After(d)
@@ -245,14 +265,35 @@ func (r *Registrar) session(ctx context.Context, bo *backoff) error {
 			r.revoke(id)
 			return ctx.Err()
 		case _, ok := <-ka:
-			if !ok {
+			if ok {
+				continue
+			}
+			// The client stopped waiting for keepalive answers (none came
+			// within the TTL) or etcd said the lease is gone. Under
+			// overload the lease often still lives: keep it and its
+			// records rather than granting a new one and writing
+			// everything again.
+			stable = nil
+			alive, err := r.leaseAlive(ctx, id, bo)
+			if ctx.Err() != nil {
+				r.revoke(id)
+				return ctx.Err()
+			}
+			if err != nil || !alive {
 				return fmt.Errorf("federation: lease %x: %w", id, errLeaseLost)
 			}
+			if ka, err = r.cfg.Client.KeepAlive(kaCtx, id); err != nil {
+				return fmt.Errorf("federation: keep lease %x alive again: %w", id, err)
+			}
+			r.cfg.Logger.Warn("federation: keepalives went unanswered but the lease lives; keeping it",
+				logLease, fmt.Sprintf("%x", id))
 		case <-r.kick:
 			dirty = true
 		case <-retry:
 			retry = nil
 			dirty = true
+		case <-stable:
+			bo.reset()
 		case <-heartbeat:
 			// Forget that gateway records were written: the next sync
 			// writes them again.
@@ -262,6 +303,31 @@ func (r *Registrar) session(ctx context.Context, bo *backoff) error {
 					dirty = true
 				}
 			}
+		}
+	}
+}
+
+// leaseAlive asks etcd whether lease id still lives, retrying with bo's
+// backoff until etcd answers or ctx ends. Asking is a read on the leader's
+// lessor, not a raft proposal.
+func (r *Registrar) leaseAlive(ctx context.Context, id clientv3.LeaseID, bo *backoff) (bool, error) {
+	for {
+		tctx, cancel := context.WithTimeout(ctx, r.cfg.TTL)
+		resp, err := r.cfg.Client.TimeToLive(tctx, id)
+		cancel()
+		switch {
+		case err == nil:
+			return resp.TTL > 0, nil
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			return false, nil
+		case ctx.Err() != nil:
+			return false, ctx.Err()
+		}
+		d := bo.next()
+		r.cfg.Logger.Warn("federation: cannot tell whether the lease lives", logLease, fmt.Sprintf("%x", id),
+			logError, err, logRetryIn, d)
+		if !sleepCtx(ctx.Done(), d) {
+			return false, ctx.Err()
 		}
 	}
 }
