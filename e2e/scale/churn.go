@@ -180,6 +180,10 @@ loop:
 	ph.KeepAlivesPerSecond = (after.keepAlives - before.keepAlives) / wall
 	ph.EtcdRequestsPerSecond = (after.grpcMsgs - before.grpcMsgs) / wall
 	ph.EventsPerCachePerSecond = (after.events - before.events) / wall / float64(len(s.caches)+len(s.real))
+	ph.RaftPerSecond = (after.committed - before.committed) / wall
+	ph.ApplyLag = after.applyLag
+	ph.Grants = int(after.grants - before.grants)
+	ph.TxnsPerSecond = (after.txns - before.txns) / wall
 	ph.HarnessCPU = (cpuAfter - cpuBefore) / wall
 	ph.HarnessRSS = rss
 	ph.LoadAfter = loadAverage()

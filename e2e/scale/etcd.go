@@ -157,6 +157,10 @@ type etcdStats struct {
 	keepAlives float64 // LeaseKeepAlive messages received, summed
 	events     float64 // watch events sent, summed
 	grpcMsgs   float64 // gRPC messages received, summed
+	committed  float64 // raft entries committed: the largest member's index
+	applyLag   float64 // entries committed but not applied, the most behind member
+	grants     float64 // LeaseGrant requests received, summed
+	txns       float64 // Txn requests received, summed
 }
 
 // stats samples /proc and /metrics of every member.
@@ -178,6 +182,11 @@ func (c *etcdCluster) stats() (etcdStats, error) {
 		s.keepAlives += mt.sum("grpc_server_msg_received_total", `grpc_method="LeaseKeepAlive"`)
 		s.events += mt.sum("etcd_debugging_mvcc_events_total", "")
 		s.grpcMsgs += mt.sum("grpc_server_msg_received_total", "")
+		committed := mt.sum("etcd_server_proposals_committed_total", "")
+		s.committed = max(s.committed, committed)
+		s.applyLag = max(s.applyLag, committed-mt.sum("etcd_server_proposals_applied_total", ""))
+		s.grants += mt.sum("grpc_server_msg_received_total", `grpc_method="LeaseGrant"`)
+		s.txns += mt.sum("grpc_server_msg_received_total", `grpc_method="Txn"`)
 	}
 	return s, nil
 }

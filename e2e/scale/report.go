@@ -67,6 +67,10 @@ type Phase struct {
 	KeepAlivesPerSecond     float64 // LeaseKeepAlive messages, all members
 	EtcdRequestsPerSecond   float64 // gRPC messages received, all members
 	EventsPerCachePerSecond float64 // watch events etcd sent, per watching cache (real ones included)
+	RaftPerSecond           float64 // raft entries committed per second
+	ApplyLag                float64 // entries committed but not applied at the phase's end, the most behind member
+	Grants                  int     // LeaseGrant requests during the phase, all members
+	TxnsPerSecond           float64 // Txn requests, all members
 	HarnessCPU              float64 // cores used by this process (writers and caches)
 	HarnessRSS              int64
 	LoadAfter               string
@@ -99,8 +103,12 @@ func (r *Report) Table() string {
 	row("federation", "%d clusters × 2 gateways, %d exports (%d services × %d clusters), %d endpoints, %d bundles, %d leases, %d keys",
 		c.Clusters, r.Exports(), r.Services, c.Clusters, r.Exports()*c.EndpointsPerExport, c.Clusters, 3*c.Clusters, r.Keys)
 	row("machine", "%d CPUs; load average %s before, %s after", r.CPUs, r.LoadBefore, r.LoadAfter)
-	row("etcd", "3 members on loopback, lease TTL %s, gateway heartbeat every %s, caches' list page %d keys (0: the cache's default)",
-		c.LeaseTTL, c.LeaseTTL/3, c.PageSize)
+	heartbeat := "none (liveness on the leases)"
+	if c.Heartbeat > 0 {
+		heartbeat = "every " + c.Heartbeat.String()
+	}
+	row("etcd", "3 members on loopback, lease TTL %s, gateway heartbeat %s, caches' list page %d keys (0: the cache's default)",
+		c.LeaseTTL, heartbeat, c.PageSize)
 	row("seed (exports, bundles)", "%s", r.SeedTime.Round(time.Millisecond))
 	row("registrars started (gateways, endpoints)", "%s", r.RegisterTime.Round(time.Millisecond))
 	for _, l := range r.Lists {
@@ -141,6 +149,8 @@ func (r *Report) Table() string {
 		row(pre+"etcd database (largest member)", "%s file, %s in use", mib(p.EtcdDB), mib(p.EtcdDBInUse))
 		row(pre+"lease keepalives on etcd", "%.0f/s", p.KeepAlivesPerSecond)
 		row(pre+"gRPC requests on etcd (all kinds)", "%.0f/s", p.EtcdRequestsPerSecond)
+		row(pre+"raft entries committed; Txn requests", "%.0f/s; %.0f/s", p.RaftPerSecond, p.TxnsPerSecond)
+		row(pre+"lease grants; entries not yet applied at the end (most behind member)", "%d; %.0f", p.Grants, p.ApplyLag)
 		row(pre+"watch events per cache", "%.0f/s", p.EventsPerCachePerSecond)
 		row(pre+"harness (writers, caches, real clusters) CPU, RSS", "%.2f cores, %s", p.HarnessCPU, mib(float64(p.HarnessRSS)))
 		row(pre+"load average after", "%s", p.LoadAfter)

@@ -56,6 +56,12 @@ type Config struct {
 	HeapProfile string
 	// LeaseTTL of every registrar. Default federation.DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// Heartbeat, when positive, makes the simulated gateways rewrite
+	// their records this often and the caches withdraw a gateway silent
+	// for three heartbeats (federation.RegistrarConfig.Heartbeat and
+	// CacheConfig.GatewayStaleAfter). Zero (the default, as `strait`
+	// runs): no heartbeat, liveness on the leases alone.
+	Heartbeat time.Duration
 	// PageSize is the caches' list page size. Zero means the cache's
 	// default (federation.DefaultPageSize).
 	PageSize int64
@@ -312,13 +318,13 @@ func mustMarshal(m proto.Message) string {
 
 // register starts every cluster's endpoint registrar and waits until all
 // have written their records, then every cluster's gateway registrars.
-// Endpoints go first: the gateways' heartbeats (a write per gateway every
-// third of the lease TTL) would compete with them for etcd's writes.
+// Endpoints go first, as the gateways' heartbeats (with -heartbeat, a
+// write per gateway each time) would compete with them for etcd's writes.
 func (s *sim) register(ctx context.Context) error {
 	for c := range s.cfg.Clusters {
 		cluster := clusterName(c)
 		cli := s.clients[c%len(s.clients)]
-		reg, err := federation.NewRegistrar(federation.RegistrarConfig{Client: cli, TTL: s.cfg.LeaseTTL, Heartbeat: -1})
+		reg, err := federation.NewRegistrar(federation.RegistrarConfig{Client: cli, TTL: s.cfg.LeaseTTL})
 		if err != nil {
 			return err
 		}
@@ -378,7 +384,7 @@ func (s *sim) startGateways(ctx context.Context, c int) (*gatewayPair, error) {
 	var regs []*federation.Registrar
 	for g := range 2 {
 		id := fmt.Sprintf("gw-%d", g)
-		reg, err := federation.NewRegistrar(federation.RegistrarConfig{Client: cli, TTL: s.cfg.LeaseTTL})
+		reg, err := federation.NewRegistrar(federation.RegistrarConfig{Client: cli, TTL: s.cfg.LeaseTTL, Heartbeat: s.cfg.Heartbeat})
 		if err != nil {
 			cancel()
 			return nil, err
@@ -501,7 +507,7 @@ func (s *sim) startCache(ctx context.Context, i int) (*federation.Cache, error) 
 	if err != nil {
 		return nil, err
 	}
-	cfg := federation.CacheConfig{Sources: []federation.Source{{Client: cli}}, GatewayStaleAfter: s.cfg.LeaseTTL,
+	cfg := federation.CacheConfig{Sources: []federation.Source{{Client: cli}}, GatewayStaleAfter: 3 * max(s.cfg.Heartbeat, 0),
 		PageSize: s.cfg.PageSize}
 	// The second cache persists its snapshot: the first one's heap is
 	// measured, and a snapshot file being written would count in it.

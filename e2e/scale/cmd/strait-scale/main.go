@@ -35,6 +35,7 @@ func main() {
 	flag.BoolVar(&cfg.SkipReal, "skip-real", false, "leave out the real gateways and proxies")
 	flag.StringVar(&cfg.HeapProfile, "heap-profile", "", "write a heap profile (pprof) here once the caches and real clusters are ready")
 	flag.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "lease TTL of every registrar (default 10s)")
+	flag.DurationVar(&cfg.Heartbeat, "heartbeat", 0, "rewrite gateway records this often and withdraw gateways silent for 3 heartbeats (default: no heartbeat, liveness on the leases)")
 	dir := flag.String("dir", "", "directory for etcd's data and logs (default: a new temporary one, removed after)")
 	flag.Parse()
 	if flag.NArg() > 0 {
