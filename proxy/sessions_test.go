@@ -422,6 +422,36 @@ func TestSessionRetryBeforeFirstByte(t *testing.T) {
 			t.Errorf("A's app saw %d connections, B's %d; want 1 and 1", a, b)
 		}
 	})
+	t.Run("quiet session's path died, slow PINGs", func(t *testing.T) {
+		// The same at the default PING timeouts (dead after 6s): the held
+		// stream gives up after four round trips (at least 250ms), with
+		// nothing sent, and goes to a new session; it does not wait for
+		// the session to be declared dead.
+		w := newWorld(t)
+		gw, appA, serverB, appB := twoServersBehind(t, w)
+		client := w.sessionClient(west, w.svid(west, "client"), east, func(c *Config) {
+			c.Sessions = SessionsOn
+			c.Session.Pipeline = -1 // every session counts as quiet
+		})
+		if got, err := roundTrip(t, client, []byte("warm")); err != nil || string(got) != "warm" {
+			t.Fatalf("round trip = %q, %v", got, err)
+		}
+		gw.blackhole(serverB.InboundAddr().String())
+		start := time.Now()
+		if got, err := roundTrip(t, client, []byte("moved")); err != nil || string(got) != "moved" {
+			t.Fatalf("round trip after the path died = %q, %v", got, err)
+		}
+		dead := session.DefaultPingAfter + session.DefaultPingTimeout
+		if took := time.Since(start); took >= dead/2 {
+			t.Errorf("the connection took %s: it waited for the dead session's PING timeout (%s)", took, dead)
+		}
+		if a, b := len(appA.SPIFFEIDs()), len(appB.SPIFFEIDs()); a != 1 || b != 1 {
+			t.Errorf("A's app saw %d connections, B's %d; want 1 and 1", a, b)
+		}
+		if got := metricValue(t, client, "strait_proxy_session_streams_abandoned_total", map[string]string{"reason": session.ReasonStalled}); got != 1 {
+			t.Errorf("streams abandoned = %v, want 1", got)
+		}
+	})
 	t.Run("path silent", func(t *testing.T) {
 		w := newWorld(t)
 		gw, appA, serverB, appB := twoServersBehind(t, w)

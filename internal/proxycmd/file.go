@@ -71,6 +71,14 @@ type File struct {
 	// handshake per connection) or "off". Zero means
 	// proxy.DefaultSessionMode.
 	Sessions string `json:"sessions,omitempty"`
+	// SessionPipeline is "on" for a new stream's first bytes to go out
+	// with the request that opens it on a session that heard from its peer
+	// lately (one round trip to the answer), or "off" for them to wait for
+	// the destination's answer (two round trips, as a new handshake costs):
+	// then no byte of a new connection goes into a path that died
+	// unnoticed, and a gateway's death fails no new connection. Only with
+	// sessions on. Zero means on.
+	SessionPipeline string `json:"sessionPipeline,omitempty"`
 }
 
 // TransparentFile is the transparent capture section.
@@ -124,6 +132,13 @@ func (f File) Config() (proxy.Config, error) {
 		cfg.Sessions = proxy.SessionsOff
 	default:
 		return cfg, fmt.Errorf("sessions %q: want on or off", f.Sessions)
+	}
+	switch f.SessionPipeline {
+	case "", "on":
+	case "off":
+		cfg.Session.Pipeline = -1
+	default:
+		return cfg, fmt.Errorf("sessionPipeline %q: want on or off", f.SessionPipeline)
 	}
 	for _, p := range f.Ports {
 		cfg.Ports = append(cfg.Ports, &straitv1.ServicePort{Name: p.Name, Port: p.Port, Protocol: straitv1.Protocol_PROTOCOL_TCP})

@@ -148,6 +148,17 @@ func (c *Client) observeRTT(d time.Duration) {
 // minStallAfter.
 func (c *Client) stallAfter() time.Duration { return max(3*c.RTT(), minStallAfter) }
 
+// giveUpAfter is how long a held stream (Config.Pipeline) waits for its
+// answer before it gives up, nothing of the caller's sent (ErrStalled):
+// four round trips, and at least minGiveUpAfter. Its session has counted
+// as stalled since stallAfter, so the retry goes to a new session.
+func (c *Client) giveUpAfter() time.Duration { return max(4*c.RTT(), minGiveUpAfter) }
+
+// minGiveUpAfter is the least time a held stream waits for its answer:
+// as long as an egress gateway waits before it hedges a silent attempt at
+// a 1s dial timeout. A false alarm costs a new session.
+const minGiveUpAfter = 250 * time.Millisecond
+
 // minStallAfter is the least time a session is given to answer a stream
 // before it counts as stalled (scheduling on a busy host; a false alarm
 // costs one handshake).

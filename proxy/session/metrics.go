@@ -19,8 +19,16 @@ type Metrics struct {
 	streams       *prometheus.HistogramVec
 	sessionSetup  prometheus.Histogram
 	streamSetup   prometheus.Histogram
-	streamsActive *prometheus.GaugeVec // side
+	streamsActive *prometheus.GaugeVec   // side
+	abandoned     *prometheus.CounterVec // reason
 }
+
+// Reasons of strait_proxy_session_streams_abandoned_total.
+const (
+	// ReasonStalled: a held stream had no answer within the session's
+	// stall time (Client.Stalled); nothing of the caller's was sent.
+	ReasonStalled = "stalled"
+)
 
 // NewMetrics registers the session metrics with reg.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
@@ -33,6 +41,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		streams: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "session_streams",
 			Help:    "Streams a session carried in its life, observed when it closes, by side.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 10)}, []string{"side"}),
+		abandoned: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "session_streams_abandoned_total",
+			Help: "Client streams given up before their answer with nothing of the caller's sent (so retryable elsewhere), by reason."}, []string{"reason"}),
 		sessionSetup: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "session_setup_seconds",
 			Help:    "Time to open a client session: dial and inner mTLS handshake.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
@@ -44,7 +54,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.open.WithLabelValues(side)
 		m.streamsActive.WithLabelValues(side)
 	}
-	for _, c := range []prometheus.Collector{m.open, m.streamsActive, m.streams, m.sessionSetup, m.streamSetup} {
+	m.abandoned.WithLabelValues(ReasonStalled)
+	for _, c := range []prometheus.Collector{m.open, m.streamsActive, m.streams, m.sessionSetup, m.streamSetup, m.abandoned} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("session: register metrics: %w", err)
 		}
@@ -87,5 +98,11 @@ func (m *Metrics) ObserveSessionSetup(seconds float64) {
 func (m *Metrics) observeStreamSetup(seconds float64) {
 	if m != nil {
 		m.streamSetup.Observe(seconds)
+	}
+}
+
+func (m *Metrics) streamAbandoned() {
+	if m != nil {
+		m.abandoned.WithLabelValues(ReasonStalled).Inc()
 	}
 }

@@ -28,6 +28,11 @@ type Stream struct {
 	hold   bool
 	pw     *io.PipeWriter
 	cancel context.CancelFunc
+	// giveUp ends a held stream that has no answer after the session's
+	// stall time (abandoned is then set): nothing of the application's
+	// went out on it, so it may go elsewhere.
+	giveUp    *time.Timer
+	abandoned atomic.Bool
 
 	done chan struct{} // closed once resp or err is set
 	resp *http.Response
@@ -55,13 +60,26 @@ func (c *Client) open(target string) *Stream {
 	c.m.streamOpened(SideClient)
 	c.pendMu.Lock()
 	c.pending[s] = s.opened
+	if s.hold {
+		// A held stream that waits for its answer too long (giveUpAfter)
+		// gives up with nothing sent, so that the connection goes to a
+		// new session (or another candidate) instead of waiting for the
+		// session's PING timeout.
+		s.giveUp = time.AfterFunc(c.giveUpAfter(), s.abandon)
+	}
 	c.pendMu.Unlock()
 	go func() {
 		resp, err := c.cc.RoundTrip(req)
 		took := time.Since(s.opened)
 		c.pendMu.Lock()
 		delete(c.pending, s)
+		if s.giveUp != nil {
+			s.giveUp.Stop()
+		}
 		c.pendMu.Unlock()
+		if err != nil && s.abandoned.Load() {
+			err = ErrStalled
+		}
 		c.m.observeStreamSetup(took.Seconds())
 		if err == nil && resp.StatusCode == http.StatusOK {
 			c.observeRTT(took)
@@ -81,6 +99,19 @@ func (c *Client) open(target string) *Stream {
 		close(s.done)
 	}()
 	return s
+}
+
+// abandon gives up a held stream that has no answer yet: its request is
+// cancelled (the destination resets the stream and closes the connection
+// it may have opened to its application, which has received no byte of
+// the caller's). A stream answered meanwhile is left alone.
+func (s *Stream) abandon() {
+	if s.answered() {
+		return
+	}
+	s.abandoned.Store(true)
+	s.c.m.streamAbandoned()
+	s.cancel()
 }
 
 // answered reports whether the destination's answer (or a failure) is in.
