@@ -235,6 +235,7 @@ var phases = []struct {
 	{"latency", (*env).latency},
 	{"ttfb", (*env).ttfb},
 	{PhaseSessions, (*env).sessions},
+	{PhaseSessionsPath, (*env).sessionsPath},
 	{"propagation", (*env).propagation},
 	{PhaseGOMAXPROCS, (*env).gomaxprocs},
 }

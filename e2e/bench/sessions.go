@@ -268,3 +268,123 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// PhaseSessionsPath is the phase of issue 16's rows of the data path in
+// session mode (sessionsPath).
+const PhaseSessionsPath = "sessions_path"
+
+// sessionsPath measures bulk throughput and latency under load through two
+// Strait deployments that differ only in the proxies' sessions setting
+// (columns strait: sessions on, strait_per_conn: off), at no added delay,
+// as the throughput and latency phases measure Strait's main deployment:
+//
+//   - sessions_throughput_1_stream, sessions_throughput_8_streams: iperf3
+//     with 1 and 8 streams (in session mode the control connection and the
+//     streams share one session: one inner TLS connection and one tunnel
+//     stream), the median of ThroughputRuns runs;
+//   - sessions_latency_p99_1k_1000rps and sessions_added_latency_p99:
+//     fortio at QPS with Conns connections, the p99 and what it adds to
+//     the direct connection's p99 measured in the same phase (column
+//     direct), the median of LatencyRuns runs, each setup in turn.
+func (e *env) sessionsPath(ctx context.Context) error {
+	type deployment struct {
+		setup       string
+		iperf, http string
+		procs       usageSet
+	}
+	var deps []deployment
+	for _, d := range []struct{ setup, name, mode string }{
+		{SetupStrait, "path-sessions", "on"}, {SetupStraitPerConn, "path-perconn", "off"},
+	} {
+		iperf := &StraitService{Name: "iperf", Port: 5201, App: e.iperf, NoProxyHeader: true}
+		web := &StraitService{Name: "web", Port: 80, App: e.echo.Proxied.String()}
+		s, err := e.startStraitSessions(ctx, d.name, d.mode, nil, iperf, web)
+		if err != nil {
+			return err
+		}
+		if err := waitHTTP(ctx, web.Entry, readyTimeout); err != nil {
+			return err
+		}
+		deps = append(deps, deployment{d.setup, iperf.Entry, web.Entry, e.straitProcs(s)})
+	}
+	note := loadNote()
+	var errs []error
+	for _, streams := range []int{1, 8} {
+		m := Metric{Bench: fmt.Sprintf("sessions_throughput_%d_stream", streams), Unit: "Gbit/s", Values: map[string]float64{}}
+		if streams > 1 {
+			m.Bench += "s"
+		}
+		runs := map[string][]float64{}
+		for run := range e.cfg.ThroughputRuns {
+			for _, d := range deps {
+				v, err := Iperf3(ctx, e.bins.iperf3, d.iperf, streams, e.cfg.ThroughputDuration)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				e.log.Info("sessions throughput", "setup", d.setup, "streams", streams, "run", run, "gbps", v)
+				runs[d.setup] = append(runs[d.setup], v)
+			}
+		}
+		for setup, vs := range runs {
+			m.Values[setup] = median(vs)
+		}
+		m.Note = note
+		e.add(m)
+	}
+
+	targets := []latencyTarget{{setup: SetupDirect, addr: e.echo.Plain.String()}}
+	for _, d := range deps {
+		targets = append(targets, latencyTarget{setup: d.setup, addr: d.http, procs: d.procs})
+	}
+	ok := map[string]bool{}
+	for _, t := range targets {
+		if _, err := Fortio(ctx, e.bins.fortio, e.dir, "sessions-path-"+t.setup+"-warmup", "http://"+t.addr+"/echo", e.cfg.QPS, e.cfg.Conns, e.cfg.Payload, 2*time.Second); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ok[t.setup] = true
+	}
+	accs := map[string]*latencyAcc{}
+	runDur := e.cfg.LatencyDuration / time.Duration(e.cfg.LatencyRuns)
+	for run := range e.cfg.LatencyRuns {
+		for _, t := range targets {
+			if !ok[t.setup] {
+				continue
+			}
+			a := accs[t.setup]
+			if a == nil {
+				a = &latencyAcc{cpu: map[string]time.Duration{}}
+				accs[t.setup] = a
+			}
+			t.setup = "sessions-path-" + t.setup
+			if err := e.latencyRun(ctx, t, run, runDur, a); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	p99 := Metric{Bench: "sessions_latency_p99_1k_1000rps", Unit: "ms", Values: map[string]float64{}, Note: note}
+	added := Metric{Bench: "sessions_added_latency_p99", Unit: "ms", Values: map[string]float64{}, Note: note}
+	for _, t := range targets {
+		a := accs[t.setup]
+		if a == nil || a.requests == 0 {
+			continue
+		}
+		p99.Values[t.setup] = median(a.p99)
+		if a.rateOff > MaxRateError {
+			p99.Fail(t.setup, fmt.Sprintf("achieved %.1f requests/s, %.1f %% off the asked %d (more than %.0f %%)",
+				a.rate, 100*a.rateOff, e.cfg.QPS, 100*MaxRateError))
+			added.Fail(t.setup, "see "+p99.Bench)
+		}
+	}
+	if d, ok := p99.Values[SetupDirect]; ok {
+		for s, v := range p99.Values {
+			if s != SetupDirect {
+				added.Values[s] = v - d
+			}
+		}
+	}
+	e.add(p99)
+	e.add(added)
+	return errors.Join(errs...)
+}
