@@ -28,6 +28,7 @@ func main() {
 	flag.IntVar(&cfg.ExportsPerCluster, "exports", 100, "exports per cluster")
 	flag.IntVar(&cfg.EndpointsPerExport, "endpoints", 3, "endpoints per export")
 	flag.IntVar(&cfg.Caches, "caches", 10, "federation caches watching (1-64)")
+	flag.IntVar(&cfg.Clients, "clients", 0, "etcd clients the simulated clusters' registrars share (default: one per cluster)")
 	churn := flag.String("churn", "0.001,0.003,0.01", "shares of endpoints changing readiness per second, comma-separated: one churn phase each, in order")
 	flag.DurationVar(&cfg.Duration, "duration", 0, "each churn phase (default 60s)")
 	flag.Int64Var(&cfg.PageSize, "page-size", 0, "keys per page of the caches' lists (default: the cache's)")
