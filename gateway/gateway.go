@@ -43,9 +43,8 @@ type Gateway struct {
 	wg       sync.WaitGroup // every goroutine the gateway starts
 
 	// Set before ready is closed, read-only afterwards.
-	udp         *net.UDPConn
-	transport   *quic.Transport
-	listener    *quic.Listener
+	ingress     []*udpSocket // Config.IngressSockets, one SO_REUSEPORT group
+	dialers     []*udpSocket // one per connection slot of the pool
 	egressLn    *net.TCPListener
 	adminLn     net.Listener
 	admin       *http.Server

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/quic-go/quic-go"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -17,11 +18,12 @@ type remote struct {
 	cluster string
 }
 
-// acceptIngress accepts QUIC connections from remote gateways until the
-// listener closes. ctx is the run context.
-func (g *Gateway) acceptIngress(ctx context.Context) error {
+// acceptIngress accepts QUIC connections from remote gateways on ln, the
+// listener of ingress socket i, until it closes. ctx is the run context.
+func (g *Gateway) acceptIngress(ctx context.Context, i int, ln *quic.Listener) error {
+	open := g.m.socketConns.WithLabelValues(strconv.Itoa(i))
 	for {
-		conn, err := g.listener.Accept(ctx)
+		conn, err := ln.Accept(ctx)
 		if err != nil {
 			if errors.Is(err, quic.ErrServerClosed) || ctx.Err() != nil {
 				return nil
@@ -30,7 +32,11 @@ func (g *Gateway) acceptIngress(ctx context.Context) error {
 		}
 		markAccepted(conn)
 		handshakeDone(conn)
-		g.wg.Go(func() { g.serveConn(ctx, conn) })
+		open.Inc()
+		g.wg.Go(func() {
+			defer open.Dec()
+			g.serveConn(ctx, conn)
+		})
 	}
 }
 
