@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -29,6 +30,11 @@ type Client struct {
 	// were opened.
 	pendMu  sync.Mutex
 	pending map[*Stream]time.Time
+	// probeCur is the probe in flight, if any (probe); aliveAt is when
+	// the last probe whose PING was answered sent it (UnixNano).
+	probeMu  sync.Mutex
+	probeCur *probing
+	aliveAt  atomic.Int64
 	// opened is when the session was made; renewAt is when it stops
 	// taking streams.
 	opened, renewAt time.Time
@@ -148,16 +154,48 @@ func (c *Client) observeRTT(d time.Duration) {
 // minStallAfter.
 func (c *Client) stallAfter() time.Duration { return max(3*c.RTT(), minStallAfter) }
 
-// giveUpAfter is how long a held stream (Config.Pipeline) waits for its
-// answer before it gives up, nothing of the caller's sent (ErrStalled):
-// four round trips, and at least minGiveUpAfter. Its session has counted
-// as stalled since stallAfter, so the retry goes to a new session.
-func (c *Client) giveUpAfter() time.Duration { return max(4*c.RTT(), minGiveUpAfter) }
+// probeTimeout is how long a probe's PING may go unanswered before the
+// session's held streams give up (ErrStalled): four round trips, and at
+// least minProbeTimeout.
+func (c *Client) probeTimeout() time.Duration { return max(4*c.RTT(), minProbeTimeout) }
 
-// minGiveUpAfter is the least time a held stream waits for its answer:
+// minProbeTimeout is the least time a probe waits for its PING's answer:
 // as long as an egress gateway waits before it hedges a silent attempt at
 // a 1s dial timeout. A false alarm costs a new session.
-const minGiveUpAfter = 250 * time.Millisecond
+const minProbeTimeout = 250 * time.Millisecond
+
+// probing is a PING in flight (Client.probe); ok is set before done closes.
+type probing struct {
+	done chan struct{}
+	ok   bool
+}
+
+// probe sends a PING on the session, or joins the one in flight, and
+// reports through the result whether its answer came within probeTimeout.
+func (c *Client) probe() *probing {
+	c.probeMu.Lock()
+	defer c.probeMu.Unlock()
+	if c.probeCur != nil {
+		return c.probeCur
+	}
+	p := &probing{done: make(chan struct{})}
+	c.probeCur = p
+	go func() {
+		sent := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), c.probeTimeout())
+		err := c.cc.Ping(ctx)
+		cancel()
+		if err == nil {
+			c.aliveAt.Store(sent.UnixNano())
+		}
+		c.probeMu.Lock()
+		p.ok = err == nil
+		c.probeCur = nil
+		c.probeMu.Unlock()
+		close(p.done)
+	}()
+	return p
+}
 
 // minStallAfter is the least time a session is given to answer a stream
 // before it counts as stalled (scheduling on a busy host; a false alarm
@@ -182,15 +220,18 @@ func (c *Client) fresh() bool {
 const minPipeline = 50 * time.Millisecond
 
 // Stalled reports whether a stream has waited for its answer longer than
-// stallAfter: the path may be dead (a SIGKILLed gateway, a partition), and
-// new streams should go to a new session. The waiting streams stay: they
-// end with their answer or with the session (PingTimeout).
+// stallAfter, and no PING sent since it opened was answered (probe): the
+// path may be dead (a SIGKILLed gateway, a partition), and new streams
+// should go to a new session. The waiting streams stay: they end with
+// their answer, or give up (held ones, see Config.Pipeline), or end with
+// the session (PingTimeout).
 func (c *Client) Stalled() bool {
 	limit := time.Now().Add(-c.stallAfter())
+	alive := time.Unix(0, c.aliveAt.Load())
 	c.pendMu.Lock()
 	defer c.pendMu.Unlock()
 	for _, t := range c.pending {
-		if t.Before(limit) {
+		if t.Before(limit) && !alive.After(t) {
 			return true
 		}
 	}

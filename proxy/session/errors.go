@@ -17,10 +17,10 @@ var (
 	// ALPN on the connection (it does not speak the session mode).
 	ErrNoALPN = errors.New("session: peer did not negotiate " + ALPN)
 	// ErrStalled is the failure of a stream that waited for its answer,
-	// with nothing of the caller's sent (Config.Pipeline), for longer than
-	// four of its session's round trips (at least 250ms): the path may be
-	// dead. Such a stream is retryable.
-	ErrStalled = errors.New("session: no answer in time on a stalled session; nothing was sent")
+	// with nothing of the caller's sent (Config.Pipeline), while its
+	// session stalled and left a PING unanswered: the path may be dead.
+	// Such a stream is retryable.
+	ErrStalled = errors.New("session: no answer, and the stalled session left a PING unanswered; nothing was sent")
 )
 
 // RefusedError is a stream the destination refused before relaying any

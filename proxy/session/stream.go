@@ -61,11 +61,12 @@ func (c *Client) open(target string) *Stream {
 	c.pendMu.Lock()
 	c.pending[s] = s.opened
 	if s.hold {
-		// A held stream that waits for its answer too long (giveUpAfter)
-		// gives up with nothing sent, so that the connection goes to a
-		// new session (or another candidate) instead of waiting for the
-		// session's PING timeout.
-		s.giveUp = time.AfterFunc(c.giveUpAfter(), s.abandon)
+		// A held stream that waits for its answer longer than a stalled
+		// session is allowed probes the session (check), and gives up
+		// with nothing sent when the probe goes unanswered, so that the
+		// connection goes to a new session (or another candidate)
+		// instead of waiting for the session's PING timeout.
+		s.giveUp = time.AfterFunc(c.stallAfter(), s.check)
 	}
 	c.pendMu.Unlock()
 	go func() {
@@ -99,6 +100,29 @@ func (c *Client) open(target string) *Stream {
 		close(s.done)
 	}()
 	return s
+}
+
+// check runs when a held stream has waited stallAfter for its answer: it
+// probes the session with a PING (Client.probe). An unanswered probe means
+// the path may be dead: the stream gives up (abandon). An answered one
+// means the destination is slow, not gone: the stream waits on and is
+// checked again later (a busy host that stalled every process for a while
+// does not send every waiting connection to a new handshake).
+func (s *Stream) check() {
+	if s.answered() {
+		return
+	}
+	p := s.c.probe()
+	<-p.done
+	if !p.ok {
+		s.abandon()
+		return
+	}
+	s.c.pendMu.Lock()
+	defer s.c.pendMu.Unlock()
+	if _, waiting := s.c.pending[s]; waiting {
+		s.giveUp.Reset(s.c.stallAfter())
+	}
 }
 
 // abandon gives up a held stream that has no answer yet: its request is
