@@ -24,11 +24,14 @@ FUZZ_TARGETS := FuzzReadHeader:./gateway/tunnel FuzzReadReply:./gateway/tunnel F
 
 all: build
 
-## build: bin/strait, and bin/strait-proxy, the per-pod proxy alone (the tag
-## grpcnotrace leaves grpc's x/net/trace out: 3.5 MB less to map).
+## build: bin/strait, bin/strait-proxy, the per-pod proxy alone (the tag
+## grpcnotrace leaves grpc's x/net/trace out: 3.5 MB less to map), and
+## bin/strait-init, its init container (the capture rules' nftables code,
+## which the proxy then does not carry).
 build:
 	$(GO) build -o bin/strait ./cmd/strait
 	$(GO) build -tags grpcnotrace -o bin/strait-proxy ./cmd/strait-proxy
+	$(GO) build -o bin/strait-init ./cmd/strait-init
 
 ## test: everything CI runs: formatting, vet, generated code, the list of
 ## fuzz targets, the pinned test tools; every test outside e2e/ (unit,
@@ -126,7 +129,8 @@ clean:
 	rm -rf bin .cache
 
 ## image: Strait's container image (the static binaries of cmd/ in
-## /usr/local/bin, strait the entrypoint, run as the non-root user 65532) as
+## /usr/local/bin, strait-proxy built as make build builds it, strait the
+## entrypoint, run as the non-root user 65532) as
 ## an OCI image layout tarball, bin/strait-image.tar, written without Docker
 ## or a registry; load it with `ctr images import` or `docker load`.
 ## deploy/Dockerfile builds the same image with Docker. IMAGE and IMAGE_TAR
@@ -137,6 +141,7 @@ IMAGE_TAR ?= bin/strait-image.tar
 image:
 	@rm -rf bin/linux && mkdir -p bin/linux
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "-s -w" -o bin/linux/ ./cmd/...
+	CGO_ENABLED=0 GOOS=linux $(GO) build -tags grpcnotrace -trimpath -ldflags "-s -w" -o bin/linux/ ./cmd/strait-proxy
 	$(GO) run ./internal/ociimage/cmd/ociimage -ref $(IMAGE) -o $(IMAGE_TAR) -user 65532:65532 \
 		-entrypoint /usr/local/bin/strait $$(for f in bin/linux/*; do echo "$$f=/usr/local/bin/$${f##*/}"; done)
 

@@ -99,11 +99,12 @@
 //
 // # Transparent capture
 //
-// Inside a pod's network namespace, capture.Install (`strait proxy init`,
-// nftables rules programmed over netlink) redirects outbound TCP to the
+// Inside a pod's network namespace, nft.Install (package capture/nft, run
+// by the init container's strait-init; nftables rules programmed over
+// netlink) redirects outbound TCP to the
 // proxy's transparent listener and DNS to a dns.Server, which answers
 // <service>.<namespace>.svc.clusterset.local with a virtual IP;
-// capture.Cleanup (`strait proxy cleanup`) removes the rules. The proxy
+// nft.Cleanup (`strait-init cleanup`) removes the rules. The proxy
 // routes a captured connection to a virtual IP like an upstream connection
 // (on the original port) and relays anything else unchanged; it marks its
 // own connections with Config.Mark so they are not captured again (a proxy
@@ -116,5 +117,5 @@
 //		Transparent: &proxy.Transparent{Services: resolver.VIPs()},
 //	})
 //	// run resolver.Run and p.Run; once both are ready:
-//	err := capture.Install(ctx, capture.Config{})
+//	err := nft.Install(ctx, capture.Config{})
 package proxy

@@ -15,6 +15,7 @@ import (
 	"github.com/strait-mesh/strait/internal/demo"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 	"github.com/strait-mesh/strait/proxy/capture"
+	"github.com/strait-mesh/strait/proxy/capture/nft"
 	"github.com/strait-mesh/strait/proxy/dns"
 	"github.com/strait-mesh/strait/proxy/internal/netnstest"
 )
@@ -75,10 +76,10 @@ func TestTransparentCapture(t *testing.T) {
 		OutboundPort: uint16(pod.TransparentAddr().(*net.TCPAddr).Port),
 		DNSPort:      uint16(resolver.Addr().(*net.UDPAddr).Port),
 	}
-	if err := capture.Install(ctx, cfg); err != nil {
+	if err := nft.Install(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = capture.Cleanup(ctx, cfg) }()
+	defer func() { _ = nft.Cleanup(ctx, cfg) }()
 
 	tests := []struct{ url, want string }{
 		{"http://web.default.svc.clusterset.local:8080/", "hello from cluster west; you are " + westClientID + "\n"},
@@ -96,11 +97,11 @@ func TestTransparentCapture(t *testing.T) {
 	}
 
 	for range 2 {
-		if err := capture.Cleanup(ctx, cfg); err != nil {
+		if err := nft.Cleanup(ctx, cfg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if rules, err := capture.List(ctx); err != nil || rules != nil {
+	if rules, err := nft.List(ctx); err != nil || rules != nil {
 		t.Errorf("after cleanup: %v\n%s", err, strings.Join(rules, "\n"))
 	}
 }

@@ -32,24 +32,40 @@ func needRoot(t *testing.T) {
 	t.Skip(why)
 }
 
-// TestInitCleanupBinary runs the strait-proxy binary as the image holds it
-// (built as deploy/Dockerfile builds it) in a network namespace of the
-// test's, with an empty environment (no PATH: no iptables or nft command
-// to find): init installs the capture table and prints it exactly as the
-// nft command lists it; init again prints the same; cleanup leaves an
-// empty ruleset, and cleanup again succeeds.
-func TestInitCleanupBinary(t *testing.T) {
-	needRoot(t)
+// buildBinaries builds strait-init and strait-proxy into one directory, as
+// make image and deploy/Dockerfile build them (static, stripped;
+// strait-proxy with tag grpcnotrace), and returns their paths.
+func buildBinaries(t *testing.T) (initBin, proxyBin string) {
+	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	bin := filepath.Join(t.TempDir(), "strait-proxy")
-	build := exec.Command(goBin, "build", "-tags", "grpcnotrace", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	dir := t.TempDir()
+	for _, b := range []struct{ pkg, tags, out string }{
+		{".", "", "strait-init"},
+		{"../strait-proxy", "grpcnotrace", "strait-proxy"},
+	} {
+		build := exec.Command(goBin, "build", "-tags", b.tags, "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, b.out), b.pkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
+		}
 	}
+	return filepath.Join(dir, "strait-init"), filepath.Join(dir, "strait-proxy")
+}
+
+// TestInitCleanupBinary runs the strait-init binary as the image holds it
+// in a network namespace of the test's, with an empty environment (no
+// PATH: no iptables or nft command to find): init installs the capture
+// table and prints it exactly as the nft command lists it; init again
+// prints the same; cleanup leaves an empty ruleset, and cleanup again
+// succeeds. The second init and the second cleanup go through
+// `strait-proxy init|cleanup`, which executes strait-init beside it (pods
+// that an older injector wrote run that command).
+func TestInitCleanupBinary(t *testing.T) {
+	needRoot(t)
+	initBin, proxyBin := buildBinaries(t)
 	ns := fmt.Sprintf("strait-cap-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)
@@ -71,10 +87,10 @@ func TestInitCleanupBinary(t *testing.T) {
 	}
 
 	var first string
-	for i := range 2 {
-		out, err := in(bin, "init", "--exclude-gid", "1337")
+	for i, cmd := range [][]string{{initBin}, {proxyBin, "init"}} {
+		out, err := in(append(cmd, "--exclude-gid", "1337")...)
 		if err != nil {
-			t.Fatalf("strait-proxy init: %v\n%s", err, out)
+			t.Fatalf("%q: %v\n%s", cmd, err, out)
 		}
 		table, ok := strings.CutPrefix(out, "capture rules installed:\n")
 		if !ok {
@@ -90,17 +106,66 @@ func TestInitCleanupBinary(t *testing.T) {
 		}
 		if i == 0 {
 			first = out
-			t.Logf("strait-proxy init:\n%s", out)
+			t.Logf("strait-init:\n%s", out)
 		} else if out != first {
 			t.Errorf("second init printed\n%s\nthe first\n%s", out, first)
 		}
 	}
-	for range 2 {
-		if out, err := in(bin, "cleanup"); err != nil || out != "capture rules removed\n" {
-			t.Fatalf("strait-proxy cleanup: %v: %q", err, out)
+	for _, cmd := range [][]string{{initBin, "cleanup"}, {proxyBin, "cleanup"}} {
+		if out, err := in(cmd...); err != nil || out != "capture rules removed\n" {
+			t.Fatalf("%q: %v: %q", cmd, err, out)
 		}
 		if nft := nftList(); strings.TrimSpace(nft) != "" {
 			t.Errorf("ruleset after cleanup:\n%s", nft)
 		}
+	}
+}
+
+// strait-proxy init and cleanup execute the strait-init beside it with the
+// same flags (here init's --no-capture --own-dir, which needs no root);
+// without strait-init beside it they fail with a message that names it.
+func TestProxyExecutesInit(t *testing.T) {
+	initBin, proxyBin := buildBinaries(t)
+	owner := fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())
+	alone := filepath.Join(t.TempDir(), "strait-proxy")
+	if b, err := os.ReadFile(proxyBin); err != nil || os.WriteFile(alone, b, 0o755) != nil {
+		t.Fatalf("copy strait-proxy: %v", err)
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr bool
+		want    string // in the output
+	}{
+		{name: "init own-dir", args: []string{proxyBin, "init", "--no-capture", "--own-dir", "DIR", "--owner", owner},
+			want: "DIR owned by " + owner + "\n"},
+		{name: "init help", args: []string{proxyBin, "init", "--help"}, want: "Usage:\n  strait-init [flags]"},
+		{name: "cleanup help", args: []string{proxyBin, "cleanup", "-h"}, want: "Usage:\n  strait-init cleanup [flags]"},
+		{name: "init bad flag", args: []string{proxyBin, "init", "--exclude-port", "0"}, wantErr: true,
+			want: "strait-init: --exclude-port 0 is not 1-65535"},
+		{name: "direct", args: []string{initBin, "--no-capture", "--own-dir", "DIR", "--owner", owner},
+			want: "DIR owned by " + owner + "\n"},
+		{name: "no strait-init beside", args: []string{alone, "init", "--no-capture"}, wantErr: true,
+			want: "strait-proxy: strait-proxy init: no strait-init binary beside this one (" + filepath.Join(filepath.Dir(alone), "strait-init") + ")"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ca")
+			args := make([]string, len(tc.args))
+			for i, a := range tc.args {
+				args[i] = strings.ReplaceAll(a, "DIR", dir)
+			}
+			out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("%q: %v, want error %v\n%s", args, err, tc.wantErr, out)
+			}
+			if want := strings.ReplaceAll(tc.want, "DIR", dir); !strings.Contains(string(out), want) {
+				t.Errorf("%q printed\n%s\nwant it to contain %q", args, out, want)
+			}
+			if strings.Contains(tc.want, "owned by") {
+				if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+					t.Errorf("%s: %v", dir, err)
+				}
+			}
+		})
 	}
 }

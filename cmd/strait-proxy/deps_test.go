@@ -11,7 +11,8 @@ import (
 // TestDependencies keeps the sidecar binary small: built as make build and
 // deploy/Dockerfile build it (tag grpcnotrace), it links none of the
 // packages that made the one strait binary 97 MB, nor the ones whose
-// reflection keeps every exported method of the binary alive.
+// reflection keeps every exported method of the binary alive, nor the
+// nftables code of the capture rules (strait-init's).
 func TestDependencies(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -37,6 +38,13 @@ func TestDependencies(t *testing.T) {
 		"text/template",          // dynamic method calls: no method is dead code
 		"html/template",
 		"net/http/pprof",
+		// the capture rules' code, which only the init container runs
+		// (strait-init)
+		"github.com/google/nftables",
+		"github.com/google/nftables/",
+		"github.com/mdlayher/",
+		"github.com/strait-mesh/strait/proxy/capture/nft",
+		"github.com/strait-mesh/strait/internal/proxycmd/initcmd",
 	}
 	deps := strings.Fields(string(out))
 	if len(deps) < 100 {

@@ -1,8 +1,10 @@
 // Command strait-proxy is Strait's per-workload proxy as a binary of its
-// own: the `strait proxy` command (same config file, flags and `init` and
-// `cleanup` subcommands) without the embedded etcd server, the Kubernetes
-// client, cobra and the other commands, so that the sidecar's binary and
-// resident memory stay small. Build it as `make build` does, with the
+// own: the `strait proxy` command (same config file and flags) without the
+// embedded etcd server, the Kubernetes client, cobra and the other
+// commands, so that the sidecar's binary and resident memory stay small.
+// Its `init` and `cleanup` subcommands execute strait-init, the init
+// container's binary, from the same directory: the capture rules' nftables
+// code is not in this one. Build it as `make build` does, with the
 // grpcnotrace tag (grpc then leaves out golang.org/x/net/trace, whose
 // html/template keeps every exported method of the binary alive). Run
 // `strait-proxy --help`.

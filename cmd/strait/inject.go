@@ -35,7 +35,7 @@ func newInjectCmd() *cobra.Command {
 		Use:   "inject --cert tls.crt --key tls.key",
 		Short: "Serve the sidecar injection webhook (Kubernetes)",
 		Long: `Serve the mutating admission webhook that adds the Strait proxy sidecar
-(strait-proxy) and its init container (strait-proxy init) to pods:
+(strait-proxy) and its init container (strait-init) to pods:
 every pod of a namespace labelled strait.io/inject=enabled unless annotated
 strait.io/inject: "false", and pods annotated strait.io/inject: "true" in
 other namespaces. deploy/base/injector.yaml registers it. An already

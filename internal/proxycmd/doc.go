@@ -1,10 +1,12 @@
 // Package proxycmd is the per-workload proxy's command: its config file,
 // its flags and its wiring (identity, etcd node, proxy, DNS responder, admin
-// server), and the `init` and `cleanup` subcommands that install and remove
-// the capture rules. `strait proxy` and the sidecar binary `strait-proxy`
-// run this same command. It links neither cobra nor anything of the other
-// commands, so that the sidecar carries no embedded etcd server, Kubernetes
-// client or QUIC stack.
+// server). `strait proxy` and the sidecar binary `strait-proxy` run this
+// same command. It links neither cobra nor anything of the other commands,
+// so that the sidecar carries no embedded etcd server, Kubernetes client or
+// QUIC stack, nor the capture rules' nftables code: the `init` and
+// `cleanup` subcommands, which install and remove those rules, are the
+// init container's binary strait-init (package initcmd), which Main
+// executes from the directory of the running binary.
 //
 //	func main() {
 //		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

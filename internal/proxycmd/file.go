@@ -36,7 +36,7 @@ type File struct {
 	// read it.
 	NoProxyHeader bool `json:"noProxyHeader,omitempty"`
 	// Transparent captures the pod's outbound connections and DNS (after
-	// `strait proxy init` installed the rules in its network namespace):
+	// strait-init installed the rules in its network namespace):
 	// <service>.<namespace>.svc.clusterset.local resolves to a virtual IP
 	// that the proxy routes like an upstream.
 	Transparent *TransparentFile `json:"transparent,omitempty"`

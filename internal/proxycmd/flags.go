@@ -35,7 +35,7 @@ func addFlags(fs *pflag.FlagSet) *flags {
 	fs.StringVarP(&f.path, "config", "c", "", "proxy config file (YAML or JSON) (required)")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve the Go profiles under /debug/pprof/ on the admin server")
 	fs.StringArrayVar(&f.upstreams, "upstream", nil, "an upstream listener, <service>.<namespace>[.<cluster>]:<port>=<listen addr> (repeatable)")
-	fs.BoolVar(&f.transparent, "transparent", false, "serve the captured connections and DNS (after strait-proxy init installed the rules): the config file's transparent section, or its defaults when it has none")
+	fs.BoolVar(&f.transparent, "transparent", false, "serve the captured connections and DNS (after strait-init installed the rules): the config file's transparent section, or its defaults when it has none")
 	fs.BoolVar(&f.noMark, "no-mark", false, "with --transparent: do not SO_MARK the proxy's own connections (no CAP_NET_ADMIN); the rules exclude its group instead (init --exclude-gid)")
 	return f
 }

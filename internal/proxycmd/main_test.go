@@ -3,12 +3,11 @@ package proxycmd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -25,18 +24,13 @@ func TestMainArguments(t *testing.T) {
 	}{
 		{name: "help", args: []string{"--help"}, wantOut: "--upstream stringArray"},
 		{name: "short help", args: []string{"-h"}, wantOut: "Usage:\n  strait-proxy --config proxy.yaml"},
-		{name: "init help", args: []string{"init", "--help"}, wantOut: "--exclude-cidr strings"},
-		{name: "cleanup help", args: []string{"cleanup", "-h"}, wantOut: "Remove the capture rules"},
 		{name: "no config", args: nil, wantErr: `required flag "config" not set`},
 		{name: "missing config file", args: []string{"-c", "/nonexistent/proxy.yaml"}, wantErr: "no such file"},
 		{name: "unknown flag", args: []string{"--bogus"}, wantErr: "unknown flag: --bogus"},
 		{name: "argument", args: []string{"--config", "x.yaml", "extra"}, wantErr: `unexpected argument "extra"`},
-		{name: "init bad port", args: []string{"init", "--exclude-port", "0"}, wantErr: "--exclude-port 0 is not 1-65535"},
-		{name: "init bad cidr", args: []string{"init", "--exclude-cidr", "10.0.0.0/8,nope"}, wantErr: `--exclude-cidr "nope"`},
-		{name: "cleanup argument", args: []string{"cleanup", "now"}, wantErr: `unexpected argument "now"`},
-		{name: "init bad owner", args: []string{"init", "--own-dir", "/nonexistent/x", "--owner", "nobody"}, wantErr: `--owner "nobody": want numeric user:group`},
-		{name: "init relative dir", args: []string{"init", "--no-capture", "--own-dir", "var/lib/strait/ca"}, wantErr: `--own-dir "var/lib/strait/ca" is not absolute`},
-		{name: "cleanup has no own-dir", args: []string{"cleanup", "--own-dir", "/x"}, wantErr: "unknown flag: --own-dir"},
+		// The test binary has no strait-init beside it.
+		{name: "init", args: []string{"init", "--no-capture"}, wantErr: "strait-proxy init: no strait-init binary beside this one"},
+		{name: "cleanup", args: []string{"cleanup"}, wantErr: "strait-proxy cleanup: no strait-init binary beside this one"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -46,6 +40,9 @@ func TestMainArguments(t *testing.T) {
 				t.Fatalf("Main(%q) = %v, want no error", tc.args, err)
 			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 				t.Fatalf("Main(%q) = %v, want an error with %q", tc.args, err, tc.wantErr)
+			}
+			if isInit := len(tc.args) > 0 && (tc.args[0] == "init" || tc.args[0] == "cleanup"); isInit != errors.Is(err, ErrNoInitBinary) {
+				t.Errorf("Main(%q) = %v: errors.Is ErrNoInitBinary %v, want %v", tc.args, err, !isInit, isInit)
 			}
 			if !strings.Contains(stderr.String(), tc.wantOut) {
 				t.Errorf("Main(%q) printed %q, want it to contain %q", tc.args, stderr.String(), tc.wantOut)
@@ -128,32 +125,5 @@ func TestTransparentFlags(t *testing.T) {
 				t.Errorf("mark = %#x, want %#x", got, tt.mark)
 			}
 		})
-	}
-}
-
-// init --own-dir creates the directory and hands it to --owner; with
-// --no-capture it installs no rules (this test runs in the host's network
-// namespace: a rule installed here would fail the test's premise).
-func TestInitOwnDir(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "ca")
-	uid, gid := os.Getuid(), os.Getgid()
-	if uid == 0 {
-		uid, gid = 65532, 65532 // root can give it away, as in the init container
-	}
-	owner := strconv.Itoa(uid) + ":" + strconv.Itoa(gid)
-	var stdout, stderr bytes.Buffer
-	if err := Main(context.Background(), "strait-proxy", []string{"init", "--no-capture", "--own-dir", dir, "--owner", owner}, &stdout, &stderr); err != nil {
-		t.Fatalf("init: %v (%s)", err, stderr.String())
-	}
-	st, err := os.Stat(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := st.Sys().(*syscall.Stat_t)
-	if !st.IsDir() || int(sys.Uid) != uid || int(sys.Gid) != gid {
-		t.Errorf("%s: dir %v owner %d:%d, want %s", dir, st.IsDir(), sys.Uid, sys.Gid, owner)
-	}
-	if strings.Contains(stdout.String(), "capture rules installed") || !strings.Contains(stdout.String(), "owned by "+owner) {
-		t.Errorf("output %q", stdout.String())
 	}
 }

@@ -2,12 +2,15 @@
 // queries to its Strait proxy, the way Istio's init container does, and
 // tells the proxy where a redirected connection was going.
 //
-// Install programs nftables over netlink (github.com/google/nftables; no
-// iptables or nft command, so it runs from Strait's distroless image, and
-// it needs CAP_NET_ADMIN only) in the current network namespace: run it
-// inside the pod's, as `strait-proxy init` does. It creates one table,
+// Config describes the rules; package nft (proxy/capture/nft) installs
+// them: its Install programs nftables over netlink (github.com/google/nftables;
+// no iptables or nft command, so it runs from Strait's distroless image,
+// and it needs CAP_NET_ADMIN only) in the current network namespace: run
+// it inside the pod's, as the init container's strait-init does. The
+// proxy imports this package alone, so that the sidecar binary links no
+// nftables or netlink code. Install creates one table,
 // "ip strait", whose one chain "output" (type nat, hook output, priority
-// dstnat -100, policy accept) holds, in order (Rules gives the text):
+// dstnat -100, policy accept) holds, in order (nft.Rules gives the text):
 //
 //	meta mark 0x00005354 return        the proxy's own connections (Mark)
 //	meta skuid 1337 return             each of ExcludeUIDs
@@ -21,7 +24,7 @@
 // Everything else (other UDP, ICMP) passes. The table is IPv4 only, as
 // the proxy's listeners are: IPv6 traffic is not captured.
 //
-// Install replaces the whole table in one netlink transaction, so running
+// nft.Install replaces the whole table in one netlink transaction, so running
 // it twice is harmless and no packet sees half the rules; Cleanup deletes
 // the table and is a no-op when it is absent. List and Ruleset read the
 // rules back from the kernel and print them in nft syntax (Ruleset as
@@ -35,7 +38,8 @@
 // OriginalDst reads the original destination of a redirected connection
 // (SO_ORIGINAL_DST, which the conntrack entry of an nft redirect keeps).
 //
-//	err := capture.Install(ctx, capture.Config{ExcludeGIDs: []uint32{1337}})
-//	rules, err := capture.Ruleset(ctx) // the table, as nft lists it
-//	err = capture.Cleanup(ctx, capture.Config{})
+//	err := nft.Install(ctx, capture.Config{ExcludeGIDs: []uint32{1337}})
+//	rules, err := nft.Ruleset(ctx) // the table, as nft lists it
+//	err = nft.Cleanup(ctx, capture.Config{})
+//	d := net.Dialer{Control: capture.DialerControl(capture.DefaultMark)}
 package capture

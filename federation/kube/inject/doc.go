@@ -1,6 +1,6 @@
 // Package inject is Strait's sidecar injector: a Kubernetes mutating
 // admission webhook that adds the proxy (strait-proxy) and its init
-// container (`strait-proxy init`) to pods, the shape
+// container (strait-init) to pods, the shape
 // deploy/examples/west-hello.yaml used to build by hand.
 //
 // Who is injected: every pod of a namespace labelled
@@ -21,9 +21,10 @@
 //
 // Transparent capture is on unless the pod is annotated strait.io/capture:
 // "false". The init container (root, capabilities NET_ADMIN, and CHOWN for
-// the CA directory; nothing else) runs `strait-proxy init --exclude-gid
+// the CA directory; nothing else) runs `strait-init --exclude-gid
 // <proxy group>`, which programs the nftables rules of package
-// proxy/capture over netlink from the same distroless image: the pod's
+// proxy/capture/nft over netlink from the same distroless image (a binary
+// of its own, so that the sidecar's binary carries none of that code): the pod's
 // outbound TCP goes to the proxy's transparent listener (127.0.0.1:15001)
 // and its DNS to the proxy's responder (127.0.0.1:15053). The proxy runs
 // with `--transparent --no-mark`: it has no capabilities, so it cannot mark

@@ -64,13 +64,18 @@ const (
 	configDir   = "/etc/strait/proxy"
 	stateDir    = "/var/lib/strait"
 	proxyBinary = "/usr/local/bin/strait-proxy"
+	// initBinary installs the capture rules (nftables over netlink) and
+	// hands directories to the proxy's user; a binary of its own so that
+	// the sidecar carries none of that code.
+	initBinary  = "/usr/local/bin/strait-init"
 	proxyConfig = configDir + "/proxy.yaml"
 )
 
 // Config configures an Injector. Zero values mean the documented default.
 type Config struct {
 	// Image is the image of the injected containers (it holds
-	// /usr/local/bin/strait-proxy). Zero means "strait:dev".
+	// /usr/local/bin/strait-proxy and /usr/local/bin/strait-init). Zero
+	// means "strait:dev".
 	Image string
 	// PullPolicy of the injected containers. Zero means IfNotPresent.
 	PullPolicy corev1.PullPolicy
@@ -283,7 +288,7 @@ func (in *Injector) Sidecar(pod *corev1.Pod) (inits, containers []corev1.Contain
 	}
 	// The init container installs the capture rules and hands the CA's
 	// hostPath directory (created owned by root) to the proxy's user.
-	args := []string{proxyBinary, "init"}
+	args := []string{initBinary}
 	var caps []corev1.Capability
 	if capture {
 		// The proxy's own connections are told by its group, not its user:

@@ -260,12 +260,12 @@ func checkSidecar(t *testing.T, p *corev1.Pod, configMap string) {
 		}
 		inits++
 		// Exactly the capabilities the rules need (CAP_NET_ADMIN, no
-		// CAP_NET_RAW: proxy/capture's TestInstallCapabilities) and the
+		// CAP_NET_RAW: proxy/capture/nft's TestInstallCapabilities) and the
 		// CA directory's chown.
-		wantCmd, wantCaps := "/usr/local/bin/strait-proxy init --exclude-gid 1337 --own-dir /var/lib/strait/ca --owner 65532:65532", "NET_ADMIN,CHOWN"
+		wantCmd, wantCaps := "/usr/local/bin/strait-init --exclude-gid 1337 --own-dir /var/lib/strait/ca --owner 65532:65532", "NET_ADMIN,CHOWN"
 		if !capture {
 			wantCaps = "CHOWN"
-			wantCmd = "/usr/local/bin/strait-proxy init --no-capture --own-dir /var/lib/strait/ca --owner 65532:65532"
+			wantCmd = "/usr/local/bin/strait-init --no-capture --own-dir /var/lib/strait/ca --owner 65532:65532"
 		}
 		var caps []string
 		for _, c := range c.SecurityContext.Capabilities.Add {
@@ -298,7 +298,7 @@ func TestSidecarWithoutCADir(t *testing.T) {
 	}
 	for _, annotations := range []map[string]string{nil, {"strait.io/capture": "true"}} {
 		inits, _, _ = in.Sidecar(pod(annotations))
-		if len(inits) != 1 || strings.Join(inits[0].Command, " ") != "/usr/local/bin/strait-proxy init --exclude-gid 1337" || len(inits[0].VolumeMounts) != 0 ||
+		if len(inits) != 1 || strings.Join(inits[0].Command, " ") != "/usr/local/bin/strait-init --exclude-gid 1337" || len(inits[0].VolumeMounts) != 0 ||
 			fmt.Sprint(inits[0].SecurityContext.Capabilities.Add) != "[NET_ADMIN]" {
 			t.Errorf("capture init without CA dir (annotations %v): %+v", annotations, inits)
 		}

@@ -1,4 +1,4 @@
-package proxycmd
+package initcmd
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/strait-mesh/strait/proxy/capture"
+	"github.com/strait-mesh/strait/proxy/capture/nft"
 )
 
 const (
@@ -27,7 +28,11 @@ holds afterwards.
 
 With --own-dir it also hands directories to the proxy's user (--owner), as
 the hostPath directory of the built-in CA, which the kubelet creates owned
-by root, needs (CAP_CHOWN); --no-capture then skips the rules.`
+by root, needs (CAP_CHOWN); --no-capture then skips the rules.
+
+It is a binary of its own (strait-init, beside strait-proxy in Strait's
+image) so that the sidecar, which runs for the pod's whole life, carries
+none of this code.`
 	cleanupHelp = "Remove the capture rules that init installed (the nftables table ip strait); nothing to remove is no error."
 )
 
@@ -83,13 +88,13 @@ func parseOwner(s string) (uid, gid int, err error) {
 func ownDirs(dirs []string, uid, gid int, out io.Writer) error {
 	for _, d := range dirs {
 		if !filepath.IsAbs(d) {
-			return fmt.Errorf("proxy init: --own-dir %q is not absolute", d)
+			return fmt.Errorf("init: --own-dir %q is not absolute", d)
 		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("proxy init: %w", err)
+			return fmt.Errorf("init: %w", err)
 		}
 		if err := os.Chown(d, uid, gid); err != nil {
-			return fmt.Errorf("proxy init: %w", err)
+			return fmt.Errorf("init: %w", err)
 		}
 		fmt.Fprintf(out, "%s owned by %d:%d\n", d, uid, gid)
 	}
@@ -143,12 +148,12 @@ func runInit(ctx context.Context, f *captureFlags, out io.Writer) error {
 	if f.noCapture {
 		return nil
 	}
-	if err := capture.Install(ctx, cfg); err != nil {
-		return fmt.Errorf("proxy init: %w", err)
+	if err := nft.Install(ctx, cfg); err != nil {
+		return fmt.Errorf("init: %w", err)
 	}
-	rules, err := capture.Ruleset(ctx)
+	rules, err := nft.Ruleset(ctx)
 	if err != nil {
-		return fmt.Errorf("proxy init: rules installed, but reading them back: %w", err)
+		return fmt.Errorf("init: rules installed, but reading them back: %w", err)
 	}
 	fmt.Fprintf(out, "capture rules installed:\n%s", rules)
 	return nil
@@ -160,8 +165,8 @@ func runCleanup(ctx context.Context, f *captureFlags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := capture.Cleanup(ctx, cfg); err != nil {
-		return fmt.Errorf("proxy cleanup: %w", err)
+	if err := nft.Cleanup(ctx, cfg); err != nil {
+		return fmt.Errorf("cleanup: %w", err)
 	}
 	fmt.Fprintln(out, "capture rules removed")
 	return nil

@@ -1,4 +1,4 @@
-package capture
+package nft
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/strait-mesh/strait/proxy/capture"
 )
 
 // List reads the rules of the capture chain back from the kernel and
@@ -29,9 +31,9 @@ func List(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	t := table()
-	rs, err := conn.GetRules(t, &nftables.Chain{Name: Chain, Table: t})
+	rs, err := conn.GetRules(t, &nftables.Chain{Name: capture.Chain, Table: t})
 	if err != nil {
-		return nil, fmt.Errorf("capture: list chain %s: %w", Chain, err)
+		return nil, fmt.Errorf("capture: list chain %s: %w", capture.Chain, err)
 	}
 	out := make([]string, 0, len(rs))
 	for _, r := range rs {
@@ -52,12 +54,12 @@ func Ruleset(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("capture: netlink: %w", err)
 	}
-	ch, err := conn.ListChain(table(), Chain)
+	ch, err := conn.ListChain(table(), capture.Chain)
 	if err != nil {
-		return "", fmt.Errorf("capture: chain %s: %w", Chain, err)
+		return "", fmt.Errorf("capture: chain %s: %w", capture.Chain, err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "table ip %s {\n\tchain %s {\n\t\t%s\n", Table, Chain, chainHeader(ch))
+	fmt.Fprintf(&b, "table ip %s {\n\tchain %s {\n\t\t%s\n", capture.Table, capture.Chain, chainHeader(ch))
 	for _, r := range rules {
 		fmt.Fprintf(&b, "\t\t%s\n", r)
 	}

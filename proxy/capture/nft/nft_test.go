@@ -1,4 +1,4 @@
-package capture
+package nft
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/strait-mesh/strait/proxy/capture"
 	"github.com/strait-mesh/strait/proxy/internal/netnstest"
 )
 
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 func helper(what, arg string) error {
 	switch what {
 	case "install":
-		return Install(context.Background(), Config{})
+		return Install(context.Background(), capture.Config{})
 	case "dial":
 		c, err := net.DialTimeout("tcp", arg, 3*time.Second)
 		if err != nil {
@@ -92,17 +93,17 @@ func worldExecutable(t *testing.T) string {
 func TestRules(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  Config
+		cfg  capture.Config
 		want []string
 	}{
-		{"defaults", Config{}, []string{
+		{"defaults", capture.Config{}, []string{
 			"meta mark 0x00005354 return",
 			"ip daddr 127.0.0.0/8 return",
 			"udp dport 53 redirect to :15053",
 			"tcp dport 53 redirect to :15053",
 			"meta l4proto tcp redirect to :15001",
 		}},
-		{"every exclusion", Config{OutboundPort: 9001, DNSPort: 9053, Mark: 0x10, ExcludeUIDs: []uint32{1337}, ExcludeGIDs: []uint32{1338, 0},
+		{"every exclusion", capture.Config{OutboundPort: 9001, DNSPort: 9053, Mark: 0x10, ExcludeUIDs: []uint32{1337}, ExcludeGIDs: []uint32{1338, 0},
 			ExcludeCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.2.3/8"), netip.MustParsePrefix("192.0.2.7/32")}, ExcludePorts: []uint16{22}}, []string{
 			"meta mark 0x00000010 return",
 			"meta skuid 1337 return",
@@ -116,7 +117,7 @@ func TestRules(t *testing.T) {
 			"tcp dport 53 redirect to :9053",
 			"meta l4proto tcp redirect to :9001",
 		}},
-		{"no DNS", Config{NoDNS: true}, []string{
+		{"no DNS", capture.Config{NoDNS: true}, []string{
 			"meta mark 0x00005354 return",
 			"ip daddr 127.0.0.0/8 return",
 			"meta l4proto tcp redirect to :15001",
@@ -128,7 +129,7 @@ func TestRules(t *testing.T) {
 				t.Errorf("Rules() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 			// The text is what render makes of the expressions.
-			for _, r := range build(tt.cfg.withDefaults()) {
+			for _, r := range build(tt.cfg.WithDefaults()) {
 				if got := render(r.exprs); got != r.text {
 					t.Errorf("render(%s) = %s", r.text, got)
 				}
@@ -138,14 +139,14 @@ func TestRules(t *testing.T) {
 }
 
 func TestInvalidConfig(t *testing.T) {
-	for _, cfg := range []Config{
+	for _, cfg := range []capture.Config{
 		{ExcludeCIDRs: []netip.Prefix{netip.MustParsePrefix("fd00::/8")}},
 		{ExcludeCIDRs: []netip.Prefix{{}}},
 		{DNSPort: 15001},
 		{ExcludePorts: []uint16{0}},
 	} {
-		if err := Install(context.Background(), cfg); !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("Install(%+v) = %v, want ErrInvalidConfig", cfg, err)
+		if err := Install(context.Background(), cfg); !errors.Is(err, capture.ErrInvalidConfig) {
+			t.Errorf("Install(%+v) = %v, want capture.ErrInvalidConfig", cfg, err)
 		}
 	}
 }
@@ -174,7 +175,7 @@ func nftList(t *testing.T) []string {
 // user and group IDs), or "" when the table is absent.
 func nftTable(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("nft", "-y", "--guid", "list", "table", "ip", Table).CombinedOutput()
+	out, err := exec.Command("nft", "-y", "--guid", "list", "table", "ip", capture.Table).CombinedOutput()
 	if err != nil {
 		if strings.Contains(string(out), "No such file or directory") {
 			return ""
@@ -217,7 +218,7 @@ func TestInstallCleanup(t *testing.T) {
 	defer redirect.Close()
 	port := uint16(redirect.Addr().(*net.TCPAddr).Port)
 	const excludedGID = 4242
-	cfg := Config{OutboundPort: port, ExcludeGIDs: []uint32{excludedGID}}
+	cfg := capture.Config{OutboundPort: port, ExcludeGIDs: []uint32{excludedGID}}
 
 	if ok, err := Installed(ctx, cfg); err != nil || ok {
 		t.Fatalf("Installed() before Install = %v, %v", ok, err)
@@ -251,9 +252,9 @@ func TestInstallCleanup(t *testing.T) {
 	defer c.Close()
 	a := accept(t, redirect)
 	defer a.Close()
-	dst, err := OriginalDst(a)
+	dst, err := capture.OriginalDst(a)
 	if err != nil || dst != netip.MustParseAddrPort("240.240.1.2:9000") {
-		t.Errorf("OriginalDst() = %v, %v; want 240.240.1.2:9000", dst, err)
+		t.Errorf("capture.OriginalDst() = %v, %v; want 240.240.1.2:9000", dst, err)
 	}
 
 	// A marked connection goes where it was going.
@@ -262,7 +263,7 @@ func TestInstallCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer direct.Close()
-	d := net.Dialer{Timeout: 3 * time.Second, Control: DialerControl(DefaultMark)}
+	d := net.Dialer{Timeout: 3 * time.Second, Control: capture.DialerControl(capture.DefaultMark)}
 	mc, err := d.Dial("tcp", direct.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -270,8 +271,8 @@ func TestInstallCleanup(t *testing.T) {
 	defer mc.Close()
 	ac := accept(t, direct)
 	defer ac.Close()
-	if _, err := OriginalDst(ac); !errors.Is(err, ErrNotRedirected) {
-		t.Errorf("OriginalDst of a direct connection = %v, want ErrNotRedirected", err)
+	if _, err := capture.OriginalDst(ac); !errors.Is(err, capture.ErrNotRedirected) {
+		t.Errorf("capture.OriginalDst of a direct connection = %v, want capture.ErrNotRedirected", err)
 	}
 	// The same connection without the mark is captured.
 	uc, err := net.DialTimeout("tcp", direct.Addr().String(), 3*time.Second)
@@ -326,8 +327,8 @@ func TestInstallCleanup(t *testing.T) {
 	defer rc.Close()
 	ra := accept(t, redirect)
 	defer ra.Close()
-	if dst, err := OriginalDst(ra); err != nil || dst != netip.MustParseAddrPort("240.240.1.3:9000") {
-		t.Errorf("OriginalDst() after reinstall = %v, %v", dst, err)
+	if dst, err := capture.OriginalDst(ra); err != nil || dst != netip.MustParseAddrPort("240.240.1.3:9000") {
+		t.Errorf("capture.OriginalDst() after reinstall = %v, %v", dst, err)
 	}
 	if err := Cleanup(ctx, cfg); err != nil {
 		t.Fatal(err)
@@ -348,16 +349,16 @@ func TestInstallCapabilities(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "operation not permitted") {
 		t.Errorf("Install without CAP_NET_ADMIN: %v: %s; want operation not permitted", err, out)
 	}
-	if ok, err := Installed(ctx, Config{}); err != nil || ok {
+	if ok, err := Installed(ctx, capture.Config{}); err != nil || ok {
 		t.Fatalf("Installed() after a refused Install = %v, %v", ok, err)
 	}
 	if out, err := runHelper(t, "install", "", nonRoot, unix.CAP_NET_ADMIN); err != nil {
 		t.Fatalf("Install with CAP_NET_ADMIN only: %v: %s", err, out)
 	}
-	if got, err := List(ctx); err != nil || !slices.Equal(got, Rules(Config{})) {
-		t.Errorf("List() = %v, %v; want %v", got, err, Rules(Config{}))
+	if got, err := List(ctx); err != nil || !slices.Equal(got, Rules(capture.Config{})) {
+		t.Errorf("List() = %v, %v; want %v", got, err, Rules(capture.Config{}))
 	}
-	if err := Cleanup(ctx, Config{}); err != nil {
+	if err := Cleanup(ctx, capture.Config{}); err != nil {
 		t.Fatal(err)
 	}
 }

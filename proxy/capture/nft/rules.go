@@ -1,4 +1,4 @@
-package capture
+package nft
 
 import (
 	"encoding/binary"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/strait-mesh/strait/proxy/capture"
 )
 
 // rule is one rule of the chain: its nftables expressions and the same in
@@ -21,7 +23,7 @@ type rule struct {
 // what the proxy sends itself, loopback and the exclusions return (the
 // chain's policy accepts them unchanged); DNS goes to DNSPort; other TCP to
 // OutboundPort; everything else (UDP, ICMP) passes.
-func build(c Config) []rule {
+func build(c capture.Config) []rule {
 	ret := &expr.Verdict{Kind: expr.VerdictReturn}
 	rules := []rule{{
 		text:  fmt.Sprintf("meta mark 0x%08x return", c.Mark),
