@@ -220,18 +220,23 @@ func (c *Client) fresh() bool {
 const minPipeline = 50 * time.Millisecond
 
 // Stalled reports whether a stream has waited for its answer longer than
-// stallAfter, and no PING sent since it opened was answered (probe): the
-// path may be dead (a SIGKILLed gateway, a partition), and new streams
-// should go to a new session. The waiting streams stay: they end with
-// their answer, or give up (held ones, see Config.Pipeline), or end with
-// the session (PingTimeout).
+// stallAfter while the session heard nothing from its peer since that
+// stream opened (no frame, no answer to a probe's PING): the path may be
+// dead (a SIGKILLed gateway, a partition), and new streams should go to a
+// new session. A session that keeps receiving is slow, not dead: on a busy
+// host, retiring it would only add handshakes. The waiting streams stay:
+// they end with their answer, or give up (held ones, see
+// Config.Pipeline), or end with the session (PingTimeout).
 func (c *Client) Stalled() bool {
 	limit := time.Now().Add(-c.stallAfter())
-	alive := time.Unix(0, c.aliveAt.Load())
+	heard := c.conn.lastRead()
+	if alive := time.Unix(0, c.aliveAt.Load()); alive.After(heard) {
+		heard = alive
+	}
 	c.pendMu.Lock()
 	defer c.pendMu.Unlock()
 	for _, t := range c.pending {
-		if t.Before(limit) && !alive.After(t) {
+		if t.Before(limit) && !heard.After(t) {
 			return true
 		}
 	}
@@ -326,6 +331,12 @@ func (w *watchedConn) Read(b []byte) (int, error) {
 		w.last.Store(int64(time.Since(w.base)))
 	}
 	return n, err
+}
+
+// lastRead is when the last read returned data (when the connection was
+// made if none has).
+func (w *watchedConn) lastRead() time.Time {
+	return w.base.Add(time.Duration(w.last.Load()))
 }
 
 // sinceRead is how long ago the last read returned data.
