@@ -78,6 +78,19 @@ e2e: tools
 	STRAIT_E2E_REPORT=$(E2E_REPORT) $(GO) test -count=1 -timeout 20m -v ./e2e/failover/... ./e2e/smoke/... | grep -E '^(=== RUN|--- |PASS|FAIL|ok)'; \
 	status=$${PIPESTATUS[0]}; $(GO) run ./e2e/load/cmd/e2e-table $(E2E_REPORT); exit $$status
 
+## e2e-sessions: the failover scenarios with every proxy in session mode
+## (issue 16: sessions on; SESSION_PIPELINE=off by default, since pipelined
+## streams opened just after a gateway's SIGKILL fail by design, see
+## proxy/session Config.Pipeline), with their table. Not part of test until
+## it passes every scenario.
+.PHONY: e2e-sessions
+E2E_SESSIONS_REPORT ?= $(CURDIR)/.cache/e2e-sessions-report.jsonl
+SESSION_PIPELINE ?= off
+e2e-sessions: tools
+	@mkdir -p $(dir $(E2E_SESSIONS_REPORT)) && rm -f $(E2E_SESSIONS_REPORT)
+	STRAIT_E2E_SESSIONS=on STRAIT_E2E_SESSION_PIPELINE=$(SESSION_PIPELINE) STRAIT_E2E_REPORT=$(E2E_SESSIONS_REPORT) $(GO) test -count=1 -timeout 20m -v ./e2e/failover/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)'; \
+	status=$${PIPESTATUS[0]}; $(GO) run ./e2e/load/cmd/e2e-table $(E2E_SESSIONS_REPORT); exit $$status
+
 ## bench: Go micro-benchmarks (header codec, SNI parse, relay, snapshot
 ## reads, the 1 MiB full-path transfer) with benchstat, then the side-by-side
 ## harness against direct TCP, stunnel4 and haproxy pairs (mutual TLS),
