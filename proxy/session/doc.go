@@ -21,9 +21,9 @@
 // from its peer in the last two round trips (Config.Pipeline; on a quieter
 // one they wait for the answer, so that a session whose path died unnoticed
 // costs a retry, not a failure: a held stream with no answer after three
-// round trips, at least 100ms, sends a PING and gives up with nothing sent
-// when that goes unanswered for four round trips, at least 250ms,
-// ErrStalled). Until the answer comes, those bytes are kept by the caller
+// round trips, at least 100ms, on a session that heard nothing that long
+// sends a PING, and gives up with nothing sent when that goes unanswered
+// for four round trips, at least 1s, ErrStalled). Until the answer comes, those bytes are kept by the caller
 // (Stream.Tentative); a refusal, or a failure before any
 // of them went out, lets it send them elsewhere (Stream.Retryable). A
 // failure after they went out and before the answer is not retried: the

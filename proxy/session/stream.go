@@ -102,21 +102,24 @@ func (c *Client) open(target string) *Stream {
 	return s
 }
 
-// check runs when a held stream has waited stallAfter for its answer: it
-// probes the session with a PING (Client.probe). An unanswered probe means
-// the path may be dead: the stream gives up (abandon). An answered one
-// means the destination is slow, not gone: the stream waits on and is
-// checked again later (a busy host that stalled every process for a while
-// does not send every waiting connection to a new handshake).
+// check runs when a held stream has waited stallAfter for its answer.
+// While the session keeps receiving (a frame in the last stallAfter), or
+// answers a probe's PING (Client.probe), the destination is slow, not
+// gone: the stream waits on and is checked again later, so that a busy
+// host does not send every waiting connection to a new handshake. An
+// unanswered probe means the path may be dead: the stream gives up
+// (abandon).
 func (s *Stream) check() {
 	if s.answered() {
 		return
 	}
-	p := s.c.probe()
-	<-p.done
-	if !p.ok {
-		s.abandon()
-		return
+	if s.c.conn.sinceRead() >= s.c.stallAfter() {
+		p := s.c.probe()
+		<-p.done
+		if !p.ok {
+			s.abandon()
+			return
+		}
 	}
 	s.c.pendMu.Lock()
 	defer s.c.pendMu.Unlock()
