@@ -78,8 +78,15 @@ func (c *Client) open(target string) *Stream {
 			s.giveUp.Stop()
 		}
 		c.pendMu.Unlock()
-		if err != nil && s.abandoned.Load() {
-			err = ErrStalled
+		if s.abandoned.Load() {
+			// Given up (before the answer was taken in above), even if
+			// the answer came meanwhile: the stream was held, so nothing
+			// of the caller's went out, and its request is cancelled
+			// (the destination resets it).
+			if err == nil {
+				_ = resp.Body.Close()
+			}
+			resp, err = nil, ErrStalled
 		}
 		c.m.observeStreamSetup(took.Seconds())
 		if err == nil && resp.StatusCode == http.StatusOK {
@@ -131,14 +138,18 @@ func (s *Stream) check() {
 // abandon gives up a held stream that has no answer yet: its request is
 // cancelled (the destination resets the stream and closes the connection
 // it may have opened to its application, which has received no byte of
-// the caller's). A stream answered meanwhile is left alone.
+// the caller's). A stream answered before is left alone.
 func (s *Stream) abandon() {
-	if s.answered() {
-		return
+	s.c.pendMu.Lock()
+	_, waiting := s.c.pending[s] // its answer has not been taken in
+	if waiting {
+		s.abandoned.Store(true)
 	}
-	s.abandoned.Store(true)
-	s.c.m.streamAbandoned()
-	s.cancel()
+	s.c.pendMu.Unlock()
+	if waiting {
+		s.c.m.streamAbandoned()
+		s.cancel()
+	}
 }
 
 // answered reports whether the destination's answer (or a failure) is in.
