@@ -26,21 +26,29 @@ import (
 )
 
 // The bounds on each of the client and the server proxy at footprintRate
-// requests per second of 1 KiB, against issue 15's goals (MB are MiB there,
-// as make bench reports them): RSS 20, anonymous memory 12, CPU 0.050 s per
-// 1000 requests. 17 runs on the shared 2-core CI machine (34 proxies) gave
-// RSS 19.1-20.0 MiB (RssFile 13.4-13.6, the binary's pages; RssAnon
-// 5.6-6.5), and CPU 0.035-0.057 s per 1000 requests (mean 0.042; higher when
-// the machine is quiet, lower when it is busy). Anonymous memory is asserted
-// at its goal. RSS and CPU missed their goals in some runs (1 and 3 of 34),
-// so they are asserted at the worst measured plus the run-to-run spread of
-// anonymous memory (1 MiB) and plus 20 % of CPU; a figure above a goal is
-// logged.
+// requests per second of 1 KiB, against issue 15's goals: RSS 20 MB,
+// anonymous memory 12 MB, CPU 0.050 s per 1000 requests, where a MB is
+// 1,000,000 bytes (make bench's rows labelled MB are MiB, 1,048,576 bytes:
+// 20 of them are 20.97 MB). With the capture code in strait-init (0ab2a06),
+// 12 runs on the shared 2-core machine under load (load average 20-42; 24
+// proxies) gave VmRSS 19.7-20.6 MiB = 20.6-21.6 MB (RssFile 14.0-14.1 MiB,
+// RssAnon 5.6-6.5 MiB) and CPU 0.034-0.048 s per 1000 requests; 17 runs
+// before it gave CPU 0.035-0.057 (mean 0.042, higher when the machine is
+// quiet). RSS misses its goal: RssFile is the binary's pages that the
+// process maps, and a read fault maps its whole 64 KiB fault-around
+// window; the proxy touches nearly every window of its text and read-only
+// data (1683 of 1715 text pages, 1821 of 1965 read-only; package init
+// functions alone are spread over the whole text), so RssFile follows the
+// size of the code the binary links and runs once, not of its hot path.
+// Anonymous memory is asserted at its goal; RSS at 22 MB, the worst
+// measured (21.6 MB) plus 0.4 MB, about half the run-to-run spread of
+// anonymous memory (the bound was 21 MiB = 22.02 MB before); CPU at the
+// worst measured before plus 20 %. A figure above its goal is logged.
 const (
-	maxRSS         = 21 << 20 // VmRSS, the most sampled during the load; goal 20 MiB
-	maxAnon        = 12 << 20 // RssAnon, the most sampled during the load; the goal
-	maxCPUPer1000  = 0.070    // CPU seconds (user + system) per 1000 requests; goal 0.050
-	goalRSS        = 20 << 20
+	maxRSS         = 22_000_000 // VmRSS, the most sampled during the load; goal 20 MB
+	maxAnon        = 12_000_000 // RssAnon, the most sampled during the load; the goal
+	maxCPUPer1000  = 0.070      // CPU seconds (user + system) per 1000 requests; goal 0.050
+	goalRSS        = 20_000_000
 	goalCPUPer1000 = 0.050
 
 	footprintRate    = 1000
@@ -137,15 +145,15 @@ func TestFootprint(t *testing.T) {
 		cpu := (after.cpu - before[i].cpu).Seconds()
 		per1000 := cpu / float64(res.Requests) * 1000
 		pk := peaks[i]
-		t.Logf("%s proxy: VmRSS %.1f MiB (peak during load %.1f MiB, VmHWM %.1f MiB), RssAnon %.1f MiB (peak during load %.1f MiB), RssFile %.1f MiB; CPU %.2f s for %d requests = %.4f s per 1000 requests",
-			p.role, mb(after.rss), mb(pk.rss), mb(after.hwm), mb(after.anon), mb(pk.anon), mb(after.file), cpu, res.Requests, per1000)
+		t.Logf("%s proxy: VmRSS %.2f MB = %.1f MiB (peak during load %.2f MB, VmHWM %.2f MB), RssAnon %.2f MB = %.1f MiB (peak during load %.2f MB), RssFile %.2f MB = %.1f MiB; CPU %.2f s for %d requests = %.4f s per 1000 requests",
+			p.role, mb(after.rss), mib(after.rss), mb(pk.rss), mb(after.hwm), mb(after.anon), mib(after.anon), mb(pk.anon), mb(after.file), mib(after.file), cpu, res.Requests, per1000)
 		if pk.rss > maxRSS {
-			t.Errorf("%s proxy: RSS reached %.1f MiB under load, want at most %.0f MiB", p.role, mb(pk.rss), mb(maxRSS))
+			t.Errorf("%s proxy: RSS reached %.2f MB under load, want at most %.2f MB", p.role, mb(pk.rss), mb(maxRSS))
 		} else if pk.rss > goalRSS {
-			t.Logf("%s proxy: RSS of %.1f MiB is above the goal of %.0f MiB", p.role, mb(pk.rss), mb(goalRSS))
+			t.Logf("%s proxy: RSS of %.2f MB is above the goal of %.0f MB", p.role, mb(pk.rss), mb(goalRSS))
 		}
 		if pk.anon > maxAnon {
-			t.Errorf("%s proxy: anonymous memory reached %.1f MiB under load, want at most %.0f MiB", p.role, mb(pk.anon), mb(maxAnon))
+			t.Errorf("%s proxy: anonymous memory reached %.2f MB under load, want at most %.0f MB", p.role, mb(pk.anon), mb(maxAnon))
 		}
 		if per1000 > maxCPUPer1000 {
 			t.Errorf("%s proxy: %.4f CPU seconds per 1000 requests, want at most %.3f", p.role, per1000, maxCPUPer1000)
@@ -467,7 +475,10 @@ func writeFile(t *testing.T, path string, b []byte) {
 	}
 }
 
-func mb(b int64) float64 { return float64(b) / (1 << 20) }
+// mb is b in MB (1,000,000 bytes), the unit of issue 15's goals; mib in
+// MiB (1,048,576 bytes), the unit of make bench's rows.
+func mb(b int64) float64  { return float64(b) / 1e6 }
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 // lockedBuffer is a bytes.Buffer that a process' output goroutines and the
 // test may use at once.
