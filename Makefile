@@ -76,13 +76,14 @@ tools:
 e2e: tools
 	@mkdir -p $(dir $(E2E_REPORT)) && rm -f $(E2E_REPORT)
 	STRAIT_E2E_REPORT=$(E2E_REPORT) $(GO) test -count=1 -timeout 20m -v ./e2e/failover/... ./e2e/smoke/... | grep -E '^(=== RUN|--- |PASS|FAIL|ok)'; \
-	status=$${PIPESTATUS[0]}; $(GO) run ./e2e/load/cmd/e2e-table $(E2E_REPORT); exit $$status
+	status=$${PIPESTATUS[0]}; $(GO) run ./e2e/load/cmd/e2e-table $(E2E_REPORT); \
+	$(MAKE) --no-print-directory e2e-sessions || status=1; exit $$status
 
 ## e2e-sessions: the failover scenarios with every proxy in session mode
 ## (issue 16: sessions on; SESSION_PIPELINE=off by default, since pipelined
 ## streams opened just after a gateway's SIGKILL fail by design, see
-## proxy/session Config.Pipeline), with their table. Not part of test until
-## it passes every scenario.
+## proxy/session Config.Pipeline), with their table; e2e runs it after the
+## default mode (about 3.5 minutes more). Not part of test (e2e-all) yet.
 .PHONY: e2e-sessions
 E2E_SESSIONS_REPORT ?= $(CURDIR)/.cache/e2e-sessions-report.jsonl
 SESSION_PIPELINE ?= off
