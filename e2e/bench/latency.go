@@ -151,11 +151,14 @@ func (e *env) latencyRows(targets []latencyTarget, accs map[string]*latencyAcc) 
 		for role, u := range a.last {
 			per1k := a.cpu[role].Seconds() / float64(a.requests) * 1000
 			cpu[role].Values[t.setup] = per1k
-			rss[role].Values[t.setup] = float64(u.RSS) / (1 << 20)
-			anon[role].Values[t.setup] = float64(u.Anon) / (1 << 20)
+			// Decimal megabytes, as the goals of issue 15 part 2 state
+			// them (ProxyMaxRSS); it divided by 1 MiB before, which let
+			// 20.97 MB pass as 20.
+			rss[role].Values[t.setup] = float64(u.RSS) / 1e6
+			anon[role].Values[t.setup] = float64(u.Anon) / 1e6
 			sum += per1k
 			e.log.Info("usage", "setup", t.setup, "role", role, "cpu_s_per_1k", per1k, "requests", a.requests,
-				"rss_mb", float64(u.RSS)/(1<<20), "rss_anon_mb", float64(u.Anon)/(1<<20), "hwm_mb", float64(u.HWM)/(1<<20))
+				"rss_mb", float64(u.RSS)/1e6, "rss_anon_mb", float64(u.Anon)/1e6, "hwm_mb", float64(u.HWM)/1e6)
 		}
 		if len(a.last) > 0 {
 			total.Values[t.setup] = sum

@@ -216,7 +216,8 @@ type Goal struct {
 // Bounds of the goals that are not ratios between two setups.
 const (
 	// ProxyMaxRSS, ProxyMaxAnon and ProxyMaxCPU bound each proxy at 1000
-	// rps (issue 15 part 2), in MB and CPU seconds per 1000 requests.
+	// rps (issue 15 part 2), in MB (10^6 bytes) and CPU seconds per 1000
+	// requests.
 	ProxyMaxRSS  = 20
 	ProxyMaxAnon = 12
 	ProxyMaxCPU  = 0.05
