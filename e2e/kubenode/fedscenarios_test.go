@@ -30,19 +30,17 @@ import (
 
 // loadThroughCapture sends the load of scenarios c-f to hello's clusterset
 // name through the sidecar's transparent capture when the sidecar has it,
-// instead of its upstream listener. It was off while 4-7 % of captured
-// requests resolved the name to the ServiceImport's IP and went around the
-// sidecar (79 of 972 on a quiet machine, all reset by the egress as
-// not_tls): an application's DNS query that left from the port of one of
-// the proxy's earlier UDP queries to the same resolver matched that
-// query's conntrack entry and skipped the capture's nat chain. The proxy
-// now forwards DNS over TCP (proxy/dns forward); the same run then had 0
-// failures in 995 requests. The next fresh-clone make test still had 1 of
-// 937 (scenario d, to the ServiceImport's IP): the proxy's own lookups
-// (its etcd client's, by name) were UDP too and are now TCP
-// (internal/proxycmd tcpResolver), not yet measured. Off again until a
-// run shows no bypass; conntrack zones for the proxy's DNS would close every such path at once.
-const loadThroughCapture = false
+// as an unmodified client sends it, instead of the sidecar's upstream
+// listener. It was off while captured requests went around the sidecar: an
+// application's DNS query that left from the port of one of the proxy's
+// earlier UDP queries to the same resolver matched that query's conntrack
+// entry, skipped the capture's nat chain and got the ServiceImport's IP
+// from CoreDNS (79 of 972 requests, reset by the egress as not_tls). The
+// proxy now forwards DNS over TCP (proxy/dns) and resolves its own names
+// over TCP (internal/proxycmd tcpResolver), so no UDP query of its own
+// leaves such an entry: 0 of 1,070 captured requests failed in one run,
+// and 0 of 2,104 in another at a load average of 28-50.
+const loadThroughCapture = true
 
 // upstream is the client sidecar's upstream listener for hello.demo:8080
 // (deploy/examples/east-client.yaml).
