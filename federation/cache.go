@@ -71,12 +71,13 @@ type CacheConfig struct {
 	// negative disables it.
 	ProgressInterval time.Duration
 	// GatewayStaleAfter withdraws a gateway whose record has not been
-	// written (registrars rewrite gateway records every heartbeat) for this
-	// long while its source is otherwise heard from: a health signal that,
-	// unlike lease expiry, does not restart when etcd elects a new leader
-	// (etcd#9395). It only counts time while the source answers, so an etcd
-	// outage withdraws nobody. Set it to several heartbeats (the registrar's
-	// default heartbeat is a third of its TTL). Zero disables it.
+	// written for this long while its source is otherwise heard from: a
+	// health signal that, unlike lease expiry, does not restart when etcd
+	// elects a new leader (etcd#9395). It only counts time while the source
+	// answers, so an etcd outage withdraws nobody. It needs every gateway's
+	// registrar to rewrite its record with RegistrarConfig.Heartbeat, which
+	// is off by default (each rewrite is a raft entry): set it to several
+	// heartbeats. Zero disables it.
 	GatewayStaleAfter time.Duration
 	// Logger receives the cache's logs. Nil discards them.
 	Logger *slog.Logger
