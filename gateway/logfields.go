@@ -24,5 +24,4 @@ const (
 	logRetryIn     = "retry_in"
 	logSent        = "sent_bytes"
 	logReceived    = "received_bytes"
-	logGSO         = "gso" // whether quic-go sends bursts of packets per sendmsg (UDP_SEGMENT)
 )

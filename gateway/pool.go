@@ -411,8 +411,7 @@ func (p *pool) dial(ctx context.Context, pr *peer, i int, rec *straitv1.Gateway)
 	maxAge, _ := p.g.connLimits()
 	s.renewAt, s.limit = poolRenewAt(dialed, own, peerCert, maxAge)
 	p.g.m.peerUp.WithLabelValues(pr.cluster, pr.id).Set(1)
-	p.g.log.Info("gateway: connected to remote gateway", logPeerCluster, pr.cluster, logPeer, pr.id, logPeerAddr, rec.GetAddress(), logConn, i,
-		logGSO, c.ConnectionState().GSO)
+	p.g.log.Info("gateway: connected to remote gateway", logPeerCluster, pr.cluster, logPeer, pr.id, logPeerAddr, rec.GetAddress(), logConn, i)
 	p.fillLocked(ctx, pr, now)
 }
 
