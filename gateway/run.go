@@ -66,7 +66,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // bind opens every socket of the gateway.
 func (g *Gateway) bind() error {
-	conns, err := listenIngress(g.cfg.IngressListenAddr, g.cfg.IngressSockets, g.log)
+	conns, err := listenIngress(g.cfg.IngressListenAddr, g.cfg.IngressSockets)
 	if err != nil {
 		return err
 	}

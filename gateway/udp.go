@@ -39,14 +39,12 @@ func (s *udpSocket) close() {
 // listenIngress binds n UDP sockets on addr, sized as QUIC needs. With n
 // above 1 they form one SO_REUSEPORT group whose packets are steered by
 // connection ID (see steeringProgram), so that each socket, and the
-// goroutine reading it, receives the packets of its own connections. A
-// kernel that refuses the program leaves the group spreading datagrams by
-// peer address, which is logged: still correct, but less even.
+// goroutine reading it, receives the packets of its own connections.
 //
 // SO_REUSEPORT would also let another process of the same user join the
 // group; to keep "address in use" an error, the address is first bound
 // without it, and released for the group.
-func listenIngress(addr string, n int, log *slog.Logger) ([]*net.UDPConn, error) {
+func listenIngress(addr string, n int) ([]*net.UDPConn, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: ingress address %q: %w", addr, err)
@@ -79,10 +77,8 @@ func listenIngress(addr string, n int, log *slog.Logger) ([]*net.UDPConn, error)
 		conns = append(conns, pc.(*net.UDPConn))
 	}
 	if err := attachSteering(conns[0], n); err != nil {
-		// Still correct: the kernel then hashes each peer address to
-		// one socket, but the connections of a pool may share one.
-		log.Warn("gateway: the kernel refused the program that steers ingress packets to sockets by connection ID; "+
-			"they are spread by peer address instead", logErr, err)
+		closeAll(conns)
+		return nil, fmt.Errorf("gateway: steer ingress packets by connection ID: %w", err)
 	}
 	return conns, nil
 }

@@ -15,7 +15,7 @@ import (
 func TestUDPBuffers(t *testing.T) {
 	var out bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&out, nil))
-	conns, err := listenIngress("127.0.0.1:0", 2, log)
+	conns, err := listenIngress("127.0.0.1:0", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,12 +38,12 @@ func TestUDPBuffers(t *testing.T) {
 // gateway's group): the ingress never silently shares its port.
 func TestListenIngressInUse(t *testing.T) {
 	for _, n := range []int{1, 2} {
-		held, err := listenIngress("127.0.0.1:0", 2, slog.Default())
+		held, err := listenIngress("127.0.0.1:0", 2)
 		if err != nil {
 			t.Fatal(err)
 		}
 		addr := held[0].LocalAddr().String()
-		conns, err := listenIngress(addr, n, slog.Default())
+		conns, err := listenIngress(addr, n)
 		if err == nil {
 			closeAll(conns)
 			t.Errorf("%d sockets on %s, held by another group: bound, want address in use", n, addr)
@@ -52,7 +52,7 @@ func TestListenIngressInUse(t *testing.T) {
 		}
 		closeAll(held)
 		// Released, the address binds again (a restart).
-		conns, err = listenIngress(addr, n, slog.Default())
+		conns, err = listenIngress(addr, n)
 		if err != nil {
 			t.Fatalf("%d sockets on the released %s: %v", n, addr, err)
 		}
