@@ -42,9 +42,6 @@ const (
 	DefaultMaxHandshakesPerSource = 8
 	// MaxDefaultConnsPerRemoteGateway caps DefaultConnsPerRemoteGateway.
 	MaxDefaultConnsPerRemoteGateway = 4
-	// MaxIngressSockets bounds Config.IngressSockets: a connection ID's
-	// first byte names the socket.
-	MaxIngressSockets = 64
 )
 
 // DefaultConnsPerRemoteGateway is the number of QUIC connections the pool
@@ -56,10 +53,10 @@ const (
 // connection keeps about one core busy and streams spread over N
 // connections can use N. More connections than cores run no faster, and
 // each costs a handshake (again at each renewal), keepalives, flow-control
-// windows and a slot of the remote ingress' MaxConnsPerPeer. Each slot
-// dials from its own UDP socket and lands on its own socket of the remote
-// ingress (Config.IngressSockets), so that no single socket's reading
-// goroutine serializes them.
+// windows and a slot of the remote ingress' MaxConnsPerPeer. Past about
+// four, the serial parts they all share become the limit: the one UDP
+// socket and its reading goroutine of each gateway's transport, and the
+// relays and proxies on both sides.
 func DefaultConnsPerRemoteGateway() int {
 	return max(1, min(runtime.GOMAXPROCS(0), MaxDefaultConnsPerRemoteGateway))
 }
@@ -145,17 +142,8 @@ type Config struct {
 	// gateways by default (MaxConnsPerPeer), so N connections from each of
 	// k gateways need N*k below the remote's MaxConnsPerPeer, with room
 	// for renewals. Zero means DefaultConnsPerRemoteGateway(): GOMAXPROCS,
-	// at most 4. Each connection slot dials from its own UDP socket.
+	// at most 4.
 	ConnsPerRemoteGateway int
-	// IngressSockets is the number of UDP sockets the QUIC ingress binds
-	// on IngressListenAddr (SO_REUSEPORT), each read by its own goroutine:
-	// quic-go reads a socket in one loop, which becomes the limit of a
-	// gateway that receives from several connections at once. Connections
-	// are steered to sockets by their connection IDs, so a peer's slot i
-	// lands on socket i modulo IngressSockets. 1 binds one plain socket, as
-	// before SO_REUSEPORT was used. Zero means
-	// DefaultConnsPerRemoteGateway(): GOMAXPROCS, at most 4.
-	IngressSockets int
 	// MaxConnsPerPeer bounds the ingress connections one peer identity
 	// (a remote cluster's gateways) may hold. Zero means
 	// DefaultMaxConnsPerPeer.
@@ -233,7 +221,6 @@ func (c Config) withDefaults() Config {
 	c.MaxHandshakesPerSource = or(c.MaxHandshakesPerSource, DefaultMaxHandshakesPerSource)
 	c.RetryAboveHandshakes = or(c.RetryAboveHandshakes, max(c.MaxHandshakes/4, 1))
 	c.ConnsPerRemoteGateway = or(c.ConnsPerRemoteGateway, DefaultConnsPerRemoteGateway())
-	c.IngressSockets = or(c.IngressSockets, DefaultConnsPerRemoteGateway())
 	if c.Resolver == nil {
 		c.Resolver = net.DefaultResolver
 	}
@@ -294,9 +281,6 @@ func (c Config) validate() error {
 	}
 	if c.ConnsPerRemoteGateway < 0 || c.ConnsPerRemoteGateway > DefaultMaxConnsPerPeer {
 		add(fmt.Errorf("ConnsPerRemoteGateway is %d, want 1 to %d (DefaultMaxConnsPerPeer, what a remote ingress admits from one cluster by default)", c.ConnsPerRemoteGateway, DefaultMaxConnsPerPeer))
-	}
-	if c.IngressSockets < 0 || c.IngressSockets > MaxIngressSockets {
-		add(fmt.Errorf("IngressSockets is %d, want 1 to %d", c.IngressSockets, MaxIngressSockets))
 	}
 	for _, d := range []time.Duration{c.DrainTimeout, c.IdleTimeout, c.KeepAlivePeriod, c.HeaderTimeout, c.DialTimeout, c.HandshakeTimeout} {
 		if d < 0 {

@@ -75,10 +75,8 @@ func (g *Gateway) startDrain() {
 	g.m.draining.Set(1)
 	g.log.Info("gateway: draining", logStreams, g.active.count())
 	g.withdraw()
-	for _, s := range g.ingress {
-		if s.ln != nil {
-			_ = s.ln.Close()
-		}
+	if g.listener != nil {
+		_ = g.listener.Close()
 	}
 	if g.egressLn != nil {
 		_ = g.egressLn.Close()

@@ -43,8 +43,9 @@ type Gateway struct {
 	wg       sync.WaitGroup // every goroutine the gateway starts
 
 	// Set before ready is closed, read-only afterwards.
-	ingress     []*udpSocket // Config.IngressSockets, one SO_REUSEPORT group
-	dialers     []*udpSocket // one per connection slot of the pool
+	udp         *net.UDPConn
+	transport   *quic.Transport
+	listener    *quic.Listener
 	egressLn    *net.TCPListener
 	adminLn     net.Listener
 	admin       *http.Server

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/quic-go/quic-go"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -18,12 +17,11 @@ type remote struct {
 	cluster string
 }
 
-// acceptIngress accepts QUIC connections from remote gateways on ln, the
-// listener of ingress socket i, until it closes. ctx is the run context.
-func (g *Gateway) acceptIngress(ctx context.Context, i int, ln *quic.Listener) error {
-	open := g.m.socketConns.WithLabelValues(strconv.Itoa(i))
+// acceptIngress accepts QUIC connections from remote gateways until the
+// listener closes. ctx is the run context.
+func (g *Gateway) acceptIngress(ctx context.Context) error {
 	for {
-		conn, err := ln.Accept(ctx)
+		conn, err := g.listener.Accept(ctx)
 		if err != nil {
 			if errors.Is(err, quic.ErrServerClosed) || ctx.Err() != nil {
 				return nil
@@ -32,11 +30,7 @@ func (g *Gateway) acceptIngress(ctx context.Context, i int, ln *quic.Listener) e
 		}
 		markAccepted(conn)
 		handshakeDone(conn)
-		open.Inc()
-		g.wg.Go(func() {
-			defer open.Dec()
-			g.serveConn(ctx, conn)
-		})
+		g.wg.Go(func() { g.serveConn(ctx, conn) })
 	}
 }
 

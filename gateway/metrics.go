@@ -33,7 +33,6 @@ type metrics struct {
 	peerFailures     *prometheus.CounterVec   // peer_cluster, peer
 	peerConns        *prometheus.GaugeVec     // peer_cluster, peer
 	connStreams      *prometheus.GaugeVec     // peer_cluster, peer, conn
-	socketConns      *prometheus.GaugeVec     // socket
 	refusals         *prometheus.CounterVec   // code
 	handshakeFails   *prometheus.CounterVec   // reason
 	handshakeRefused prometheus.Counter
@@ -86,10 +85,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "strait_gateway_peer_connection_open_streams",
 			Help: "Streams open on each pooled QUIC connection to a remote gateway, by connection slot (conn, 0 to ConnsPerRemoteGateway-1; 0 while the slot is empty).",
 		}, []string{"peer_cluster", "peer", "conn"}),
-		socketConns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "strait_gateway_ingress_socket_connections",
-			Help: "QUIC connections accepted and open on each ingress UDP socket (socket, 0 to IngressSockets-1), each read by its own goroutine.",
-		}, []string{"socket"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strait_gateway_egress_refusals_total",
 			Help: "Connections the egress refused, by code: a StreamCode name (answered with a TLS alert) or, reset at once, not_tls, malformed_hello, no_sni, hello_timeout or closed_before_hello (no proxy's ClientHello naming a service: a client without a sidecar).",
@@ -116,7 +111,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.bytesSent = m.bytes.WithLabelValues(dirSent)
 	m.bytesReceived = m.bytes.WithLabelValues(dirReceived)
-	for _, c := range []prometheus.Collector{m.streams, m.active, m.bytes, m.setup, m.peerRTT, m.peerUp, m.peerFailures, m.peerConns, m.connStreams, m.socketConns, m.refusals, m.handshakeFails, m.handshakeRefused, m.draining} {
+	for _, c := range []prometheus.Collector{m.streams, m.active, m.bytes, m.setup, m.peerRTT, m.peerUp, m.peerFailures, m.peerConns, m.connStreams, m.refusals, m.handshakeFails, m.handshakeRefused, m.draining} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}

@@ -25,13 +25,10 @@ const (
 )
 
 // pool holds Config.ConnsPerRemoteGateway QUIC connections (shards) to each
-// remote gateway; slot i of every peer dials from the gateway's dial socket
-// i (Gateway.dialers), whose transport has its own reading goroutine, and
-// its connection IDs name the slot, so that the remote ingress reads it on
-// its socket i modulo its IngressSockets (slotConnIDs). quic-go handles
-// each connection's packets in one goroutine, so streams spread over
-// several connections use several cores; each new stream goes to the
-// connection with the fewest open streams.
+// remote gateway, dialed on the gateway's transport. quic-go handles each
+// connection's packets in one goroutine, so streams spread over several
+// connections use several cores; each new stream goes to the connection
+// with the fewest open streams.
 //
 // The first connection to a remote gateway is dialed lazily, by the first
 // stream, and redialed with backoff while it fails. Once one is up, the
@@ -335,8 +332,8 @@ func closedDraining(cause error) bool {
 }
 
 // sharedFate reports whether a connection died in a way that its siblings
-// share: an idle timeout (the path between the two hosts, or the peer went
-// silent) or a stateless reset (the peer lost its state).
+// share: an idle timeout (the path, one UDP socket pair for all of them, or
+// the peer went silent) or a stateless reset (the peer lost its state).
 func sharedFate(cause error) bool {
 	var idle *quic.IdleTimeoutError
 	var reset *quic.StatelessResetError
@@ -376,7 +373,7 @@ func (p *pool) dial(ctx context.Context, pr *peer, i int, rec *straitv1.Gateway)
 		own = svid.Certificates[0]
 	}
 	dialed := p.g.cfg.Now()
-	c, err := p.dialRecord(ctx, rec, i)
+	c, err := p.dialRecord(ctx, rec)
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	defer func() {
@@ -428,8 +425,7 @@ func (pr *peer) noteDialFailureLocked(s *shard, lead bool, now time.Time) (int, 
 	return s.failures, s.retryAt
 }
 
-// dialRecord dials rec from the socket of slot i.
-func (p *pool) dialRecord(ctx context.Context, rec *straitv1.Gateway, i int) (*quic.Conn, error) {
+func (p *pool) dialRecord(ctx context.Context, rec *straitv1.Gateway) (*quic.Conn, error) {
 	id, err := recordPeerID(rec)
 	if err != nil {
 		return nil, err
@@ -445,7 +441,7 @@ func (p *pool) dialRecord(ctx context.Context, rec *straitv1.Gateway, i int) (*q
 	live := p.g.liveNow()
 	ctx, cancel := context.WithTimeout(ctx, live.dial)
 	defer cancel()
-	c, err := p.g.dialers[i].tr.Dial(ctx, addr, tlsConf, live.quicConfig(false, p.g.cfg.HandshakeTimeout))
+	c, err := p.g.transport.Dial(ctx, addr, tlsConf, live.quicConfig(false, p.g.cfg.HandshakeTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: dial %s at %s: %w", id, addr, err)
 	}

@@ -59,7 +59,8 @@ func testRestartedPeer(t *testing.T, resetKey *quic.StatelessResetKey) {
 	// Crash: the socket goes first, so that nothing (no CONNECTION_CLOSE)
 	// leaves b1 afterwards; its record stays (a killed gateway's record
 	// lives until its lease expires: b1's registry ignores the withdrawal).
-	crashSockets(b1.Gateway)
+	_ = b1.udp.Close()
+	_ = b1.transport.Close()
 	b1.cancel()
 	<-b1.done
 	b1.err = nil // Run reports the closed transport; that is the crash

@@ -39,9 +39,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()
 	grp, gctx := errgroup.WithContext(runCtx)
-	for i, s := range g.ingress {
-		grp.Go(func() error { return g.acceptIngress(gctx, i, s.ln) })
-	}
+	grp.Go(func() error { return g.acceptIngress(gctx) })
 	grp.Go(func() error { return g.acceptEgress(gctx) })
 	grp.Go(func() error { return g.serveAdmin() })
 	grp.Go(func() error { return g.watch(gctx) })
@@ -66,34 +64,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // bind opens every socket of the gateway.
 func (g *Gateway) bind() error {
-	conns, err := listenIngress(g.cfg.IngressListenAddr, g.cfg.IngressSockets)
+	udp, err := listenUDP(g.cfg.IngressListenAddr, g.log)
 	if err != nil {
 		return err
 	}
-	for i, c := range conns {
-		g.ingress = append(g.ingress, &udpSocket{conn: c, tr: &quic.Transport{
-			Conn:                  c,
-			ConnectionIDGenerator: slotConnIDs{slot: byte(i)},
-			StatelessResetKey:     g.cfg.StatelessResetKey,
-			TokenGeneratorKey:     g.cfg.TokenKey,
-			VerifySourceAddress:   g.verifySourceAddress,
-			ConnContext:           g.admitAttempt,
-		}})
+	g.udp = udp
+	g.ingressAddr = udp.LocalAddr()
+	g.transport = &quic.Transport{
+		Conn:                udp,
+		StatelessResetKey:   g.cfg.StatelessResetKey,
+		TokenGeneratorKey:   g.cfg.TokenKey,
+		VerifySourceAddress: g.verifySourceAddress,
+		ConnContext:         g.admitAttempt,
 	}
-	g.ingressAddr = conns[0].LocalAddr()
-	for i := range g.cfg.ConnsPerRemoteGateway {
-		c, err := listenDial(g.ingressAddr)
-		if err != nil {
-			return err
-		}
-		conns = append(conns, c)
-		g.dialers = append(g.dialers, &udpSocket{conn: c, tr: &quic.Transport{
-			Conn:                  c,
-			ConnectionIDGenerator: slotConnIDs{slot: byte(i)},
-			StatelessResetKey:     g.cfg.StatelessResetKey,
-		}})
-	}
-	sizeBuffers(conns, g.log)
 	if g.cfg.StatelessResetKey == nil {
 		g.log.Info("gateway: no stateless reset key configured; peers detect a restart by idle timeout")
 	}
@@ -101,10 +84,9 @@ func (g *Gateway) bind() error {
 	if err != nil {
 		return err
 	}
-	for _, s := range g.ingress {
-		if s.ln, err = s.tr.Listen(tlsConf, g.serverQUICConfig()); err != nil {
-			return fmt.Errorf("gateway: listen QUIC: %w", err)
-		}
+	g.listener, err = g.transport.Listen(tlsConf, g.serverQUICConfig())
+	if err != nil {
+		return fmt.Errorf("gateway: listen QUIC: %w", err)
 	}
 	eln, err := net.Listen("tcp", g.cfg.EgressListenAddr)
 	if err != nil {
@@ -142,11 +124,14 @@ func (g *Gateway) shutdown(cancelRun context.CancelFunc) {
 }
 
 func (g *Gateway) closeSockets() {
-	for _, s := range g.ingress {
-		s.close()
+	if g.listener != nil {
+		_ = g.listener.Close()
 	}
-	for _, s := range g.dialers {
-		s.close()
+	if g.transport != nil {
+		_ = g.transport.Close() // does not close a socket it did not open
+	}
+	if g.udp != nil {
+		_ = g.udp.Close()
 	}
 	if g.egressLn != nil {
 		_ = g.egressLn.Close()

@@ -111,20 +111,6 @@ func TestPoolShards(t *testing.T) {
 			if got := ingressConns(b); got != n {
 				t.Errorf("the remote ingress holds %d connections, want %d", got, n)
 			}
-			// Each connection dials from its own socket and lands on its
-			// own socket of the remote ingress: n read loops on each side.
-			local := map[string]int{a.IngressAddr().String(): -1}
-			for i, c := range conns {
-				if j, ok := local[c.LocalAddr().String()]; ok {
-					t.Errorf("connection %d dials from %s, as %d does (-1: the ingress)", i, c.LocalAddr(), j)
-				}
-				local[c.LocalAddr().String()] = i
-			}
-			for k := range n {
-				if got := testutil.ToFloat64(b.m.socketConns.WithLabelValues(strconv.Itoa(k))); got != 1 {
-					t.Errorf("the remote ingress' socket %d holds %v connections, want 1", k, got)
-				}
-			}
 			poll(t, "metrics of every connection", func() error {
 				if got := testutil.ToFloat64(a.m.peerConns.WithLabelValues("b", "b1")); got != float64(n) {
 					return fmt.Errorf("strait_gateway_peer_connections %v, want %d", got, n)
@@ -292,45 +278,8 @@ func TestPoolShardReplaced(t *testing.T) {
 // gateway.
 func shardConfig(w *world, cluster string, n int) Config {
 	cfg := w.config(cluster, cluster+"1", "")
-	cfg.ConnsPerRemoteGateway, cfg.IngressSockets = n, n
+	cfg.ConnsPerRemoteGateway = n
 	return cfg
-}
-
-// crashSockets closes g's sockets and then its transports, as a crash
-// would: nothing (no CONNECTION_CLOSE) leaves g afterwards. The sockets
-// first: quic-go's Transport.Close does not always destroy every
-// connection (with two, one sometimes survived it and sent its
-// CONNECTION_CLOSE when the stopped gateway closed it).
-func crashSockets(g *Gateway) {
-	all := append(slices.Clone(g.ingress), g.dialers...)
-	for _, s := range all {
-		_ = s.conn.Close()
-	}
-	for _, s := range all {
-		_ = s.tr.Close()
-	}
-}
-
-// TestIngressSocketsConfig: zero means the default connections per remote
-// gateway; out of range is a configuration error.
-func TestIngressSocketsConfig(t *testing.T) {
-	w := newWorld(t, "a")
-	for _, tt := range []struct {
-		sockets int
-		wantErr bool
-	}{{0, false}, {1, false}, {MaxIngressSockets, false}, {-1, true}, {MaxIngressSockets + 1, true}} {
-		cfg := w.config("a", "a1", "")
-		cfg.IngressSockets = tt.sockets
-		if tt.sockets == 0 {
-			if got := cfg.withDefaults().IngressSockets; got != DefaultConnsPerRemoteGateway() {
-				t.Errorf("IngressSockets 0 defaults to %d, want %d", got, DefaultConnsPerRemoteGateway())
-			}
-		}
-		_, err := New(cfg)
-		if got := err != nil && strings.Contains(err.Error(), "IngressSockets is"); got != tt.wantErr {
-			t.Errorf("IngressSockets %d: error %v, want one about it: %v", tt.sockets, err, tt.wantErr)
-		}
-	}
 }
 
 // shards returns the connections in a's slots for b/b1 (nil: empty).

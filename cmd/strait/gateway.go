@@ -62,10 +62,6 @@ type gatewayFile struct {
 	// remote gateway (new streams go to the least loaded). Zero means
 	// GOMAXPROCS, at most 4.
 	ConnsPerRemoteGateway int `json:"connsPerRemoteGateway,omitempty"`
-	// IngressSockets is the number of UDP sockets (SO_REUSEPORT) the QUIC
-	// ingress reads, each in its own goroutine. Zero means GOMAXPROCS, at
-	// most 4.
-	IngressSockets int `json:"ingressSockets,omitempty"`
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -158,7 +154,7 @@ func runGateway(cmd *cobra.Command, f gatewayFile, kubeconfig string) error {
 		Keyspace: f.Etcd.Keyspace(), Logger: log, Metrics: reg, Gatherer: reg, TrustMetrics: id.Metrics,
 		StatelessResetKey: resetKey, DrainTimeout: time.Duration(f.DrainTimeout), Version: version, Pprof: f.Pprof,
 		EndpointCIDRs: cidrs, EtcdEndpoints: etcdEndpoints(f.Etcd),
-		ConnsPerRemoteGateway: f.ConnsPerRemoteGateway, IngressSockets: f.IngressSockets,
+		ConnsPerRemoteGateway: f.ConnsPerRemoteGateway,
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)

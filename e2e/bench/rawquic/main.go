@@ -44,7 +44,7 @@ func main() {
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "server: UDP address for QUIC; client and tcp: TCP address for the app")
 	to := fs.String("to", "", "server and tcp: TCP target; client: the server's UDP address")
-	conns := fs.Int("conns", 1, "client: QUIC connections to spread streams over, round robin, all on the one socket (Strait's gateway: GOMAXPROCS, at most 4, per peer, a socket each)")
+	conns := fs.Int("conns", 1, "client: QUIC connections to spread streams over, round robin (Strait's gateway uses one per peer)")
 	_ = fs.Parse(os.Args[2:])
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -39,7 +39,7 @@ func run() int {
 	flag.DurationVar(&cfg.WANRTT, "wan-rtt", bench.DefaultWANRTT, "round trip the WAN emulator adds in the second TTFB set")
 	flag.IntVar(&cfg.Writes, "writes", bench.DefaultWrites, "export writes in the propagation runs")
 	flag.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "bound on the whole run")
-	flag.IntVar(&cfg.RawQUICConns, "rawquic-conns", 1, "QUIC connections the rawquic relay spreads streams over, all on one UDP socket per side (Strait's gateways keep GOMAXPROCS, at most 4, per remote gateway, each on its own socket at both ends)")
+	flag.IntVar(&cfg.RawQUICConns, "rawquic-conns", 1, "QUIC connections the rawquic relay spreads streams over (1 is what Strait's gateway uses)")
 	flag.StringVar(&cfg.PerfDir, "perf", "", "record perf profiles of Strait's processes during its iperf3 runs into this directory")
 	flag.StringVar(&cfg.ProfileDir, "profile", "", "take Go CPU profiles of Strait's four processes during one more 1000 rps fortio run (after the measured ones) into this directory")
 	flag.DurationVar(&cfg.ProfileDuration, "profile-duration", bench.DefaultProfileDuration, "length of the profiled fortio run")
