@@ -226,7 +226,13 @@ func (s *Stream) Write(b []byte) (int, error) {
 	n, err := s.pw.Write(b)
 	s.written.Add(int64(n))
 	if err != nil {
-		if s.answered() && s.err != nil {
+		// The request body is closed when the stream ends: its answer
+		// (a refusal, say) or its failure is coming, and is the reason to
+		// report. Reporting the closed pipe instead made a refused stream
+		// look like a broken session, which was retired and retried on a
+		// new one (TestSessionStreamAuthorized, 5 of 60 runs).
+		<-s.done
+		if s.err != nil {
 			return n, s.failure()
 		}
 		return n, &StreamError{Err: err}
