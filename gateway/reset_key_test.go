@@ -66,9 +66,9 @@ func TestStatelessResetAfterCrash(t *testing.T) {
 
 	// A full-size packet: quic-go answers with a stateless reset only a
 	// packet longer than the smallest reset (MinStatelessResetSize, 42
-	// bytes), and 15 bytes of data made packets of about 41 to 45 bytes
-	// depending on the packet number's length; a unit-test run in
-	// parallel with other packages then waited for the 30 s idle timeout.
+	// bytes). 15 bytes of data make a packet near that size (short
+	// header, STREAM frame, 16-byte tag; not measured); a unit-test run in
+	// parallel with other packages once waited for the 30 s idle timeout.
 	start := time.Now()
 	if _, err := c.Write(payloadFor(300)[:1200]); err != nil {
 		t.Fatal(err)
