@@ -54,18 +54,28 @@ func (e *env) latency(ctx context.Context) error {
 		}
 	}
 	targets = append(targets, latencyTarget{SetupStrait, e.straitSvcs["http"].Entry, e.straitProcs(e.strait)})
+	accs, errs := e.measureLatency(ctx, "", targets)
+	e.latencyRows(targets, accs)
+	if e.cfg.ProfileDir != "" {
+		errs = append(errs, e.profile(ctx, targets[len(targets)-1]))
+	}
+	return errors.Join(errs...)
+}
+
+// measureLatency warms every target up (connections, pools, caches), then
+// lets the targets take turns, LatencyRuns times, and returns what each
+// setup's runs gathered: each percentile is later the median over the
+// runs, CPU is summed over them. label prefixes the runs' file names.
+func (e *env) measureLatency(ctx context.Context, label string, targets []latencyTarget) (map[string]*latencyAcc, []error) {
 	var errs []error
-	// Warm up every setup: connections, pools, caches.
 	ok := map[string]bool{}
 	for _, t := range targets {
-		if _, err := Fortio(ctx, e.bins.fortio, e.dir, t.setup+"-warmup", "http://"+t.addr+"/echo", e.cfg.QPS, e.cfg.Conns, e.cfg.Payload, 2*time.Second); err != nil {
+		if _, err := Fortio(ctx, e.bins.fortio, e.dir, label+t.setup+"-warmup", "http://"+t.addr+"/echo", e.cfg.QPS, e.cfg.Conns, e.cfg.Payload, 2*time.Second); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		ok[t.setup] = true
 	}
-	// The setups take turns, LatencyRuns times; each percentile is the
-	// median over the runs, CPU is summed over them.
 	accs := map[string]*latencyAcc{}
 	runDur := e.cfg.LatencyDuration / time.Duration(e.cfg.LatencyRuns)
 	for run := range e.cfg.LatencyRuns {
@@ -78,16 +88,13 @@ func (e *env) latency(ctx context.Context) error {
 				a = &latencyAcc{cpu: map[string]time.Duration{}}
 				accs[t.setup] = a
 			}
+			t.setup = label + t.setup
 			if err := e.latencyRun(ctx, t, run, runDur, a); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	e.latencyRows(targets, accs)
-	if e.cfg.ProfileDir != "" {
-		errs = append(errs, e.profile(ctx, targets[len(targets)-1]))
-	}
-	return errors.Join(errs...)
+	return accs, errs
 }
 
 func (e *env) latencyRun(ctx context.Context, t latencyTarget, run int, d time.Duration, a *latencyAcc) error {

@@ -337,32 +337,8 @@ func (e *env) sessionsPath(ctx context.Context) error {
 	for _, d := range deps {
 		targets = append(targets, latencyTarget{setup: d.setup, addr: d.http, procs: d.procs})
 	}
-	ok := map[string]bool{}
-	for _, t := range targets {
-		if _, err := Fortio(ctx, e.bins.fortio, e.dir, "sessions-path-"+t.setup+"-warmup", "http://"+t.addr+"/echo", e.cfg.QPS, e.cfg.Conns, e.cfg.Payload, 2*time.Second); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		ok[t.setup] = true
-	}
-	accs := map[string]*latencyAcc{}
-	runDur := e.cfg.LatencyDuration / time.Duration(e.cfg.LatencyRuns)
-	for run := range e.cfg.LatencyRuns {
-		for _, t := range targets {
-			if !ok[t.setup] {
-				continue
-			}
-			a := accs[t.setup]
-			if a == nil {
-				a = &latencyAcc{cpu: map[string]time.Duration{}}
-				accs[t.setup] = a
-			}
-			t.setup = "sessions-path-" + t.setup
-			if err := e.latencyRun(ctx, t, run, runDur, a); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
+	accs, lerrs := e.measureLatency(ctx, "sessions-path-", targets)
+	errs = append(errs, lerrs...)
 	p99 := Metric{Bench: "sessions_latency_p99_1k_1000rps", Unit: "ms", Values: map[string]float64{}, Note: note}
 	added := Metric{Bench: "sessions_added_latency_p99", Unit: "ms", Values: map[string]float64{}, Note: note}
 	for _, t := range targets {
