@@ -30,18 +30,13 @@ func Install(ctx context.Context, cfg capture.Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("capture: %w", err)
-	}
-	conn, err := nftables.New()
+	conn, err := open(ctx)
 	if err != nil {
-		return fmt.Errorf("capture: netlink: %w", err)
+		return err
 	}
-	t := table()
-	// Adding an existing table is no error: add, delete and add again
-	// replaces it whole.
-	conn.AddTable(t)
-	conn.DelTable(t)
+	// Deleting first (dropTable) and adding again replaces the table
+	// whole, in the same transaction.
+	t := dropTable(conn)
 	conn.AddTable(t)
 	ch := conn.AddChain(chain(t))
 	for _, r := range build(c) {
@@ -57,18 +52,11 @@ func Install(ctx context.Context, cfg capture.Config) error {
 // succeeds when there is nothing to remove. cfg is not needed (the table
 // holds everything) and is accepted for symmetry with Install.
 func Cleanup(ctx context.Context, _ capture.Config) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("capture: %w", err)
-	}
-	conn, err := nftables.New()
+	conn, err := open(ctx)
 	if err != nil {
-		return fmt.Errorf("capture: netlink: %w", err)
+		return err
 	}
-	// Adding first makes the delete succeed whether or not the table was
-	// there, in one transaction.
-	t := table()
-	conn.AddTable(t)
-	conn.DelTable(t)
+	dropTable(conn)
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("capture: delete table ip %s: %w", capture.Table, err)
 	}
@@ -78,14 +66,34 @@ func Cleanup(ctx context.Context, _ capture.Config) error {
 // Installed reports whether the capture table is present in the current
 // network namespace.
 func Installed(ctx context.Context, _ capture.Config) (bool, error) {
+	conn, err := open(ctx)
+	if err != nil {
+		return false, err
+	}
+	return present(conn)
+}
+
+// open is a netlink connection to nftables in the current network
+// namespace, unless ctx is done.
+func open(ctx context.Context) (*nftables.Conn, error) {
 	if err := ctx.Err(); err != nil {
-		return false, fmt.Errorf("capture: %w", err)
+		return nil, fmt.Errorf("capture: %w", err)
 	}
 	conn, err := nftables.New()
 	if err != nil {
-		return false, fmt.Errorf("capture: netlink: %w", err)
+		return nil, fmt.Errorf("capture: netlink: %w", err)
 	}
-	return present(conn)
+	return conn, nil
+}
+
+// dropTable queues the deletion of the capture table on conn and returns
+// the table. Adding it first makes the delete succeed whether or not the
+// table was there, in one transaction.
+func dropTable(conn *nftables.Conn) *nftables.Table {
+	t := table()
+	conn.AddTable(t)
+	conn.DelTable(t)
+	return t
 }
 
 func present(conn *nftables.Conn) (bool, error) {
