@@ -57,21 +57,7 @@ func fakeUpstream(t *testing.T) string {
 			_, _ = pc.WriteTo(answer(buf[:n]), from)
 		}
 	}()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				q, err := readTCPMessage(c)
-				if err == nil {
-					_ = writeTCPMessage(c, answer(q))
-				}
-			}()
-		}
-	}()
+	go serveTCP(ln, answer)
 	return pc.LocalAddr().String()
 }
 
@@ -288,39 +274,48 @@ func tcpOnlyUpstream(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
+	go serveTCP(ln, func(q []byte) []byte {
+		var m dnsmessage.Message
+		if err := m.Unpack(q); err != nil || len(m.Questions) != 1 {
+			return nil
+		}
+		m.Header.Response = true
+		n := 1
+		if m.Questions[0].Name.String() == "big.example." {
+			n = 60
+		}
+		for i := range n {
+			m.Answers = append(m.Answers, dnsmessage.Resource{
+				Header: dnsmessage.ResourceHeader{Name: m.Questions[0].Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: 60},
+				Body:   &dnsmessage.AResource{A: [4]byte{192, 0, 2, byte(i + 1)}},
+			})
+		}
+		b, _ := m.Pack()
+		return b
+	})
+	return ln.Addr().String()
+}
+
+// serveTCP answers each DNS query on ln's connections (one per connection,
+// length-prefixed) with answer's message, or closes it when answer
+// returns nil; it returns when ln is closed.
+func serveTCP(ln net.Listener, answer func(q []byte) []byte) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			q, err := readTCPMessage(c)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				q, err := readTCPMessage(c)
-				if err != nil {
-					return
-				}
-				var m dnsmessage.Message
-				if err := m.Unpack(q); err != nil || len(m.Questions) != 1 {
-					return
-				}
-				m.Header.Response = true
-				n := 1
-				if m.Questions[0].Name.String() == "big.example." {
-					n = 60
-				}
-				for i := range n {
-					m.Answers = append(m.Answers, dnsmessage.Resource{
-						Header: dnsmessage.ResourceHeader{Name: m.Questions[0].Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: 60},
-						Body:   &dnsmessage.AResource{A: [4]byte{192, 0, 2, byte(i + 1)}},
-					})
-				}
-				b, _ := m.Pack()
-				_ = writeTCPMessage(c, b)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+			if a := answer(q); a != nil {
+				_ = writeTCPMessage(c, a)
+			}
+		}()
+	}
 }
 
 // TestForwardOverTCP: queries outside the local domain reach the upstream
