@@ -215,7 +215,7 @@ func NewCache(cfg CacheConfig) (*Cache, error) {
 		persist: make(chan struct{}, 1),
 		synced:  make(chan struct{}),
 		started: time.Now(),
-		builder: newSnapshotBuilder(),
+		builder: newSnapshotBuilder(cfg.Keyspace),
 	}
 	for i, s := range cfg.Sources {
 		c.sources = append(c.sources, newSource(i, s))

@@ -242,7 +242,7 @@ func BenchmarkPublish(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		c.builder = newSnapshotBuilder()
+		c.builder = newSnapshotBuilder(c.cfg.Keyspace)
 		for k := range s.entries {
 			s.changed[k] = struct{}{}
 		}

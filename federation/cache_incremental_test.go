@@ -27,7 +27,7 @@ func TestIncrementalSnapshotMatchesRebuild(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3, 4, 5} {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 0))
-			b := newSnapshotBuilder()
+			b := newSnapshotBuilder(Keyspace{})
 			records := map[string]*Record{}
 			want := NewSnapshot(0, nil)
 			for step := range 300 {
