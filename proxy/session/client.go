@@ -45,10 +45,23 @@ type Client struct {
 	active  atomic.Int64 // streams reserved or open
 	total   atomic.Int64 // streams opened in the session's life
 	retired atomic.Bool
-	mu      sync.Mutex
-	// onClose runs once when the session's connection closes.
-	onClose  func()
-	isClosed bool
+	// idleSince is when the last stream ended (UnixNano; when the session
+	// opened if none has).
+	idleSince atomic.Int64
+	mu        sync.Mutex
+	// onClose runs once when the session's connection closes; onIdle
+	// runs each time its last stream ends (Pool.Add sets them).
+	onClose, onIdle func()
+	// idleTimer checks the session after it went idle (Pool.idle).
+	idleTimer *time.Timer
+	isClosed  bool
+}
+
+// setOnIdle makes f run each time the session's last stream ends.
+func (c *Client) setOnIdle(f func()) {
+	c.mu.Lock()
+	c.onIdle = f
+	c.mu.Unlock()
 }
 
 // setOnClose makes f run when the session closes, or now if it has.
@@ -84,6 +97,7 @@ func NewClient(conn *tls.Conn, cfg Config, m *Metrics, rtt time.Duration, ownNot
 	}
 	c := &Client{cfg: cfg, m: m, peer: peer, pending: map[*Stream]time.Time{}}
 	c.minRTT.Store(int64(rtt))
+	c.idleSince.Store(time.Now().UnixNano())
 	c.conn = newWatchedConn(conn, c.closed)
 	t := &http2.Transport{
 		IdleConnTimeout:            cfg.IdleTimeout,
@@ -255,21 +269,45 @@ func (c *Client) Usable() bool {
 }
 
 // reserve takes a stream slot if the session is usable and not full.
+// The slot is taken before retired is read again, and Retire sets retired
+// before it reads active: a session retired meanwhile either sees the
+// slot (and closes when it is released) or is seen here (and the slot is
+// given back), so that no stream starts on a session Retire closed.
 func (c *Client) reserve() bool {
 	if !c.Usable() {
 		return false
 	}
-	if c.active.Add(1) > int64(c.cfg.MaxStreams) {
-		c.active.Add(-1)
+	if c.active.Add(1) > int64(c.cfg.MaxStreams) || c.retired.Load() {
+		c.release()
 		return false
 	}
 	return true
 }
 
 func (c *Client) release() {
-	if c.active.Add(-1) == 0 && c.retired.Load() {
-		_ = c.Close()
+	if c.active.Add(-1) != 0 {
+		return
 	}
+	if c.retired.Load() {
+		_ = c.Close()
+		return
+	}
+	c.idleSince.Store(time.Now().UnixNano())
+	c.mu.Lock()
+	onIdle := c.onIdle
+	c.mu.Unlock()
+	if onIdle != nil {
+		onIdle()
+	}
+}
+
+// idleFor reports how long the session has carried no stream (zero while
+// it carries one).
+func (c *Client) idleFor(now time.Time) time.Duration {
+	if c.active.Load() > 0 {
+		return 0
+	}
+	return now.Sub(time.Unix(0, c.idleSince.Load()))
 }
 
 // Retire stops the session from taking streams; it closes once the
@@ -298,6 +336,9 @@ func (c *Client) closed() {
 	if c.expiry != nil {
 		c.expiry.Stop()
 		c.renew.Stop()
+	}
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
 	}
 	f := c.onClose
 	c.mu.Unlock()

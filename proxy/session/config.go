@@ -14,8 +14,13 @@ const ALPN = "strait-session/1"
 
 // Defaults of Config.
 const (
-	DefaultMaxStreams  = 100
-	DefaultIdleTimeout = 30 * time.Second
+	DefaultMaxStreams = 100
+	// DefaultStreamsPerSession and DefaultMaxSessions spread the streams
+	// of a key over up to 8 sessions, 2 streams each, before any session
+	// carries more (see Config.StreamsPerSession).
+	DefaultStreamsPerSession = 2
+	DefaultMaxSessions       = 8
+	DefaultIdleTimeout       = 30 * time.Second
 	// DefaultRenewBefore is how long before either certificate of a
 	// session expires it takes no new stream (a new session, with the
 	// rotated SVIDs, takes them).
@@ -43,6 +48,24 @@ type Config struct {
 	// opens another session when every session of a key is full. Zero
 	// means DefaultMaxStreams.
 	MaxStreams int
+	// StreamsPerSession is how many streams a session of a key carries
+	// before the pool opens another session for that key instead of
+	// adding one, as long as the key has fewer than MaxSessions sessions;
+	// past that, a new stream goes to the least loaded session (up to
+	// MaxStreams). The streams of a session share one inner TLS
+	// connection (its encryption runs on one core at a time), one tunnel
+	// stream through the gateways and one connection window: 8 bulk
+	// streams on one session moved 0.38 Gbit/s where 8 connections moved
+	// 0.55. A session no longer needed (another session of its key has
+	// room) closes after carrying no stream for a second. Zero means
+	// DefaultStreamsPerSession; the server side ignores it.
+	StreamsPerSession int
+	// MaxSessions is how many sessions per key the pool opens to spread
+	// streams (StreamsPerSession); a burst of new connections may open a
+	// few more, and a key whose sessions are all full (MaxStreams) opens
+	// another whatever their number. Zero means DefaultMaxSessions; the
+	// server side ignores it.
+	MaxSessions int
 	// IdleTimeout closes a client session that has carried no stream for
 	// that long. Zero means DefaultIdleTimeout. (The server side closes a
 	// session idle for twice as long, a safety net: clients close first,
@@ -96,6 +119,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxStreams == 0 {
 		c.MaxStreams = DefaultMaxStreams
 	}
+	if c.StreamsPerSession == 0 {
+		c.StreamsPerSession = DefaultStreamsPerSession
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = DefaultMaxSessions
+	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
 	}
@@ -123,8 +152,13 @@ func (c Config) withDefaults() Config {
 // Validate reports every problem of c at once.
 func (c Config) Validate() error {
 	var errs *multierror.Error
-	if c.MaxStreams < 0 {
-		errs = multierror.Append(errs, fmt.Errorf("session: max streams %d is negative", c.MaxStreams))
+	for _, n := range []struct {
+		name string
+		n    int
+	}{{"max streams", c.MaxStreams}, {"streams per session", c.StreamsPerSession}, {"max sessions", c.MaxSessions}} {
+		if n.n < 0 {
+			errs = multierror.Append(errs, fmt.Errorf("session: %s %d is negative", n.name, n.n))
+		}
 	}
 	for _, d := range []struct {
 		name string

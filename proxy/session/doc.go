@@ -35,8 +35,15 @@
 // the application connection, answers 200 and relays; a refusal answers
 // with a StreamCode (header Strait-Stream-Code) and no byte reaches the
 // application. Sessions are pooled by Key (the caller's identity and the
-// destination), capped in streams, spread by load, closed when idle, and
-// closed when the peer's certificate expires after taking no stream from
+// destination; a session never carries another caller's stream), capped
+// in streams, and spread: a key opens another session rather than put
+// more than Config.StreamsPerSession streams on one, up to
+// Config.MaxSessions (several TLS connections and tunnel streams, as
+// many connections would have; through a gateway, the ingress picks each
+// session's endpoint), and a new stream goes to the least loaded session.
+// A session its key no longer needs closes after a second without
+// streams, and any session after Config.IdleTimeout; each is closed when
+// the peer's certificate expires after taking no stream from
 // Config.RenewBefore earlier.
 //
 //	pool := session.NewPool(session.Config{}, metrics)

@@ -1,7 +1,9 @@
 package session
 
 import (
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -39,15 +41,20 @@ func (p *Pool) Config() Config { return p.cfg }
 // Metrics are the pool's metrics (possibly nil).
 func (p *Pool) Metrics() *Metrics { return p.m }
 
-// Open opens a stream to target on the least busy usable session of key
-// whose peer allowed accepts, or returns nil when there is none (all
-// full, retired or expiring): the caller then opens a session and Adds it.
-// A session whose peer allowed no longer accepts is retired.
+// Open opens a stream to target on a usable session of key whose peer
+// allowed accepts, or returns nil when the caller should open a session
+// and Add it: when every such session carries StreamsPerSession streams
+// or more and the key has fewer than MaxSessions usable sessions, or when
+// none can take a stream (all full, retired or expiring). Of the
+// sessions, it picks the one with the fewest streams, and among those the
+// one that heard from its peer last (its stream's first bytes are likelier
+// to go out with the request, Config.Pipeline). A session whose peer
+// allowed no longer accepts is retired, as is a stalled one.
 func (p *Pool) Open(key Key, target string, allowed func(spiffeid.ID) error) *Stream {
 	p.mu.Lock()
 	list := append([]*Client(nil), p.byKey[key]...)
 	p.mu.Unlock()
-	var best *Client
+	usable := list[:0]
 	for _, c := range list {
 		if !c.Usable() {
 			continue
@@ -60,14 +67,33 @@ func (p *Pool) Open(key Key, target string, allowed func(spiffeid.ID) error) *St
 			c.Retire()
 			continue
 		}
-		if best == nil || c.active.Load() < best.active.Load() {
-			best = c
+		usable = append(usable, c)
+	}
+	for len(usable) > 0 {
+		i := leastLoaded(usable)
+		best := usable[i]
+		if best.Streams() >= p.cfg.StreamsPerSession && len(usable) < p.cfg.MaxSessions {
+			return nil // spread: a new session takes the stream
+		}
+		if best.reserve() {
+			return best.open(target)
+		}
+		usable = append(usable[:i], usable[i+1:]...) // full (or retired) meanwhile
+	}
+	return nil
+}
+
+// leastLoaded returns the index of the session of list with the fewest
+// streams, and among those of the one that heard from its peer last.
+func leastLoaded(list []*Client) int {
+	best := 0
+	for i, c := range list[1:] {
+		b := list[best]
+		if n, m := c.Streams(), b.Streams(); n < m || n == m && c.conn.sinceRead() < b.conn.sinceRead() {
+			best = i + 1
 		}
 	}
-	if best == nil || !best.reserve() {
-		return nil
-	}
-	return best.open(target)
+	return best
 }
 
 // Add pools c under key and opens a stream to target on it. A pool that
@@ -82,8 +108,49 @@ func (p *Pool) Add(key Key, c *Client, target string) *Stream {
 	p.byKey[key] = append(p.byKey[key], c)
 	p.mu.Unlock()
 	c.setOnClose(func() { p.remove(key, c) })
+	c.setOnIdle(func() { p.idle(key, c) })
 	c.active.Add(1) // the first stream's slot, whatever the cap
 	return c.open(target)
+}
+
+// extraIdle is how long a session of a key that has another usable
+// session with room (fewer than StreamsPerSession streams) may carry no
+// stream before it is closed: the sessions a burst of connections opened
+// close soon after it, and one stays for the next connection.
+const extraIdle = time.Second
+
+// idle runs when the last stream of c, a session of key, has ended: it
+// checks c again after extraIdle (retireIfExtra).
+func (p *Pool) idle(key Key, c *Client) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosed {
+		return
+	}
+	if c.idleTimer == nil {
+		c.idleTimer = time.AfterFunc(extraIdle, func() { p.retireIfExtra(key, c) })
+		return
+	}
+	c.idleTimer.Reset(extraIdle)
+}
+
+// retireIfExtra retires c if it has carried no stream for extraIdle and
+// another usable session of key has room. The check and the retirement
+// are one step under the pool's lock, so that of sessions idle together
+// one stays.
+func (p *Pool) retireIfExtra(key Key, c *Client) {
+	now := time.Now()
+	p.mu.Lock()
+	extra := c.idleFor(now) >= extraIdle && c.Usable() && slices.ContainsFunc(p.byKey[key], func(o *Client) bool {
+		return o != c && o.Usable() && o.Streams() < p.cfg.StreamsPerSession
+	})
+	if extra {
+		c.retired.Store(true)
+	}
+	p.mu.Unlock()
+	if extra {
+		c.Retire() // closes it unless a stream took a slot meanwhile
+	}
 }
 
 func (p *Pool) remove(key Key, c *Client) {

@@ -1,0 +1,291 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/strait-mesh/strait/trust"
+)
+
+// peers is a destination proxy's session server on loopback, in front of
+// an echo application, and what callers need to open sessions to it: real
+// TLS 1.3 with SPIFFE certificates of one trust domain.
+type peers struct {
+	t    *testing.T
+	ca   *trust.CA
+	addr string
+	cfg  Config
+	// owner is the caller whose certificate each session's handshake
+	// presented.
+	mu    sync.Mutex
+	owner map[*Client]spiffeid.ID
+}
+
+const testTarget = "echo.default.east.strait:9000"
+
+// newPeers starts the destination side: a session Server whose Accept
+// dials an echo server on loopback.
+func newPeers(t *testing.T, cfg Config) *peers {
+	t.Helper()
+	ca, err := trust.NewCA(trust.CAConfig{TrustDomain: spiffeid.RequireTrustDomainFromString("east.test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &peers{t: t, ca: ca, cfg: cfg, owner: map[*Client]spiffeid.ID{}}
+	app := listen(t)
+	go func() {
+		for {
+			c, err := app.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	srv, err := NewServer(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcfg, err := trust.ServerTLSConfig(trust.TLSConfig{SVID: p.svid("echo"), Bundles: ca, Authorizer: tlsconfig.AuthorizeAny()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcfg.NextProtos = []string{ALPN}
+	ln := listen(t)
+	p.addr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); _ = ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				conn := tls.Server(raw, tcfg)
+				if err := conn.HandshakeContext(ctx); err != nil {
+					_ = raw.Close()
+					return
+				}
+				go func() { <-ctx.Done(); _ = conn.Close() }()
+				srv.ServeConn(ctx, conn, func(ctx context.Context, target string) (net.Conn, func(Result), error) {
+					c, err := net.Dial("tcp", app.Addr().String())
+					return c, nil, err
+				})
+			})
+		}
+	})
+	return p
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln
+}
+
+// svid issues the SVID of service account sa.
+func (p *peers) svid(sa string) *x509svid.SVID {
+	p.t.Helper()
+	id, err := trust.WorkloadID(p.ca.TrustDomain(), "default", sa)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	s, err := p.ca.IssueX509SVID(id, 0)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return s
+}
+
+// dial opens a session to the destination as caller, the way the proxy
+// does: a TLS handshake offering ALPN, then NewClient.
+func (p *peers) dial(caller *x509svid.SVID, cfg Config) *Client {
+	p.t.Helper()
+	tcfg, err := trust.ClientTLSConfig(trust.TLSConfig{SVID: caller, Bundles: p.ca, Authorizer: tlsconfig.AuthorizeAny()})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	tcfg.NextProtos = []string{ALPN}
+	start := time.Now()
+	conn, err := tls.Dial("tcp", p.addr, tcfg)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	c, err := NewClient(conn, cfg, nil, time.Since(start), caller.Certificates[0].NotAfter)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() { _ = c.Close() })
+	p.mu.Lock()
+	p.owner[c] = caller.ID
+	p.mu.Unlock()
+	return c
+}
+
+// ownerOf is the caller whose handshake opened c.
+func (p *peers) ownerOf(c *Client) spiffeid.ID {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.owner[c]
+}
+
+// open opens a stream for caller through pool as the proxy does (a pooled
+// session, else a new one), and checks that it carries bytes both ways.
+func (p *peers) open(pool *Pool, caller *x509svid.SVID) *Stream {
+	p.t.Helper()
+	key := Key{Caller: caller.ID, Path: "gateway", Addr: p.addr, Name: "echo.default.east.strait"}
+	st := pool.Open(key, testTarget, nil)
+	if st == nil {
+		st = pool.Add(key, p.dial(caller, pool.Config()), testTarget)
+	}
+	msg := []byte("ping " + caller.ID.String())
+	if _, err := st.Write(msg); err != nil {
+		p.t.Fatalf("write: %v", err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(st, got); err != nil || !bytes.Equal(got, msg) {
+		p.t.Fatalf("echo = %q, %v", got, err)
+	}
+	return st
+}
+
+// TestPoolSpreads: concurrent streams of one key go to several sessions,
+// StreamsPerSession each, until the key has MaxSessions; past that, to the
+// least loaded session. The old pool put every stream on one session
+// until MaxStreams (8 bulk streams shared one TLS connection).
+func TestPoolSpreads(t *testing.T) {
+	tests := []struct {
+		name                            string
+		cfg                             Config
+		streams                         int
+		wantSessions, wantMaxPerSession int
+	}{
+		{"one stream, one session", Config{}, 1, 1, 1},
+		{"8 streams, defaults: 4 sessions of 2", Config{}, 8, 4, 2},
+		{"8 streams, 1 per session", Config{StreamsPerSession: 1}, 8, 8, 1},
+		{"8 streams, at most 3 sessions: least loaded past that", Config{StreamsPerSession: 1, MaxSessions: 3}, 8, 3, 3},
+		{"12 streams, 4 per session", Config{StreamsPerSession: 4}, 12, 3, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newPeers(t, tt.cfg)
+			pool := NewPool(tt.cfg, nil)
+			t.Cleanup(pool.Close)
+			alice := p.svid("alice")
+			perSession := map[*Client]int{}
+			for range tt.streams {
+				st := p.open(pool, alice)
+				defer st.Close()
+				perSession[st.Session()]++
+			}
+			if len(perSession) != tt.wantSessions {
+				t.Errorf("%d streams went to %d sessions, want %d", tt.streams, len(perSession), tt.wantSessions)
+			}
+			for c, n := range perSession {
+				if n > tt.wantMaxPerSession {
+					t.Errorf("a session carries %d streams, want at most %d", n, tt.wantMaxPerSession)
+				}
+				if c.Streams() != n {
+					t.Errorf("a session counts %d streams, carries %d", c.Streams(), n)
+				}
+			}
+		})
+	}
+}
+
+// TestPoolBurstSpreads: a burst of connections opened at once (iperf3's
+// streams) while a session with room is open goes to more than one
+// session, and each session carries the
+// streams of the identity that made its handshake only, even when another
+// caller's sessions have room.
+func TestPoolBurstSpreads(t *testing.T) {
+	p := newPeers(t, Config{})
+	pool := NewPool(Config{}, nil)
+	t.Cleanup(pool.Close)
+	callers := []*x509svid.SVID{p.svid("alice"), p.svid("bob")}
+	// Each has a session with room: the old pool put every later stream
+	// of a caller on it.
+	defer p.open(pool, callers[0]).Close()
+	defer p.open(pool, callers[1]).Close()
+	type opened struct {
+		caller spiffeid.ID
+		st     *Stream
+	}
+	var mu sync.Mutex
+	var got []opened
+	var wg sync.WaitGroup
+	for i := range 16 {
+		caller := callers[i%4/3] // 12 of alice's, 4 of bob's
+		wg.Go(func() {
+			st := p.open(pool, caller)
+			mu.Lock()
+			got = append(got, opened{caller.ID, st})
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	sessions := map[spiffeid.ID]map[*Client]bool{}
+	for _, o := range got {
+		defer o.st.Close()
+		if owner := p.ownerOf(o.st.Session()); owner != o.caller {
+			t.Errorf("a stream of %s went to a session of %s", o.caller, owner)
+		}
+		if sessions[o.caller] == nil {
+			sessions[o.caller] = map[*Client]bool{}
+		}
+		sessions[o.caller][o.st.Session()] = true
+	}
+	if n := len(sessions[callers[0].ID]); n < 2 {
+		t.Errorf("12 concurrent streams of alice went to %d session(s), want more than one", n)
+	}
+}
+
+// TestPoolClosesExtraSessions: once the streams of a burst have ended, the
+// sessions the key no longer needs close after extraIdle, and one stays
+// for the next connection.
+func TestPoolClosesExtraSessions(t *testing.T) {
+	p := newPeers(t, Config{})
+	pool := NewPool(Config{}, nil)
+	t.Cleanup(pool.Close)
+	alice := p.svid("alice")
+	key := Key{Caller: alice.ID, Path: "gateway", Addr: p.addr, Name: "echo.default.east.strait"}
+	var streams []*Stream
+	for range 8 {
+		streams = append(streams, p.open(pool, alice))
+	}
+	if n := pool.Len(key); n < 2 {
+		t.Fatalf("8 streams on %d session(s), want several", n)
+	}
+	for _, st := range streams {
+		_ = st.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pool.Len(key) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions pooled 10s after their streams ended, want 1", pool.Len(key))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The one left takes the next stream.
+	st := p.open(pool, alice)
+	defer st.Close()
+	if n := pool.Len(key); n != 1 {
+		t.Errorf("next stream: %d sessions, want the one left", n)
+	}
+}
