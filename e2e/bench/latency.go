@@ -57,7 +57,7 @@ func (e *env) latency(ctx context.Context) error {
 	accs, errs := e.measureLatency(ctx, "", targets)
 	e.latencyRows(targets, accs)
 	if e.cfg.ProfileDir != "" {
-		errs = append(errs, e.profile(ctx, targets[len(targets)-1]))
+		errs = append(errs, e.profile(ctx, e.strait, targets[len(targets)-1], ""))
 	}
 	return errors.Join(errs...)
 }
@@ -199,9 +199,10 @@ func (e *env) straitProcs(s *Strait) usageSet {
 	return usageSet{roleClient: s.EastProxy, roleServer: s.WestProxies["web"], roleGWEast: s.EastGW, roleGWWest: s.WestGW}
 }
 
-// profile takes a CPU profile of each of Strait's processes on t's path
-// during one more fortio run through it.
-func (e *env) profile(ctx context.Context, t latencyTarget) error {
+// profile takes a CPU profile of each of the processes of s on t's path
+// during one more fortio run through it, into files named prefix and the
+// process' role.
+func (e *env) profile(ctx context.Context, s *Strait, t latencyTarget, prefix string) error {
 	if err := os.MkdirAll(e.cfg.ProfileDir, 0o755); err != nil {
 		return fmt.Errorf("bench: profile: %w", err)
 	}
@@ -210,8 +211,8 @@ func (e *env) profile(ctx context.Context, t latencyTarget) error {
 	errs := make([]error, len(roles))
 	for i, role := range roles {
 		p := t.procs[role]
-		addr := e.strait.Admin[p]
-		out := filepath.Join(e.cfg.ProfileDir, role+".pprof")
+		addr := s.Admin[p]
+		out := filepath.Join(e.cfg.ProfileDir, prefix+role+".pprof")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -279,18 +279,22 @@ const PhaseSessionsPath = "sessions_path"
 // as the throughput and latency phases measure Strait's main deployment:
 //
 //   - sessions_throughput_1_stream, sessions_throughput_8_streams: iperf3
-//     with 1 and 8 streams (in session mode the control connection and the
-//     streams share one session: one inner TLS connection and one tunnel
-//     stream), the median of ThroughputRuns runs;
+//     with 1 and 8 streams (in session mode the pool spreads the control
+//     connection and the streams over sessions, Config.StreamsPerSession
+//     of package session each), the median of ThroughputRuns runs;
 //   - sessions_latency_p99_1k_1000rps and sessions_added_latency_p99:
 //     fortio at QPS with Conns connections, the p99 and what it adds to
 //     the direct connection's p99 measured in the same phase (column
 //     direct), the median of LatencyRuns runs, each setup in turn.
+//
+// With ProfileDir set, one more fortio run through each deployment
+// afterwards takes CPU profiles of its four processes.
 func (e *env) sessionsPath(ctx context.Context) error {
 	type deployment struct {
 		setup       string
 		iperf, http string
 		procs       usageSet
+		s           *Strait
 	}
 	var deps []deployment
 	for _, d := range []struct{ setup, name, mode string }{
@@ -305,7 +309,7 @@ func (e *env) sessionsPath(ctx context.Context) error {
 		if err := waitHTTP(ctx, web.Entry, readyTimeout); err != nil {
 			return err
 		}
-		deps = append(deps, deployment{d.setup, iperf.Entry, web.Entry, e.straitProcs(s)})
+		deps = append(deps, deployment{d.setup, iperf.Entry, web.Entry, e.straitProcs(s), s})
 	}
 	note := loadNote()
 	var errs []error
@@ -362,5 +366,12 @@ func (e *env) sessionsPath(ctx context.Context) error {
 	}
 	e.add(p99)
 	e.add(added)
+	if e.cfg.ProfileDir != "" {
+		// One more fortio run per deployment, profiled: files
+		// strait-<role>.pprof and strait_per_conn-<role>.pprof.
+		for i, d := range deps {
+			errs = append(errs, e.profile(ctx, d.s, targets[i+1], d.setup+"-"))
+		}
+	}
 	return errors.Join(errs...)
 }
