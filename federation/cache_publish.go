@@ -107,8 +107,8 @@ func (c *Cache) staleGatewaysLocked() []string {
 		if heard := s.lastHeard.Load(); now-heard > int64(silent) {
 			ref = heard // the clock stops while the source is unreachable
 		}
-		for k, e := range s.gateways {
-			if ref-e.written.Load() > int64(c.cfg.GatewayStaleAfter) {
+		for k, w := range s.gateways {
+			if ref-w.Load() > int64(c.cfg.GatewayStaleAfter) {
 				out = append(out, k)
 			}
 		}

@@ -22,20 +22,14 @@ var errWatchStalled = errors.New("watch heard nothing for three progress interva
 var errWatchClosed = errors.New("watch channel closed")
 
 // entry is one valid record of a source, and the sum of the value it came
-// from.
+// from (48 bytes: 400,000 of them at 100,000 exports).
 type entry struct {
 	rec
 	sum valueSum
-	// written is when the record was last written (Unix nanoseconds, as
-	// observed by the cache): a rewrite of the same value, a gateway's
-	// heartbeat, only moves this.
-	written atomic.Int64
 }
 
 func newEntry(r rec, value []byte) *entry {
-	e := &entry{rec: r, sum: sumOf(value)}
-	e.written.Store(time.Now().UnixNano())
-	return e
+	return &entry{rec: r, sum: sumOf(value)}
 }
 
 // source is the cache's view of one etcd.
@@ -44,9 +38,12 @@ type source struct {
 	name string
 	cli  *clientv3.Client
 
-	mu       sync.Mutex
-	entries  map[string]*entry // valid records by key
-	gateways map[string]*entry // the gateway records of entries
+	mu      sync.Mutex
+	entries map[string]*entry // valid records by key
+	// gateways holds, for the gateway records of entries, when each was
+	// last written (Unix nanoseconds, as observed by the cache): a
+	// rewrite of the same value, a gateway's heartbeat, only moves this.
+	gateways map[string]*atomic.Int64
 	// changed holds the keys whose entry changed since the last publish:
 	// the publisher rebuilds only what they touch.
 	changed  map[string]struct{}
@@ -65,7 +62,7 @@ func newSource(idx int, s Source) *source {
 		name:     s.Name,
 		cli:      s.Client,
 		entries:  map[string]*entry{},
-		gateways: map[string]*entry{},
+		gateways: map[string]*atomic.Int64{},
 		changed:  map[string]struct{}{},
 		invalid:  map[string]int64{},
 		intern:   newInterner(),
@@ -76,7 +73,11 @@ func newSource(idx int, s Source) *source {
 func (s *source) put(key string, e *entry) {
 	s.entries[key] = e
 	if _, ok := e.msg.(*straitv1.Gateway); ok {
-		s.gateways[key] = e
+		w := new(atomic.Int64)
+		w.Store(time.Now().UnixNano())
+		s.gateways[key] = w
+	} else {
+		delete(s.gateways, key)
 	}
 	s.changed[key] = struct{}{}
 }
@@ -87,6 +88,14 @@ func (s *source) remove(key string) {
 	delete(s.entries, key)
 	delete(s.gateways, key)
 	s.changed[key] = struct{}{}
+}
+
+// rewritten notes that the record of key was written again with the same
+// value. The caller holds s.mu.
+func (s *source) rewritten(key string) {
+	if w, ok := s.gateways[key]; ok {
+		w.Store(time.Now().UnixNano())
+	}
 }
 
 func (s *source) heard() { s.lastHeard.Store(time.Now().UnixNano()) }
@@ -174,7 +183,7 @@ func (c *Cache) listPage(s *source, next map[string]*entry, kvs []*mvccpb.KeyVal
 		if old, ok := s.entries[key]; ok && old.sum == sumOf(kv.Value) {
 			// Same bytes, same record: keep its identity.
 			if old.modRev != kv.ModRevision {
-				old.written.Store(time.Now().UnixNano())
+				s.rewritten(key)
 			}
 			next[key] = old
 			continue
@@ -345,7 +354,7 @@ func (c *Cache) apply(s *source, resp clientv3.WatchResponse) {
 			if old, ok := s.entries[key]; ok && old.sum == sumOf(ev.Kv.Value) {
 				// A rewrite of the same value (a heartbeat) changes no
 				// record: note when, and publish nothing.
-				old.written.Store(time.Now().UnixNano())
+				s.rewritten(key)
 				continue
 			}
 			if e := c.decode(s, key, ev.Kv); e != nil {

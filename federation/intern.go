@@ -62,17 +62,17 @@ func (r *rec) endpointRecord() Record {
 
 // valueSum identifies a record's stored bytes: the cache compares it with
 // a rewritten value (a gateway's heartbeat rewrites the same bytes) instead
-// of keeping every raw value. Two independent 64-bit hashes: a different
-// value with the same sum is as likely as guessing a 128-bit key.
-type valueSum struct{ a, b uint64 }
+// of keeping every raw value. It is a 64-bit hash under a seed made at
+// random for the process: a different value of the same key has the same
+// sum with a probability of 2^-64 per write, and nobody outside the
+// process can aim for one.
+type valueSum uint64
 
-// sumSeeds hash values; they only need to be the same within a process
+// sumSeed hashes values; it only needs to be the same within a process
 // (the snapshot file stores values, not sums).
-var sumSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+var sumSeed = maphash.MakeSeed()
 
-func sumOf(value []byte) valueSum {
-	return valueSum{a: maphash.Bytes(sumSeeds[0], value), b: maphash.Bytes(sumSeeds[1], value)}
-}
+func sumOf(value []byte) valueSum { return valueSum(maphash.Bytes(sumSeed, value)) }
 
 // interner shares the strings and port lists that repeat across the
 // records of a federation (clusters, namespaces, services, trust domains,

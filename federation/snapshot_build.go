@@ -35,7 +35,7 @@ type snapshotBuilder struct {
 
 	gateways  map[string]map[string]*straitv1.Gateway       // cluster → id →
 	exports   map[ServiceKey]map[string]*straitv1.Export    // service → id →
-	endpoints map[clusterService][]idRecord                 // a cluster's endpoint records of a service
+	endpoints map[clusterService][]*rec                     // a cluster's endpoint records of a service (a keyed builder's ids are their keys)
 	groups    map[string]map[ServiceKey]struct{}            // cluster → services it has endpoint records of
 	bundles   map[string]map[string]*straitv1.TrustBundle   // trust domain → id →
 	configs   map[string]map[string]*straitv1.GatewayConfig // cluster ("" for the global one) → id →
@@ -46,8 +46,8 @@ type snapshotBuilder struct {
 	// knew (recall) while the cluster has an export or an endpoint record.
 	announced map[string]string
 	recall    pmap[string, string]
-	conflicts map[ServiceKey]int          // service → exports in conflict
-	rejected  map[string]RejectedEndpoint // by id
+	conflicts map[ServiceKey]int // service → exports in conflict
+	rejected  map[*rec]RejectedEndpoint
 	nConflict int
 
 	dirtyGateways map[string]struct{}
@@ -74,7 +74,7 @@ func newBuilder() *snapshotBuilder {
 	return &snapshotBuilder{
 		gateways:      map[string]map[string]*straitv1.Gateway{},
 		exports:       map[ServiceKey]map[string]*straitv1.Export{},
-		endpoints:     map[clusterService][]idRecord{},
+		endpoints:     map[clusterService][]*rec{},
 		groups:        map[string]map[ServiceKey]struct{}{},
 		bundles:       map[string]map[string]*straitv1.TrustBundle{},
 		configs:       map[string]map[string]*straitv1.GatewayConfig{},
@@ -82,7 +82,7 @@ func newBuilder() *snapshotBuilder {
 		gatewayTD:     map[string]string{},
 		announced:     map[string]string{},
 		conflicts:     map[ServiceKey]int{},
-		rejected:      map[string]RejectedEndpoint{},
+		rejected:      map[*rec]RejectedEndpoint{},
 		dirtyGateways: map[string]struct{}{},
 		dirtyExports:  map[ServiceKey]struct{}{},
 		dirtyGroups:   map[clusterService]struct{}{},
@@ -145,9 +145,9 @@ func (b *snapshotBuilder) find(id string) *rec {
 		}
 	case KindEndpoint:
 		g := clusterService{info.Cluster, ServiceKey{Namespace: info.Namespace, Name: info.Service}}
-		for _, ir := range b.endpoints[g] {
-			if ir.id == id {
-				return ir.rec
+		for _, r := range b.endpoints[g] {
+			if r.key == id {
+				return r
 			}
 		}
 	case KindBundle:
@@ -204,7 +204,7 @@ func (b *snapshotBuilder) add(id string, r *rec) {
 		b.dirtyGroups[clusterService{m.GetCluster(), k}] = struct{}{}
 	case *straitv1.Endpoint:
 		g := clusterService{m.GetCluster(), ServiceKey{Namespace: m.GetNamespace(), Name: m.GetService()}}
-		b.endpoints[g] = append(b.endpoints[g], idRecord{id, r})
+		b.endpoints[g] = append(b.endpoints[g], r)
 		if b.groups[g.cluster] == nil {
 			b.groups[g.cluster] = map[ServiceKey]struct{}{}
 			b.dirtyAnnounce[g.cluster] = struct{}{}
@@ -255,7 +255,7 @@ func (b *snapshotBuilder) remove(id string, r *rec) {
 		b.dirtyGroups[clusterService{m.GetCluster(), k}] = struct{}{}
 	case *straitv1.Endpoint:
 		g := clusterService{m.GetCluster(), ServiceKey{Namespace: m.GetNamespace(), Name: m.GetService()}}
-		recs := slices.DeleteFunc(b.endpoints[g], func(x idRecord) bool { return x.id == id })
+		recs := slices.DeleteFunc(b.endpoints[g], func(x *rec) bool { return x == r })
 		if len(recs) == 0 {
 			delete(b.endpoints, g)
 			delete(b.groups[g.cluster], g.key)
@@ -266,8 +266,8 @@ func (b *snapshotBuilder) remove(id string, r *rec) {
 		} else {
 			b.endpoints[g] = recs
 		}
-		if _, ok := b.rejected[id]; ok {
-			delete(b.rejected, id)
+		if _, ok := b.rejected[r]; ok {
+			delete(b.rejected, r)
 			b.dirtyRejected = true
 		}
 		b.dirtyGroups[g] = struct{}{}
@@ -442,10 +442,9 @@ func (b *snapshotBuilder) buildEndpoints(s *Snapshot) {
 		}
 		policy := s.serverPolicy(g.cluster, g.key, b.announced[g.cluster])
 		var admitted []*straitv1.Endpoint
-		for _, ir := range recs {
-			id, r := ir.id, ir.rec
-			if _, ok := b.rejected[id]; ok {
-				delete(b.rejected, id)
+		for _, r := range recs {
+			if _, ok := b.rejected[r]; ok {
+				delete(b.rejected, r)
 				b.dirtyRejected = true
 			}
 			ep := r.msg.(*straitv1.Endpoint)
@@ -456,7 +455,7 @@ func (b *snapshotBuilder) buildEndpoints(s *Snapshot) {
 				err = &ServerNotAllowedError{Allowed: policy.String(), Problem: fmt.Sprintf("spiffe_id %q: %v", ep.GetSpiffeId(), err)}
 			}
 			if err != nil {
-				b.rejected[id] = RejectedEndpoint{Record: r.endpointRecord(), Err: err}
+				b.rejected[r] = RejectedEndpoint{Record: r.endpointRecord(), Err: err}
 				b.dirtyRejected = true
 				continue
 			}
@@ -471,12 +470,6 @@ func (b *snapshotBuilder) buildEndpoints(s *Snapshot) {
 	}
 	s.endpoints = t.done()
 	empty(&b.dirtyGroups)
-}
-
-// idRecord is a record and its id.
-type idRecord struct {
-	id  string
-	rec *rec
 }
 
 // buildTrustDomains works out again the trust domain of the clusters that
