@@ -53,8 +53,9 @@ func freePorts(n int) ([]int, error) {
 }
 
 // startEtcd starts members members of the etcd binary bin with their data
-// and logs under dir, and waits until every member answers /health.
-func startEtcd(ctx context.Context, bin, dir string, members int, quota int64) (*etcdCluster, error) {
+// and logs under dir, with the raft heartbeat interval and election
+// timeout given, and waits until every member answers /health.
+func startEtcd(ctx context.Context, bin, dir string, members int, quota int64, heartbeat, election time.Duration) (*etcdCluster, error) {
 	ports, err := freePorts(2 * members)
 	if err != nil {
 		return nil, err
@@ -80,6 +81,8 @@ func startEtcd(ctx context.Context, bin, dir string, members int, quota int64) (
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", "strait-scale", "--quota-backend-bytes", strconv.FormatInt(quota, 10),
 			"--auto-compaction-mode", "periodic", "--auto-compaction-retention", "5m",
+			"--heartbeat-interval", strconv.FormatInt(heartbeat.Milliseconds(), 10),
+			"--election-timeout", strconv.FormatInt(election.Milliseconds(), 10),
 			"--log-level", "warn")
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -23,7 +23,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{Clusters: 20, ExportsPerCluster: 10, Caches: 10, Churn: []float64{0.02, 0.05}, Duration: 8 * time.Second,
-		LeaseTTL: 2 * time.Second, Clients: 2, ListPageSizes: []int64{100, 1000}, EtcdBinary: bin, Dir: t.TempDir(), Logf: t.Logf}
+		LeaseTTL: 2 * time.Second, Clients: 2, EtcdHeartbeat: 100 * time.Millisecond, EtcdElectionTimeout: time.Second, ListPageSizes: []int64{100, 1000}, EtcdBinary: bin, Dir: t.TempDir(), Logf: t.Logf}
 	rep, err := Run(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

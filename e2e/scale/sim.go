@@ -76,6 +76,20 @@ type Config struct {
 	// leases expire while registering. Real gateways and proxies each
 	// have their own client. The seed uses 8 of them at most.
 	Clients int
+	// EtcdHeartbeat and EtcdElectionTimeout are the members'
+	// --heartbeat-interval and --election-timeout. Defaults 500ms and 5s,
+	// not etcd's 100ms and 1s: the members share this machine's 2 CPUs
+	// with the harness (writers of 1,000 clusters, 10 caches decoding
+	// their lists, the real clusters) and other work, at the harness'
+	// niceness, and a leader's raft loop went unscheduled for up to 2.2-3.2 s
+	// (its "leader failed to send out heartbeat on time" warnings, run
+	// of 15:34 UTC at load 15-27): with a 1 s election timeout every such
+	// stall is an election, each election fails the requests in flight,
+	// and leases whose keepalives cannot reach a leader for a TTL expire.
+	// etcd's tuning guide sets these from the members' environment; a
+	// deployment on dedicated cores keeps the defaults.
+	EtcdHeartbeat       time.Duration
+	EtcdElectionTimeout time.Duration
 	// EtcdBinary is the etcd binary. Required.
 	EtcdBinary string
 	// Dir holds etcd's data and logs and a cache's snapshot file. Required.
@@ -112,6 +126,12 @@ func (c *Config) populate() {
 	if c.Clients == 0 {
 		c.Clients = c.Clusters
 	}
+	if c.EtcdHeartbeat == 0 {
+		c.EtcdHeartbeat = 500 * time.Millisecond
+	}
+	if c.EtcdElectionTimeout == 0 {
+		c.EtcdElectionTimeout = 5 * time.Second
+	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
 	}
@@ -121,6 +141,14 @@ func (c *Config) validate() error {
 	var errs *multierror.Error
 	if c.Clusters < deaths+1 || c.ExportsPerCluster < 1 || c.EndpointsPerExport < 1 {
 		errs = multierror.Append(errs, fmt.Errorf("need at least %d clusters, 1 export and 1 endpoint", deaths+1))
+	}
+	if c.EtcdHeartbeat < time.Millisecond || c.EtcdElectionTimeout < 5*c.EtcdHeartbeat {
+		errs = multierror.Append(errs, fmt.Errorf("etcd heartbeat %s and election timeout %s: want a heartbeat of at least 1ms and an election timeout of at least 5 heartbeats (etcd's own rule)",
+			c.EtcdHeartbeat, c.EtcdElectionTimeout))
+	}
+	if min := 3 * c.EtcdElectionTimeout / 2; c.LeaseTTL < min {
+		// etcd grants such a lease with its minimum TTL instead.
+		errs = multierror.Append(errs, fmt.Errorf("lease TTL %s is below etcd's minimum TTL of 1.5 election timeouts (%s): lower the election timeout", c.LeaseTTL, min))
 	}
 	if c.Clients < 0 {
 		errs = multierror.Append(errs, fmt.Errorf("clients %d: must not be negative", c.Clients))
@@ -193,7 +221,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	quota := int64(8) << 30
-	if s.etcd, err = startEtcd(ctx, cfg.EtcdBinary, cfg.Dir, 3, quota); err != nil {
+	if s.etcd, err = startEtcd(ctx, cfg.EtcdBinary, cfg.Dir, 3, quota, cfg.EtcdHeartbeat, cfg.EtcdElectionTimeout); err != nil {
 		return nil, err
 	}
 	defer s.etcd.kill()

@@ -37,6 +37,8 @@ func main() {
 	flag.StringVar(&cfg.HeapProfile, "heap-profile", "", "write a heap profile (pprof) here once the caches and real clusters are ready")
 	flag.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "lease TTL of every registrar (default 10s)")
 	flag.DurationVar(&cfg.Heartbeat, "heartbeat", 0, "rewrite gateway records this often and withdraw gateways silent for 3 heartbeats (default: no heartbeat, liveness on the leases)")
+	flag.DurationVar(&cfg.EtcdHeartbeat, "etcd-heartbeat", 0, "etcd members' --heartbeat-interval (default 500ms)")
+	flag.DurationVar(&cfg.EtcdElectionTimeout, "etcd-election-timeout", 0, "etcd members' --election-timeout (default 5s)")
 	dir := flag.String("dir", "", "directory for etcd's data and logs (default: a new temporary one, removed after)")
 	flag.Parse()
 	if flag.NArg() > 0 {
