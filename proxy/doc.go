@@ -43,8 +43,11 @@
 // the ingress picks its endpoint when it opens. Sessions are keyed by the
 // caller's SPIFFE ID (the identity of the handshake: a session never
 // carries another caller's stream), the path, the candidate's address and
-// the service and cluster asked for; capped in streams (another session
-// opens when every one of a key is full), spread by load, closed when idle,
+// the service and cluster asked for; spread (another session opens
+// rather than put more than session.Config.StreamsPerSession streams on
+// one, up to MaxSessions per key; through a gateway each session's
+// endpoint is the ingress' choice), new streams to the least loaded,
+// capped in streams, closed when idle (a key's extra ones after a second),
 // closed when the peer's certificate expires and replaced before either
 // certificate does (session.Config). A destination authorizes every stream
 // as it authorizes a connection (its SNI grammar, a port of the service,
