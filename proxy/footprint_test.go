@@ -22,6 +22,7 @@ import (
 
 	"github.com/strait-mesh/strait/e2e/toolbin"
 	"github.com/strait-mesh/strait/federation"
+	"github.com/strait-mesh/strait/internal/proxycmd/buildflags"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 
@@ -163,18 +164,23 @@ func TestFootprint(t *testing.T) {
 	}
 }
 
-// buildStraitProxy builds cmd/strait-proxy into dir.
+// buildStraitProxy builds cmd/strait-proxy into dir as make image and
+// deploy/Dockerfile build it: static, with the flags of
+// cmd/strait-proxy/build.flags, without symbol table and DWARF.
 func buildStraitProxy(ctx context.Context, t *testing.T, dir string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
+	flags, err := buildflags.Read(filepath.Join("..", "cmd", "strait-proxy", "build.flags"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(dir, "strait-proxy")
-	// As make build and deploy/Dockerfile build it: static, with grpc's
-	// x/net/trace left out (grpcnotrace), without symbol table and DWARF.
-	cmd := exec.CommandContext(ctx, goBin, "build", "-tags", "grpcnotrace", "-trimpath", "-ldflags", "-s -w", "-o", out,
+	args := append(append([]string{"build"}, flags...), "-trimpath", "-ldflags", "-s -w", "-o", out,
 		"github.com/strait-mesh/strait/cmd/strait-proxy")
+	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/strait-proxy: %v\n%s", err, b)

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/strait-mesh/strait/internal/proxycmd/buildflags"
 )
 
 // TestDependencies keeps the sidecar binary small: built as make build and
-// deploy/Dockerfile build it (tag grpcnotrace), it links none of the
+// deploy/Dockerfile build it (build.flags: tag grpcnotrace), it links none of the
 // packages that made the one strait binary 97 MB, nor the ones whose
 // reflection keeps every exported method of the binary alive, nor the
 // nftables code of the capture rules (strait-init's).
@@ -18,7 +21,11 @@ func TestDependencies(t *testing.T) {
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	out, err := exec.Command(goBin, "list", "-deps", "-tags", "grpcnotrace", ".").CombinedOutput()
+	flags, err := buildflags.Read("build.flags")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(goBin, append(append([]string{"list", "-deps"}, flags...), ".")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
@@ -55,6 +62,46 @@ func TestDependencies(t *testing.T) {
 			if dep == f || strings.HasSuffix(f, "/") && strings.HasPrefix(dep, f) {
 				t.Errorf("strait-proxy links %s", dep)
 			}
+		}
+	}
+}
+
+// TestBuildFlags checks that every build of strait-proxy that ships (make
+// build, make image, deploy/Dockerfile) takes its flags from build.flags,
+// the file that TestFootprint builds the binary it measures with.
+func TestBuildFlags(t *testing.T) {
+	if _, err := buildflags.Read("build.flags"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		file, uses string
+		builds     int // the lines that build ./cmd/strait-proxy
+	}{
+		{"../../Makefile", "$(PROXY_BUILD_FLAGS)", 2},
+		{"../../deploy/Dockerfile", "cmd/strait-proxy/build.flags", 1},
+	} {
+		data, err := os.ReadFile(tt.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(data), "\n")
+		n := 0
+		for i := 0; i < len(lines); i++ {
+			line, first := lines[i], i+1
+			for strings.HasSuffix(line, "\\") && i+1 < len(lines) { // a command continued
+				i++
+				line = strings.TrimSuffix(line, "\\") + lines[i]
+			}
+			if !strings.Contains(line, " build ") || !strings.Contains(line, "./cmd/strait-proxy") {
+				continue
+			}
+			n++
+			if !strings.Contains(line, tt.uses) {
+				t.Errorf("%s:%d builds strait-proxy without %s: %s", tt.file, first, tt.uses, strings.TrimSpace(line))
+			}
+		}
+		if n != tt.builds {
+			t.Errorf("%s has %d lines that build strait-proxy, want %d", tt.file, n, tt.builds)
 		}
 	}
 }
