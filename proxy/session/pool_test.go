@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,9 +25,10 @@ import (
 // an echo application, and what callers need to open sessions to it: real
 // TLS 1.3 with SPIFFE certificates of one trust domain.
 type peers struct {
-	t    *testing.T
+	t    testing.TB
 	ca   *trust.CA
 	addr string
+	sink string // an application that discards what it reads
 	cfg  Config
 	// owner is the caller whose certificate each session's handshake
 	// presented.
@@ -31,11 +36,14 @@ type peers struct {
 	owner map[*Client]spiffeid.ID
 }
 
-const testTarget = "echo.default.east.strait:9000"
+const (
+	testTarget = "echo.default.east.strait:9000"
+	sinkTarget = "sink.default.east.strait:9000"
+)
 
 // newPeers starts the destination side: a session Server whose Accept
 // dials an echo server on loopback.
-func newPeers(t *testing.T, cfg Config) *peers {
+func newPeers(t testing.TB, cfg Config) *peers {
 	t.Helper()
 	ca, err := trust.NewCA(trust.CAConfig{TrustDomain: spiffeid.RequireTrustDomainFromString("east.test")})
 	if err != nil {
@@ -52,6 +60,17 @@ func newPeers(t *testing.T, cfg Config) *peers {
 			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
 		}
 	}()
+	sink := listen(t)
+	go func() {
+		for {
+			c, err := sink.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	p.sink = sink.Addr().String()
 	srv, err := NewServer(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +99,11 @@ func newPeers(t *testing.T, cfg Config) *peers {
 				}
 				go func() { <-ctx.Done(); _ = conn.Close() }()
 				srv.ServeConn(ctx, conn, func(ctx context.Context, target string) (net.Conn, func(Result), error) {
-					c, err := net.Dial("tcp", app.Addr().String())
+					to := app.Addr().String()
+					if target == sinkTarget {
+						to = p.sink
+					}
+					c, err := net.Dial("tcp", to)
 					return c, nil, err
 				})
 			})
@@ -89,7 +112,7 @@ func newPeers(t *testing.T, cfg Config) *peers {
 	return p
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -288,4 +311,114 @@ func TestPoolClosesExtraSessions(t *testing.T) {
 	if n := pool.Len(key); n != 1 {
 		t.Errorf("next stream: %d sessions, want the one left", n)
 	}
+}
+
+// BenchmarkBulk moves 32 KiB writes from callers to a discarding
+// application over loopback, through pooled sessions ("sessions", streams
+// at once) or over as many plain TLS connections ("perconn", as
+// per-connection mode): the CPU per byte of the session layer.
+//
+// "sessions-per-N" puts at most N streams on a session
+// (StreamsPerSession): "sessions-per-8" is the old pool, one session for
+// 8 streams.
+func BenchmarkBulk(b *testing.B) {
+	for _, streams := range []int{1, 8} {
+		for _, mode := range []string{"sessions-per-8", "sessions-per-2", "sessions-per-1", "perconn"} {
+			b.Run(fmt.Sprintf("%s/%d", mode, streams), func(b *testing.B) {
+				cfg := Config{}
+				if n, ok := strings.CutPrefix(mode, "sessions-per-"); ok {
+					cfg.StreamsPerSession, _ = strconv.Atoi(n)
+				}
+				p := newPeers(b, cfg)
+				pool := NewPool(cfg, nil)
+				b.Cleanup(pool.Close)
+				caller := p.svid("alice")
+				key := Key{Caller: caller.ID, Path: "gateway", Addr: p.addr, Name: "sink"}
+				conns := make([]net.Conn, streams)
+				for i := range conns {
+					if mode == "perconn" {
+						conns[i] = p.plainSink(caller)
+						continue
+					}
+					st := pool.Open(key, sinkTarget, nil)
+					if st == nil {
+						st = pool.Add(key, p.dial(caller, pool.Config()), sinkTarget)
+					}
+					conns[i] = st
+				}
+				buf := make([]byte, 32<<10)
+				b.SetBytes(int64(len(buf)))
+				cpu0 := processCPU(b)
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				per := b.N / streams
+				for i, c := range conns {
+					n := per
+					if i == 0 {
+						n += b.N % streams
+					}
+					wg.Go(func() {
+						for range n {
+							if _, err := c.Write(buf); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				b.StopTimer()
+				// Both sides run in this process: CPU per byte moved is
+				// what the machine's load changes least.
+				b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N*len(buf)), "cpu-ns/B")
+				for _, c := range conns {
+					_ = c.Close()
+				}
+			})
+		}
+	}
+}
+
+// plainSink is a TLS connection to the discarding application, as the
+// destination proxy's per-connection mode relays one: TLS terminated in
+// front of it, relayed with 32 KiB copies.
+func (p *peers) plainSink(caller *x509svid.SVID) net.Conn {
+	p.t.Helper()
+	scfg, err := trust.ServerTLSConfig(trust.TLSConfig{SVID: p.svid("echo"), Bundles: p.ca, Authorizer: tlsconfig.AuthorizeAny()})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	ln := listen(p.t)
+	go func() {
+		raw, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		conn := tls.Server(raw, scfg)
+		defer conn.Close()
+		app, err := net.Dial("tcp", p.sink)
+		if err != nil {
+			return
+		}
+		defer app.Close()
+		_, _ = io.CopyBuffer(app, onlyReader{conn}, make([]byte, 32<<10))
+	}()
+	ccfg, err := trust.ClientTLSConfig(trust.TLSConfig{SVID: caller, Bundles: p.ca, Authorizer: tlsconfig.AuthorizeAny()})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", ln.Addr().String(), ccfg)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return conn
+}
+
+// processCPU is the CPU time the process has used (user and system).
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
