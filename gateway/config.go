@@ -122,6 +122,12 @@ type Config struct {
 	// DialTimeout and MaxIncomingStreams apply when the live configuration
 	// leaves the field zero. Zero means the Default* constant of the same
 	// name.
+	//
+	// Keep DrainTimeout above the proxies' session MaxAge (proxy/session,
+	// 5s by default) plus the longest request that should survive a drain:
+	// a proxy that cannot see the drain in etcd keeps carrying new streams
+	// in a session through this gateway until the session's MaxAge, and
+	// the streams a drain outlives are cut.
 	DrainTimeout       time.Duration
 	IdleTimeout        time.Duration
 	KeepAlivePeriod    time.Duration

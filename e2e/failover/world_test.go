@@ -176,12 +176,16 @@ func newWorld(t *testing.T, ctx context.Context) *world {
 // tuned for fast failover: a remote gateway that stops answering is
 // declared dead after a 1 s idle timeout (keepalives every 250 ms), dials
 // give up after 1 s, and the failover policy prefers us-west, then
-// us-central.
+// us-central. A drain may last 10 s: in session mode a proxy that cannot
+// see the drain in etcd (scenario 5) keeps its session through the
+// gateway for the session's MaxAge (5 s) and then waits for its streams,
+// so the drain must outlast MaxAge plus a request; a drain of 5 s cut 2
+// sessions and reset 7 requests in a fresh-clone run.
 const liveConfig = `dialTimeout: 1s
 headerTimeout: 2s
 idleTimeout: 1s
 keepAlivePeriod: 0.25s
-drainTimeout: 5s
+drainTimeout: 10s
 failover:
   regionOrder: [us-west, us-central]
 `

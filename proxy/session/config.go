@@ -82,7 +82,10 @@ type Config struct {
 	// is the ingress gateway's choice when it opened: MaxAge bounds how
 	// long new connections keep going there after the federation's
 	// preferences change (a region back after a partition heals, a new
-	// region order). Zero means DefaultMaxAge.
+	// region order). It also bounds how long a session keeps going
+	// through a draining gateway when the drain cannot be seen in etcd:
+	// gateways' drain timeout must exceed it plus the longest request.
+	// Zero means DefaultMaxAge.
 	MaxAge time.Duration
 	// Pipeline is how recently a session must have received a frame from
 	// its peer for a new stream's first bytes to go out with the request
