@@ -160,7 +160,9 @@ func lastError(errs []error) error {
 // attemptOrStream connects to one candidate: with sessions, a stream on a
 // pooled session of the caller to it (reused), or else a new inner
 // handshake, which becomes a session when the destination negotiates one
-// (and the connection its first stream), or stays the connection itself.
+// (and the connection its first stream), or stays the connection itself;
+// a handshake that fails falls back to a pooled session with room
+// (openFallback: the pool asked for a new one only to spread streams).
 func (p *Proxy) attemptOrStream(ctx context.Context, c candidate) (conn net.Conn, reused bool, err error) {
 	if p.sessions != nil {
 		st, err := p.openPooled(c)
@@ -174,6 +176,11 @@ func (p *Proxy) attemptOrStream(ctx context.Context, c candidate) (conn net.Conn
 	start := time.Now()
 	tc, own, err := p.attempt(ctx, c)
 	if err != nil {
+		if p.sessions != nil {
+			if st := p.openFallback(c, err); st != nil {
+				return st, true, nil
+			}
+		}
 		return nil, false, err
 	}
 	if p.sessions != nil && tc.ConnectionState().NegotiatedProtocol == session.ALPN {

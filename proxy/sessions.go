@@ -61,6 +61,23 @@ func (p *Proxy) openPooled(c candidate) (*session.Stream, error) {
 	return p.sessions.Open(sessionKey(svid.ID, c), c.sni, c.allowed), nil
 }
 
+// openFallback opens a stream to c on a pooled session of the caller that
+// has room, or returns nil, after err failed the new session that the
+// pool asked for to spread its streams (openPooled returned nil while a
+// session was open): a stream there is what the pool would have given
+// before it spread. A refusal for good, or a destination that is not who
+// it must be, gets no fallback.
+func (p *Proxy) openFallback(c candidate, err error) *session.Stream {
+	if !retryable(err) || errors.Is(err, ErrUnexpectedServer) {
+		return nil
+	}
+	svid, serr := p.cfg.SVIDs.GetX509SVID()
+	if serr != nil {
+		return nil
+	}
+	return p.sessions.OpenExisting(sessionKey(svid.ID, c), c.sni, c.allowed)
+}
+
 // startSession makes conn, a connection whose handshake negotiated
 // sessions, a pooled session of the identity own presented, and opens the
 // connection's stream on it.

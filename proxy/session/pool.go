@@ -51,6 +51,20 @@ func (p *Pool) Metrics() *Metrics { return p.m }
 // to go out with the request, Config.Pipeline). A session whose peer
 // allowed no longer accepts is retired, as is a stalled one.
 func (p *Pool) Open(key Key, target string, allowed func(spiffeid.ID) error) *Stream {
+	return p.open(key, target, allowed, true)
+}
+
+// OpenExisting is Open without spreading: it opens a stream on the least
+// loaded usable session of key with room (MaxStreams), or returns nil. It
+// is for a caller whose new session, which Open asked for, failed to
+// open: the stream goes where the pool would have put it before spreading
+// (a session that may be as broken as the path that failed is left by
+// the usual rules: Stalled, Retire).
+func (p *Pool) OpenExisting(key Key, target string, allowed func(spiffeid.ID) error) *Stream {
+	return p.open(key, target, allowed, false)
+}
+
+func (p *Pool) open(key Key, target string, allowed func(spiffeid.ID) error, spread bool) *Stream {
 	p.mu.Lock()
 	list := append([]*Client(nil), p.byKey[key]...)
 	p.mu.Unlock()
@@ -72,7 +86,7 @@ func (p *Pool) Open(key Key, target string, allowed func(spiffeid.ID) error) *St
 	for len(usable) > 0 {
 		i := leastLoaded(usable)
 		best := usable[i]
-		if best.Streams() >= p.cfg.StreamsPerSession && len(usable) < p.cfg.MaxSessions {
+		if spread && best.Streams() >= p.cfg.StreamsPerSession && len(usable) < p.cfg.MaxSessions {
 			return nil // spread: a new session takes the stream
 		}
 		if best.reserve() {

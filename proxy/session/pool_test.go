@@ -232,6 +232,42 @@ func TestPoolSpreads(t *testing.T) {
 	}
 }
 
+// TestPoolOpenExisting: when the new session Open asked for cannot be
+// opened, OpenExisting puts the stream on a session of the key that has
+// room below MaxStreams, the least loaded, and on none of another caller.
+func TestPoolOpenExisting(t *testing.T) {
+	cfg := Config{StreamsPerSession: 1, MaxStreams: 3}
+	p := newPeers(t, cfg)
+	pool := NewPool(cfg, nil)
+	t.Cleanup(pool.Close)
+	alice, bob := p.svid("alice"), p.svid("bob")
+	keyOf := func(s *x509svid.SVID) Key {
+		return Key{Caller: s.ID, Path: "gateway", Addr: p.addr, Name: "echo.default.east.strait"}
+	}
+	defer p.open(pool, bob).Close()
+	if st := pool.OpenExisting(keyOf(alice), testTarget, nil); st != nil {
+		t.Fatalf("alice has no session, yet OpenExisting opened a stream on one of %s", p.ownerOf(st.Session()))
+	}
+	first := p.open(pool, alice)
+	defer first.Close()
+	if st := pool.Open(keyOf(alice), testTarget, nil); st != nil {
+		t.Fatal("Open put a second stream on a session of StreamsPerSession 1")
+	}
+	for i := range 2 {
+		st := pool.OpenExisting(keyOf(alice), testTarget, nil)
+		if st == nil {
+			t.Fatalf("OpenExisting %d: no stream, want one on alice's session (MaxStreams 3)", i)
+		}
+		defer st.Close()
+		if st.Session() != first.Session() {
+			t.Errorf("OpenExisting %d: went to a session of %s, want alice's", i, p.ownerOf(st.Session()))
+		}
+	}
+	if st := pool.OpenExisting(keyOf(alice), testTarget, nil); st != nil {
+		t.Errorf("OpenExisting past MaxStreams opened a stream (%d on the session)", st.Session().Streams())
+	}
+}
+
 // TestPoolBurstSpreads: a burst of connections opened at once (iperf3's
 // streams) while a session with room is open goes to more than one
 // session, and each session carries the
