@@ -33,10 +33,12 @@ type snapshotBuilder struct {
 	ks    Keyspace
 	keyed bool
 
-	gateways  map[string]map[string]*straitv1.Gateway       // cluster → id →
-	exports   map[ServiceKey]map[string]*straitv1.Export    // service → id →
-	endpoints map[clusterService][]*rec                     // a cluster's endpoint records of a service (a keyed builder's ids are their keys)
-	groups    map[string]map[ServiceKey]struct{}            // cluster → services it has endpoint records of
+	gateways map[string]map[string]*straitv1.Gateway    // cluster → id →
+	exports  map[ServiceKey]map[string]*straitv1.Export // service → id →
+	// endpoints are the endpoint records by cluster, then service (a
+	// keyed builder's ids are their keys): a cluster's keys are the
+	// services it has endpoint records of.
+	endpoints map[string]map[ServiceKey][]*rec
 	bundles   map[string]map[string]*straitv1.TrustBundle   // trust domain → id →
 	configs   map[string]map[string]*straitv1.GatewayConfig // cluster ("" for the global one) → id →
 	exportsOf map[string]int                                // cluster → its number of exports
@@ -74,8 +76,7 @@ func newBuilder() *snapshotBuilder {
 	return &snapshotBuilder{
 		gateways:      map[string]map[string]*straitv1.Gateway{},
 		exports:       map[ServiceKey]map[string]*straitv1.Export{},
-		endpoints:     map[clusterService][]*rec{},
-		groups:        map[string]map[ServiceKey]struct{}{},
+		endpoints:     map[string]map[ServiceKey][]*rec{},
 		bundles:       map[string]map[string]*straitv1.TrustBundle{},
 		configs:       map[string]map[string]*straitv1.GatewayConfig{},
 		exportsOf:     map[string]int{},
@@ -144,8 +145,7 @@ func (b *snapshotBuilder) find(id string) *rec {
 			msg = m
 		}
 	case KindEndpoint:
-		g := clusterService{info.Cluster, ServiceKey{Namespace: info.Namespace, Name: info.Service}}
-		for _, r := range b.endpoints[g] {
+		for _, r := range b.endpoints[info.Cluster][ServiceKey{Namespace: info.Namespace, Name: info.Service}] {
 			if r.key == id {
 				return r
 			}
@@ -204,12 +204,13 @@ func (b *snapshotBuilder) add(id string, r *rec) {
 		b.dirtyGroups[clusterService{m.GetCluster(), k}] = struct{}{}
 	case *straitv1.Endpoint:
 		g := clusterService{m.GetCluster(), ServiceKey{Namespace: m.GetNamespace(), Name: m.GetService()}}
-		b.endpoints[g] = append(b.endpoints[g], r)
-		if b.groups[g.cluster] == nil {
-			b.groups[g.cluster] = map[ServiceKey]struct{}{}
+		svcs := b.endpoints[g.cluster]
+		if svcs == nil {
+			svcs = map[ServiceKey][]*rec{}
+			b.endpoints[g.cluster] = svcs
 			b.dirtyAnnounce[g.cluster] = struct{}{}
 		}
-		b.groups[g.cluster][g.key] = struct{}{}
+		svcs[g.key] = append(svcs[g.key], r)
 		b.dirtyGroups[g] = struct{}{}
 	case *straitv1.TrustBundle:
 		td := m.GetTrustDomain()
@@ -255,16 +256,16 @@ func (b *snapshotBuilder) remove(id string, r *rec) {
 		b.dirtyGroups[clusterService{m.GetCluster(), k}] = struct{}{}
 	case *straitv1.Endpoint:
 		g := clusterService{m.GetCluster(), ServiceKey{Namespace: m.GetNamespace(), Name: m.GetService()}}
-		recs := slices.DeleteFunc(b.endpoints[g], func(x *rec) bool { return x == r })
+		svcs := b.endpoints[g.cluster]
+		recs := slices.DeleteFunc(svcs[g.key], func(x *rec) bool { return x == r })
 		if len(recs) == 0 {
-			delete(b.endpoints, g)
-			delete(b.groups[g.cluster], g.key)
-			if len(b.groups[g.cluster]) == 0 {
-				delete(b.groups, g.cluster)
+			delete(svcs, g.key)
+			if len(svcs) == 0 {
+				delete(b.endpoints, g.cluster)
 				b.dirtyAnnounce[g.cluster] = struct{}{}
 			}
 		} else {
-			b.endpoints[g] = recs
+			svcs[g.key] = recs
 		}
 		if _, ok := b.rejected[r]; ok {
 			delete(b.rejected, r)
@@ -370,7 +371,7 @@ func (b *snapshotBuilder) buildGateways(s *Snapshot) {
 func (b *snapshotBuilder) buildAnnounced() {
 	for c := range b.dirtyAnnounce {
 		announced := b.gatewayTD[c]
-		if announced == "" && (b.exportsOf[c] > 0 || len(b.groups[c]) > 0) {
+		if announced == "" && (b.exportsOf[c] > 0 || len(b.endpoints[c]) > 0) {
 			announced = b.recall.at(c)
 		}
 		if announced == b.announced[c] {
@@ -381,7 +382,7 @@ func (b *snapshotBuilder) buildAnnounced() {
 		} else {
 			b.announced[c] = announced
 		}
-		for k := range b.groups[c] {
+		for k := range b.endpoints[c] {
 			b.dirtyGroups[clusterService{c, k}] = struct{}{}
 		}
 		b.dirtyDomains[c] = struct{}{}
@@ -432,7 +433,7 @@ func (b *snapshotBuilder) buildEndpoints(s *Snapshot) {
 	}
 	t := s.endpoints.txn()
 	for g := range b.dirtyGroups {
-		recs := b.endpoints[g]
+		recs := b.endpoints[g.cluster][g.key]
 		if _, ok := b.announced[g.cluster]; !ok {
 			b.dirtyDomains[g.cluster] = struct{}{}
 		}
@@ -504,7 +505,7 @@ func (b *snapshotBuilder) buildTrustDomains(s *Snapshot) {
 // cluster's admitted endpoints, or "".
 func (b *snapshotBuilder) endpointTrustDomain(s *Snapshot, cluster string) string {
 	out := ""
-	for k := range b.groups[cluster] {
+	for k := range b.endpoints[cluster] {
 		for _, ep := range s.endpoints.at(clusterService{cluster, k}) {
 			if id, err := spiffeid.FromString(ep.GetSpiffeId()); err == nil {
 				if td := id.TrustDomain().Name(); out == "" || td < out {
