@@ -17,6 +17,7 @@ import (
 
 	"github.com/strait-mesh/strait/e2e/toolbin"
 	"github.com/strait-mesh/strait/federation"
+	"github.com/strait-mesh/strait/internal/proxycmd/buildflags"
 )
 
 // Defaults of Config.
@@ -392,20 +393,24 @@ func (e *env) startStrait(ctx context.Context, name, prefix string, via func(str
 }
 
 func (e *env) findBins(ctx context.Context) error {
-	var err error
+	// strait-proxy as make build and the image build it.
+	proxyFlags, err := buildflags.Read(filepath.Join(e.cfg.Repo, "cmd", "strait-proxy", "build.flags"))
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
 	for _, b := range []struct {
-		dst  *string
-		pkg  string
-		tags string
+		dst   *string
+		pkg   string
+		flags []string
 	}{
-		{&e.bins.strait, "./cmd/strait", ""},
-		// As make build and the image build it.
-		{&e.bins.straitProxy, "./cmd/strait-proxy", "grpcnotrace"},
-		{&e.bins.rawquic, "./e2e/bench/rawquic", ""},
+		{&e.bins.strait, "./cmd/strait", nil},
+		{&e.bins.straitProxy, "./cmd/strait-proxy", proxyFlags},
+		{&e.bins.rawquic, "./e2e/bench/rawquic", nil},
 	} {
 		*b.dst = filepath.Join(e.dir, filepath.Base(b.pkg))
 		start := time.Now()
-		cmd := exec.CommandContext(ctx, "go", "build", "-tags", b.tags, "-o", *b.dst, b.pkg)
+		args := append(append([]string{"build"}, b.flags...), "-o", *b.dst, b.pkg)
+		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = e.cfg.Repo
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("bench: go build %s: %w: %s", b.pkg, err, out)
