@@ -30,21 +30,23 @@ import (
 // requests per second of 1 KiB, against issue 15's goals: RSS 20 MB,
 // anonymous memory 12 MB, CPU 0.050 s per 1000 requests, where a MB is
 // 1,000,000 bytes (make bench's rows labelled MB are MiB, 1,048,576 bytes:
-// 20 of them are 20.97 MB). With the capture code in strait-init (0ab2a06),
-// 12 runs on the shared 2-core machine under load (load average 20-42; 24
-// proxies) gave VmRSS 19.7-20.6 MiB = 20.6-21.6 MB (RssFile 14.0-14.1 MiB,
-// RssAnon 5.6-6.5 MiB) and CPU 0.034-0.048 s per 1000 requests; 17 runs
-// before it gave CPU 0.035-0.057 (mean 0.042, higher when the machine is
-// quiet). RSS misses its goal: RssFile is the binary's pages that the
-// process maps, and a read fault maps its whole 64 KiB fault-around
-// window; the proxy touches nearly every window of its text and read-only
-// data (1683 of 1715 text pages, 1821 of 1965 read-only; package init
-// functions alone are spread over the whole text), so RssFile follows the
-// size of the code the binary links and runs once, not of its hot path.
-// Anonymous memory is asserted at its goal; RSS at 22 MB, the worst
-// measured (21.6 MB) plus 0.4 MB, about half the run-to-run spread of
-// anonymous memory (the bound was 21 MiB = 22.02 MB before); CPU at the
-// worst measured before plus 20 %. A figure above its goal is logged.
+// 20 of them are 20.97 MB). RssFile is the binary's pages that the process
+// maps, and a read fault maps its whole 64 KiB fault-around window; the
+// proxy touches nearly every window of its text and read-only data (1682
+// of 1714 text pages in a run of the build before; package init functions
+// alone are spread over the whole text), so RssFile follows the size of the code the binary
+// links, not of its hot path. Built with cmd/strait-proxy/build.flags (no
+// inlining outside the data path: 14.76 MB stripped instead of 15.65),
+// 21 runs on the shared 2-core machine at load average 8-23 (42 proxies)
+// gave VmRSS 19.74-20.82 MB, mean 20.33 (RssFile 13.85-13.98 MB, RssAnon
+// 5.89-6.90 MB) and CPU 0.033-0.055 s per 1000 requests, mean 0.043
+// (higher when the machine is quieter); 4 runs of the build before,
+// alternated with them, 20.71-21.22 MB (RssFile 14.67-14.74 MB) and CPU
+// 0.039-0.055. RSS still misses its goal by up to 0.8 MB, about the
+// run-to-run spread of anonymous memory (1 MB).
+// Anonymous memory is asserted at its goal; RSS at 22 MB (set when the
+// worst measured was 21.6 MB); CPU at 0.070, the worst measured before
+// the build flags (0.057) plus 20 %. A figure above its goal is logged.
 const (
 	maxRSS         = 22_000_000 // VmRSS, the most sampled during the load; goal 20 MB
 	maxAnon        = 12_000_000 // RssAnon, the most sampled during the load; the goal
