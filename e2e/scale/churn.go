@@ -2,12 +2,14 @@ package scale
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/strait-mesh/strait/federation"
@@ -21,6 +23,10 @@ type probe struct {
 	check func(*federation.Snapshot) bool
 	seen  uint64 // bit i: cache i showed it
 	done  func() // called once every cache showed it
+	// notBefore, when set, is the earliest a cache may show the change:
+	// a cache that shows it sooner is counted in probes.early.
+	notBefore time.Time
+	what      string // names the change in probes.early
 }
 
 // probes are the changes awaiting caches, and the latencies measured.
@@ -28,6 +34,7 @@ type probes struct {
 	mu      sync.Mutex
 	pending []*probe
 	samples map[string][]time.Duration // by kind, one per (change, cache)
+	early   []string                   // changes a cache showed before their notBefore
 }
 
 func (p *probes) add(pr *probe) {
@@ -62,6 +69,10 @@ func (s *sim) observe(ctx context.Context, idx int, c *federation.Cache) {
 				s.probes.samples = map[string][]time.Duration{}
 			}
 			s.probes.samples[pr.kind] = append(s.probes.samples[pr.kind], now.Sub(pr.at))
+			if now.Before(pr.notBefore) {
+				s.probes.early = append(s.probes.early, fmt.Sprintf("cache %d showed %s %s after it, %s too soon",
+					idx, pr.what, now.Sub(pr.at).Round(time.Millisecond), pr.notBefore.Sub(now).Round(time.Millisecond)))
+			}
 			all := uint64(1)<<len(s.caches) - 1
 			finished := pr.seen&all == all
 			if finished {
@@ -101,6 +112,7 @@ func (s *sim) churn(ctx context.Context, rep *Report) error {
 func (s *sim) runPhase(ctx context.Context, rep *Report, ph *Phase) error {
 	s.probes.mu.Lock()
 	s.probes.samples = nil
+	s.probes.early = nil
 	s.probes.mu.Unlock()
 	before, err := s.etcd.stats()
 	if err != nil {
@@ -190,6 +202,7 @@ loop:
 	s.probes.mu.Lock()
 	defer s.probes.mu.Unlock()
 	ph.Samples = s.probes.samples
+	ph.EarlyWithdrawals = s.probes.early
 	for _, pr := range s.probes.pending {
 		ph.Unseen = append(ph.Unseen, pr.kind)
 	}
@@ -237,49 +250,128 @@ func (s *sim) flipOne() bool {
 	return true
 }
 
-// killAndReturn kills the gateways of the first clusters one after the
-// other (their leases expire), waits until every cache withdraws the
-// cluster, then starts them again.
+// killAndReturn kills the gateways of clusters 0 to deaths-1 during the
+// phase (ctx), one cluster at each of evenly spaced moments (at 1/4 and
+// 3/4 of the phase with two deaths), whatever the TTL: each death goes on
+// (deathAndReturn) past the phase's end until the cluster is back, so
+// that a phase shorter than the lease TTL still counts its deaths and
+// leaves no cluster dead for the next phase to kill again. It returns
+// once every death it started has returned.
 // The gateways that return run until the end of the run (runCtx), not of
-// the phase (ctx).
+// the phase.
 func (s *sim) killAndReturn(runCtx, ctx context.Context, ph *Phase, mu *sync.Mutex) error {
-	every := s.cfg.Duration / (deaths + 1)
+	start := time.Now()
+	errs := make([]error, deaths)
+	var wg sync.WaitGroup
 	for c := range deaths {
+		at := start.Add(time.Duration(2*c+1) * s.cfg.Duration / (2 * deaths))
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-time.After(every / 2):
+			wg.Wait()
+			return errors.Join(errs...)
+		case <-time.After(time.Until(at)):
 		}
-		cluster := clusterName(c)
-		gone := make(chan struct{})
-		s.probes.add(&probe{kind: "gateways-dead", at: time.Now(), check: func(snap *federation.Snapshot) bool {
-			return !snap.ClusterAlive(cluster)
-		}, done: func() { close(gone) }})
-		s.gateways[c].kill()
-		select {
-		case <-gone:
-		case <-ctx.Done():
-			return nil
-		}
-		back := make(chan struct{})
-		s.probes.add(&probe{kind: "gateways-back", at: time.Now(), check: func(snap *federation.Snapshot) bool {
-			return snap.ClusterAlive(cluster)
-		}, done: func() { close(back) }})
-		pair, err := s.startGateways(runCtx, c)
-		if err != nil {
-			return err
-		}
-		s.gateways[c] = pair
-		select {
-		case <-back:
-		case <-ctx.Done():
-			return nil
-		}
-		mu.Lock()
-		ph.Deaths++
-		mu.Unlock()
+		wg.Go(func() { errs[c] = s.deathAndReturn(runCtx, c, ph, mu) })
 	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// deathAndReturn kills cluster c's gateways as a SIGKILL would (their
+// leases are neither renewed nor revoked), waits until every cache has
+// withdrawn both records (kind "gateways-dead", measured from the
+// death), then starts the cluster's gateways again and waits until every
+// cache shows both new records (kind "gateways-back", measured from the
+// return). Each wait lasts at most 2 TTLs and 10 s; what a cache did not
+// show by then is counted unseen at the phase's end.
+//
+// A cache must not withdraw the records before their leases could
+// expire: etcd's remaining TTL of each lease, asked just before the death
+// (whole seconds, rounded down), sets the earliest withdrawal; any sooner
+// is counted in the phase's EarlyWithdrawals.
+func (s *sim) deathAndReturn(ctx context.Context, c int, ph *Phase, mu *sync.Mutex) error {
+	cluster := clusterName(c)
+	pair := s.gateways[c]
+	asked := time.Now()
+	left, err := s.leaseLeft(ctx, pair.leases())
+	if err != nil {
+		return err
+	}
+	leases := pair.leases()
+	gone := make(chan struct{})
+	old := pair.started
+	at := time.Now()
+	s.probes.add(&probe{kind: "gateways-dead", at: at, notBefore: asked.Add(left),
+		what: fmt.Sprintf("the withdrawal of %s's gateways (%s lease left at death)", cluster, left),
+		check: func(snap *federation.Snapshot) bool {
+			return gatewaysOf(snap, cluster, old) == 0
+		}, done: func() { close(gone) }})
+	if err := pair.kill(); err != nil {
+		return fmt.Errorf("%s: %w", cluster, err)
+	}
+	mu.Lock()
+	ph.Deaths++
+	ph.LeaseLeftAtDeath = append(ph.LeaseLeftAtDeath, left)
+	mu.Unlock()
+	s.cfg.Logf("killed %s's gateways (leases %x, %s left)", cluster, leases, left)
+	wait := 2*s.cfg.LeaseTTL + 10*time.Second
+	if !waitFor(ctx, gone, wait) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.cfg.Logf("%s's gateways not withdrawn by every cache %s after their death; starting them again", cluster, wait)
+	} else {
+		s.cfg.Logf("%s's gateways withdrawn by every cache %s after their death", cluster, time.Since(at).Round(time.Millisecond))
+	}
+	back := make(chan struct{})
+	started := time.Now()
+	s.probes.add(&probe{kind: "gateways-back", at: started, check: func(snap *federation.Snapshot) bool {
+		return gatewaysOf(snap, cluster, started) == 2
+	}, done: func() { close(back) }})
+	pair, err = s.startGateways(ctx, c, started)
+	if err != nil {
+		return err
+	}
+	s.gateways[c] = pair
+	mu.Lock()
+	ph.Returns++
+	mu.Unlock()
+	waitFor(ctx, back, wait)
 	return nil
+}
+
+// leaseLeft asks etcd for the remaining TTL of each lease and returns the
+// least; a lease already gone is an error (the gateways were dead before
+// the harness killed them).
+func (s *sim) leaseLeft(ctx context.Context, ids []clientv3.LeaseID) (time.Duration, error) {
+	least := time.Duration(-1)
+	for _, id := range ids {
+		resp, err := s.clients[0].TimeToLive(ctx, id)
+		if err != nil {
+			return 0, fmt.Errorf("scale: lease %x: %w", id, err)
+		}
+		if resp.TTL <= 0 {
+			return 0, fmt.Errorf("scale: lease %x expired before the gateways holding it were killed", id)
+		}
+		if d := time.Duration(resp.TTL) * time.Second; least < 0 || d < least {
+			least = d
+		}
+	}
+	return least, nil
+}
+
+// waitFor waits for ch to close, at most d; it reports whether ch closed.
+func waitFor(ctx context.Context, ch <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // rotateBundles publishes a new bundle sequence of one trust domain every

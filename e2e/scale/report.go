@@ -50,12 +50,20 @@ type ListFigures struct {
 
 // Phase is what one churn phase measured.
 type Phase struct {
-	Churn                   float64 // share of endpoints changing readiness per second
-	ChurnSeconds            float64
-	Changes                 int // endpoint readiness changes written
-	SkippedChanges          int // picks of an endpoint whose last change was not seen everywhere yet
-	ChangesPerSecond        float64
-	Deaths                  int // clusters whose gateways died and came back
+	Churn            float64 // share of endpoints changing readiness per second
+	ChurnSeconds     float64
+	Changes          int // endpoint readiness changes written
+	SkippedChanges   int // picks of an endpoint whose last change was not seen everywhere yet
+	ChangesPerSecond float64
+	Deaths           int // clusters whose two gateways the phase killed (leases neither renewed nor revoked)
+	Returns          int // of those, clusters whose gateways were started again
+	// LeaseLeftAtDeath is, per death, the least remaining TTL etcd gave
+	// the killed gateways' leases just before the death (whole seconds,
+	// rounded down): no cache may withdraw them sooner.
+	LeaseLeftAtDeath []time.Duration
+	// EarlyWithdrawals are the withdrawals a cache showed before the
+	// leases could have expired: each one is a bug.
+	EarlyWithdrawals        []string
 	Rotations               int // bundles rotated
 	Routed, RouteFailed     int // connections through the real gateways
 	Samples                 map[string][]time.Duration
@@ -132,13 +140,23 @@ func (r *Report) Table() string {
 	}
 	for _, p := range r.Phases {
 		pre := fmt.Sprintf("churn %g %%: ", 100*p.Churn)
-		row(pre+"changes", "%.0f s, %d readiness changes (%.0f/s, goal %.0f/s), %d skipped (change still in flight), %d gateway deaths and returns, %d bundle rotations",
-			p.ChurnSeconds, p.Changes, p.ChangesPerSecond, p.Churn*float64(r.Exports()*c.EndpointsPerExport), p.SkippedChanges, p.Deaths, p.Rotations)
+		row(pre+"changes", "%.0f s, %d readiness changes (%.0f/s, goal %.0f/s), %d skipped (change still in flight), %d bundle rotations",
+			p.ChurnSeconds, p.Changes, p.ChangesPerSecond, p.Churn*float64(r.Exports()*c.EndpointsPerExport), p.SkippedChanges, p.Rotations)
+		row(pre+"gateway deaths", "%d clusters' 2 gateways killed (leases neither renewed nor revoked; lease left at death %s), %d returned",
+			p.Deaths, durations(p.LeaseLeftAtDeath), p.Returns)
 		for _, k := range []string{"endpoint", "bundle", "gateways-dead", "gateways-back", "routed"} {
 			if n := len(p.Samples[k]); n > 0 {
-				row(pre+"propagation: "+k, "p50 %s, p99 %s, max %s (%d samples)",
-					ms(p.Percentile(k, 0.5)), ms(p.Percentile(k, 0.99)), ms(p.Percentile(k, 1)), n)
+				row(pre+kindNames[k], "p50 %s, p99 %s, min %s, max %s (%d samples)",
+					ms(p.Percentile(k, 0.5)), ms(p.Percentile(k, 0.99)), ms(p.Percentile(k, 0)), ms(p.Percentile(k, 1)), n)
 			}
+		}
+		row(pre+"gateways withdrawn before their leases could expire", "%d", len(p.EarlyWithdrawals))
+		for i, e := range p.EarlyWithdrawals {
+			if i == 5 {
+				row(pre+"early withdrawal", "and %d more", len(p.EarlyWithdrawals)-i)
+				break
+			}
+			row(pre+"early withdrawal", "%s", e)
 		}
 		if p.Routed+p.RouteFailed > 0 {
 			row(pre+"connections through the real gateways", "%d echoed, %d failed", p.Routed, p.RouteFailed)
@@ -162,6 +180,27 @@ func (r *Report) Table() string {
 		row("error", "%s", e)
 	}
 	return b.String()
+}
+
+// kindNames name the samples of each kind in the table.
+var kindNames = map[string]string{
+	"endpoint":      "propagation: endpoint readiness change, per cache",
+	"bundle":        "propagation: bundle rotation, per cache",
+	"gateways-dead": "killed gateways withdrawn, from their death, per cache",
+	"gateways-back": "returned gateways shown, from their start, per cache",
+	"routed":        "connection through the real gateways, echoed in",
+}
+
+// durations renders a list of durations as "5s, 4s", or "none".
+func durations(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, d := range ds {
+		parts = append(parts, d.String())
+	}
+	return strings.Join(parts, ", ")
 }
 
 // countKinds renders how many of each kind a list holds: " (bundle 1,

@@ -199,9 +199,12 @@ type sim struct {
 // gateways die have their own client, so that closing it stops their
 // keepalives without revoking the leases (as a killed process would).
 type gatewayPair struct {
-	cancel context.CancelFunc
-	client *clientv3.Client // nil: a shared client
-	done   chan struct{}
+	cancel  context.CancelFunc
+	client  *clientv3.Client // nil: a shared client
+	done    chan struct{}
+	regs    []*federation.Registrar
+	started time.Time // both records' StartedAt: tells this pair's records from an earlier pair's
+	killed  bool
 }
 
 // Run simulates the federation cfg describes, measures it and returns the
@@ -386,7 +389,7 @@ func (s *sim) register(ctx context.Context) error {
 		}
 	}
 	for c := range s.cfg.Clusters {
-		pair, err := s.startGateways(ctx, c)
+		pair, err := s.startGateways(ctx, c, time.Now())
 		if err != nil {
 			return err
 		}
@@ -407,10 +410,11 @@ func (s *sim) endpoint(cluster string, e, i int, ready bool) (string, *straitv1.
 }
 
 // startGateways runs cluster c's two gateway registrars, on their own
-// client for the clusters whose gateways will die.
-func (s *sim) startGateways(ctx context.Context, c int) (*gatewayPair, error) {
+// client for the clusters whose gateways will die; both records carry
+// started as their StartedAt.
+func (s *sim) startGateways(ctx context.Context, c int, started time.Time) (*gatewayPair, error) {
 	cluster := clusterName(c)
-	pair := &gatewayPair{done: make(chan struct{})}
+	pair := &gatewayPair{done: make(chan struct{}), started: started}
 	cli := s.clients[c%len(s.clients)]
 	if c < deaths {
 		own, err := s.dial()
@@ -433,9 +437,10 @@ func (s *sim) startGateways(ctx context.Context, c int) (*gatewayPair, error) {
 		reg.Put(s.ks.Gateway(cluster, id), &straitv1.Gateway{Cluster: cluster, Id: id, TrustDomain: td,
 			SpiffeId: "spiffe://" + td + "/strait/gateway/" + cluster,
 			Address:  fmt.Sprintf("10.255.%d.%d:15443", c/250, 1+c%250), EgressAddress: fmt.Sprintf("10.255.%d.%d:15001", c/250, 1+c%250),
-			Region: fmt.Sprintf("r%d", c%5), Zone: "a", StartedAt: timestamppb.Now()})
+			Region: fmt.Sprintf("r%d", c%5), Zone: "a", StartedAt: timestamppb.New(started)})
 		regs = append(regs, reg)
 	}
+	pair.regs = regs
 	var wg sync.WaitGroup
 	for _, r := range regs {
 		wg.Go(func() { _ = r.Run(gctx) })
@@ -452,11 +457,42 @@ func (s *sim) startGateways(ctx context.Context, c int) (*gatewayPair, error) {
 }
 
 // kill stops a cluster's gateways as a SIGKILL would: their client goes
-// away first, so their leases are not revoked and expire after their TTL.
-func (p *gatewayPair) kill() {
+// away first, so their leases are neither renewed nor revoked and expire
+// after their TTL. A pair dies once.
+func (p *gatewayPair) kill() error {
+	if p.killed {
+		return errors.New("scale: gateways killed twice")
+	}
+	if p.client == nil {
+		return errors.New("scale: gateways on a shared client cannot die alone")
+	}
+	p.killed = true
 	_ = p.client.Close()
 	p.cancel()
 	<-p.done
+	return nil
+}
+
+// leases are the pair's current leases (clientv3.NoLease for a registrar
+// without one).
+func (p *gatewayPair) leases() []clientv3.LeaseID {
+	var ids []clientv3.LeaseID
+	for _, r := range p.regs {
+		ids = append(ids, r.LeaseID())
+	}
+	return ids
+}
+
+// gatewaysOf counts the gateway records of cluster in snap written by the
+// pair started at started.
+func gatewaysOf(snap *federation.Snapshot, cluster string, started time.Time) int {
+	n := 0
+	for _, g := range snap.Gateways(cluster) {
+		if g.GetStartedAt().AsTime().Equal(started) {
+			n++
+		}
+	}
+	return n
 }
 
 // measureLists counts the keys, then lists the whole keyspace with each
