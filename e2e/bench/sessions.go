@@ -279,9 +279,10 @@ const PhaseSessionsPath = "sessions_path"
 // as the throughput and latency phases measure Strait's main deployment:
 //
 //   - sessions_throughput_1_stream, sessions_throughput_8_streams: iperf3
-//     with 1 and 8 streams (in session mode the pool spreads the control
-//     connection and the streams over sessions, Config.StreamsPerSession
-//     of package session each), the median of ThroughputRuns runs;
+//     with 1 and 8 streams (in session mode the control connection and
+//     the streams fill sessions of Config.StreamsPerSession streams of
+//     package session, 8 by default: two sessions, 8 streams and 1), the
+//     median of ThroughputRuns runs;
 //   - sessions_latency_p99_1k_1000rps and sessions_added_latency_p99:
 //     fortio at QPS with Conns connections, the p99 and what it adds to
 //     the direct connection's p99 measured in the same phase (column

@@ -16,9 +16,9 @@ const ALPN = "strait-session/1"
 const (
 	DefaultMaxStreams = 100
 	// DefaultStreamsPerSession and DefaultMaxSessions spread the streams
-	// of a key over up to 8 sessions, 2 streams each, before any session
+	// of a key over up to 8 sessions, 8 streams each, before any session
 	// carries more (see Config.StreamsPerSession).
-	DefaultStreamsPerSession = 2
+	DefaultStreamsPerSession = 8
 	DefaultMaxSessions       = 8
 	DefaultIdleTimeout       = 30 * time.Second
 	// DefaultRenewBefore is how long before either certificate of a
@@ -57,14 +57,18 @@ type Config struct {
 	// tunnel stream through the gateways and one connection window: in
 	// BenchmarkBulk (no gateways, load 20-25) 8 streams moved a median
 	// 229 MB/s on one session, 302 at 2 per session, 343 at 1 and 403 on
-	// 8 TLS connections. It does not lower the CPU per byte (2.1-2.5 ns in
-	// each, against 1.6-1.9 over TLS connections: x/net/http2's copies),
-	// which bounds a machine whose cores are all busy. 2 rather than 1
-	// keeps sequential connections on one warm session although the
-	// previous stream's end may not be counted yet. A session no longer
-	// needed (another session of its key has room) closes after carrying
-	// no stream for a second. Zero means DefaultStreamsPerSession; the
-	// server side ignores it.
+	// 8 TLS connections. Spreading does not lower the CPU per byte
+	// (2.1-2.5 ns in each, against 1.6-1.9 over TLS connections:
+	// x/net/http2's copies), and more sessions batch less: with the
+	// bench's 16 connections at a time (sessions phase, load 4-12), new
+	// connections per CPU second were 4.0-4.4 times per-connection mode's
+	// at 2 streams per session, 5.0 at 8, and 5.4-6.3 with one session
+	// for all; through the gateways on 2 busy cores, iperf3's 8 streams
+	// were no faster at 2 per session than on one session. Hence 8: a
+	// key spreads when its connections are many, not for every pair. A
+	// session no longer needed (another session of its key has room)
+	// closes after carrying no stream for a second. Zero means
+	// DefaultStreamsPerSession; the server side ignores it.
 	StreamsPerSession int
 	// MaxSessions is how many sessions per key the pool opens to spread
 	// streams (StreamsPerSession); a burst of new connections may open a

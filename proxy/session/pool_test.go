@@ -200,7 +200,9 @@ func TestPoolSpreads(t *testing.T) {
 		wantSessions, wantMaxPerSession int
 	}{
 		{"one stream, one session", Config{}, 1, 1, 1},
-		{"8 streams, defaults: 4 sessions of 2", Config{}, 8, 4, 2},
+		{"8 streams, defaults: one session", Config{}, 8, 1, 8},
+		{"12 streams, defaults: 2 sessions, 8 and 4", Config{}, 12, 2, 8},
+		{"8 streams, 2 per session", Config{StreamsPerSession: 2}, 8, 4, 2},
 		{"8 streams, 1 per session", Config{StreamsPerSession: 1}, 8, 8, 1},
 		{"8 streams, at most 3 sessions: least loaded past that", Config{StreamsPerSession: 1, MaxSessions: 3}, 8, 3, 3},
 		{"12 streams, 4 per session", Config{StreamsPerSession: 4}, 12, 3, 4},
@@ -325,11 +327,11 @@ func TestPoolClosesExtraSessions(t *testing.T) {
 	alice := p.svid("alice")
 	key := Key{Caller: alice.ID, Path: "gateway", Addr: p.addr, Name: "echo.default.east.strait"}
 	var streams []*Stream
-	for range 8 {
+	for range 12 {
 		streams = append(streams, p.open(pool, alice))
 	}
 	if n := pool.Len(key); n < 2 {
-		t.Fatalf("8 streams on %d session(s), want several", n)
+		t.Fatalf("12 streams on %d session(s), want several", n)
 	}
 	for _, st := range streams {
 		_ = st.Close()
@@ -355,8 +357,8 @@ func TestPoolClosesExtraSessions(t *testing.T) {
 // per-connection mode): the CPU per byte of the session layer.
 //
 // "sessions-per-N" puts at most N streams on a session
-// (StreamsPerSession): "sessions-per-8" is the old pool, one session for
-// 8 streams.
+// (StreamsPerSession): "sessions-per-8", the default, carries 8 streams
+// on one session, as the pool did before it spread.
 func BenchmarkBulk(b *testing.B) {
 	for _, streams := range []int{1, 8} {
 		for _, mode := range []string{"sessions-per-8", "sessions-per-2", "sessions-per-1", "perconn"} {
