@@ -62,9 +62,11 @@ type Config struct {
 	// x/net/http2's copies), and more sessions batch less: with the
 	// bench's 16 connections at a time (sessions phase, load 4-12), new
 	// connections per CPU second were 4.0-4.4 times per-connection mode's
-	// at 2 streams per session, 5.0 at 8, and 5.4-6.3 with one session
+	// at 2 streams per session, 5.0 at 8, and 4.6-6.3 with one session
 	// for all; through the gateways on 2 busy cores, iperf3's 8 streams
-	// were no faster at 2 per session than on one session. Hence 8: a
+	// were no faster at 2 per session than on one session (0.90 and 0.935
+	// of per-connection mode's, medians of 4 alternating pairs; 0.96 in
+	// one run at 8). Hence 8: a
 	// key spreads when its connections are many, not for every pair. A
 	// session no longer needed (another session of its key has room)
 	// closes after carrying no stream for a second. Zero means
