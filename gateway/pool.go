@@ -64,7 +64,11 @@ type peer struct {
 	failures int
 	retryAt  time.Time
 	drained  bool // replied DRAINING or closed its connections draining; cleared when the record changes
-	closed   bool // left the federation, or the pool closed: nothing is dialed any more
+	// connected is set once a dial to the peer succeeded: a dial after
+	// that is a redial of a connection lost (or retired), while the
+	// first one is not a sign of trouble (see rank).
+	connected bool
+	closed    bool // left the federation, or the pool closed: nothing is dialed any more
 }
 
 // shard is one connection slot of a peer.
@@ -400,7 +404,7 @@ func (p *pool) dial(ctx context.Context, pr *peer, i int, rec *straitv1.Gateway)
 		_ = c.CloseWithError(ConnErrGone, "the remote gateway's record changed")
 		return
 	}
-	s.conn, s.failures, pr.failures = &pconn{Conn: c, shard: i}, 0, 0
+	s.conn, s.failures, pr.failures, pr.connected = &pconn{Conn: c, shard: i}, 0, 0, true
 	var peerCert *x509.Certificate
 	if certs := c.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
 		peerCert = certs[0]

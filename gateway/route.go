@@ -161,7 +161,13 @@ func (g *Gateway) clusterCandidates(snap *federation.Snapshot, cluster string) [
 	return out
 }
 
-// rank scores the peer for the next stream.
+// rank scores the peer for the next stream. A peer without a connection
+// is put after the others while it is in backoff, or while it is being
+// redialed after its connection was lost; not during its first dial: the
+// streams that come while a cluster the failover policy now prefers is
+// dialed for the first time wait for that dial instead of going to the
+// cluster it replaces (a pooled session opened then would keep going
+// there for its whole life).
 func (pr *peer) rank(now time.Time) rank {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
@@ -171,7 +177,7 @@ func (pr *peer) rank(now time.Time) rank {
 	switch {
 	case pr.drained:
 		r.penalty = 2
-	case !up && (pr.dialingLocked() || (pr.failures > 0 && now.Before(pr.retryAt))):
+	case !up && ((pr.dialingLocked() && (pr.connected || pr.failures > 0)) || (pr.failures > 0 && now.Before(pr.retryAt))):
 		r.penalty = 1
 	}
 	return r
