@@ -51,25 +51,9 @@ func newPeers(t testing.TB, cfg Config) *peers {
 	}
 	p := &peers{t: t, ca: ca, cfg: cfg, owner: map[*Client]spiffeid.ID{}}
 	app := listen(t)
-	go func() {
-		for {
-			c, err := app.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	go serveEach(app, func(c net.Conn) { _, _ = io.Copy(c, c) })
 	sink := listen(t)
-	go func() {
-		for {
-			c, err := sink.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(io.Discard, c) }()
-		}
-	}()
+	go serveEach(sink, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 	p.sink = sink.Addr().String()
 	srv, err := NewServer(cfg, nil)
 	if err != nil {
@@ -459,4 +443,20 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// serveEach runs handle on each connection ln accepts, in its own
+// goroutine, and closes the connection after it; it returns when ln is
+// closed.
+func serveEach(ln net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			handle(c)
+		}()
+	}
 }
