@@ -129,22 +129,35 @@ func TestCrossClusterThroughWANLink(t *testing.T) {
 
 	h := gen.History()
 	sum := h.Summary()
+	// A request that started before healed may reach the link's accept after
+	// Heal (the client's dial is scheduled after its start stamp). In Refuse
+	// mode the link resets every connection it accepts while partitioned, so
+	// a success must have been accepted after Heal and crossed the link both
+	// ways since: it cannot end before healed + 2×oneWay. One that does was
+	// served during the partition.
 	during := h.Between(partitioned.Add(10*time.Millisecond), healed)
 	var slowest time.Duration
+	crossed := 0
 	for _, r := range during {
-		if r.OK() {
-			t.Errorf("request %s started %s after the partition succeeded", r.Key, r.Start.Sub(partitioned))
-		}
 		slowest = max(slowest, r.Latency)
+		if !r.OK() {
+			continue
+		}
+		if end := r.Start.Add(r.Latency); end.Before(healed.Add(2 * oneWay)) {
+			t.Errorf("request %s started %s after the partition and succeeded %s after the heal, before a round trip over the healed link",
+				r.Key, r.Start.Sub(partitioned), end.Sub(healed))
+			continue
+		}
+		crossed++
 	}
 	back, ok := h.FirstOKFrom(healed, "west")
 	after := h.Between(healed.Add(back), time.Now())
 	t.Logf("load: %s", sum)
-	t.Logf("partition (refuse mode) for %s: %d requests started, all failed (%v), slowest failure %s; first success %s after heal; %d failures after that",
-		healed.Sub(partitioned).Round(time.Millisecond), len(during), during.Summary().ByKind, slowest.Round(time.Microsecond),
-		back.Round(time.Microsecond), len(after.Failures()))
+	t.Logf("partition (refuse mode) for %s: %d requests started, %d failed (%v), %d reached the link after the heal and succeeded; slowest %s; first success %s after heal; %d failures after that",
+		healed.Sub(partitioned).Round(time.Millisecond), len(during), len(during.Failures()), during.Summary().ByKind, crossed,
+		slowest.Round(time.Microsecond), back.Round(time.Microsecond), len(after.Failures()))
 	if slowest > 200*time.Millisecond {
-		t.Errorf("a failure took %s: connections did not fail fast", slowest)
+		t.Errorf("a request started during the partition took %s: connections did not fail fast", slowest)
 	}
 	if !ok || back > time.Second {
 		t.Errorf("traffic did not return within 1 s of heal (ok=%v, %s)", ok, back)
@@ -154,7 +167,8 @@ func TestCrossClusterThroughWANLink(t *testing.T) {
 	}
 	row := load.NewRow("smoke: WAN link partition and heal (no Strait)", h)
 	row.Return = back
-	row.Note = fmt.Sprintf("partition %s, failures expected; slowest failure %s", healed.Sub(partitioned).Round(time.Millisecond), slowest.Round(time.Microsecond))
+	row.Note = fmt.Sprintf("partition %s, failures expected; slowest request started in it %s; %d started just before the heal and reached the link after it",
+		healed.Sub(partitioned).Round(time.Millisecond), slowest.Round(time.Microsecond), crossed)
 	load.Report(t, row)
 }
 
