@@ -132,9 +132,17 @@ type Config struct {
 	// them gets one handshake per connection. Zero means
 	// DefaultSessionMode.
 	Sessions SessionMode
+	// SessionPipeline selects, with sessions on, whether a new
+	// connection's first bytes go out with its stream's request
+	// (PipelineOn: one round trip to a warm destination) or after the
+	// destination's answer (PipelineOff: two, and no new connection fails
+	// when a path dies). Zero means DefaultPipelineMode (off).
+	SessionPipeline PipelineMode
 	// Session tunes sessions (streams per session, idle timeout, renewal
-	// before certificate expiry, liveness pings). Zero values mean the
-	// session package's defaults.
+	// before certificate expiry, liveness pings; with PipelineOn, how
+	// lately a session must have heard from its peer to pipeline). Zero
+	// values mean the session package's defaults; with PipelineOff,
+	// Session.Pipeline is set negative (never).
 	Session session.Config
 
 	// TrustMetrics counts the peer certificates refused in the inner mTLS
@@ -204,6 +212,12 @@ func (cfg Config) withDefaults() Config {
 	cfg.HealthCheck = cfg.HealthCheck.withDefaults()
 	if cfg.Sessions == SessionsDefault {
 		cfg.Sessions = DefaultSessionMode
+	}
+	if cfg.SessionPipeline == PipelineDefault {
+		cfg.SessionPipeline = DefaultPipelineMode
+	}
+	if cfg.SessionPipeline == PipelineOff {
+		cfg.Session.Pipeline = -1
 	}
 	if cfg.Transparent != nil {
 		t := *cfg.Transparent
@@ -275,6 +289,9 @@ func (cfg Config) validate() error {
 	}
 	if cfg.Sessions != SessionsOn && cfg.Sessions != SessionsOff {
 		add("session mode %d is unknown", cfg.Sessions)
+	}
+	if cfg.SessionPipeline != PipelineOn && cfg.SessionPipeline != PipelineOff {
+		add("session pipeline mode %d is unknown", cfg.SessionPipeline)
 	}
 	if err := cfg.Session.Validate(); err != nil {
 		add("%w", err)

@@ -64,6 +64,15 @@ func TestConfigDefaults(t *testing.T) {
 	if cfg.HealthCheck.Interval != DefaultHealthInterval || cfg.HealthCheck.Timeout != DefaultHealthTimeout {
 		t.Errorf("health check defaults = %+v", cfg.HealthCheck)
 	}
+	// Sessions hold a new stream's bytes until the answer unless the
+	// caller asks for pipelining; asked for, the session package's window
+	// (zero: two round trips) applies.
+	if cfg.SessionPipeline != PipelineOff || cfg.Session.Pipeline >= 0 {
+		t.Errorf("session pipeline by default = %v, window %v; want off, negative", cfg.SessionPipeline, cfg.Session.Pipeline)
+	}
+	if on := (Config{Service: "echo", SessionPipeline: PipelineOn}).withDefaults(); on.Session.Pipeline != 0 {
+		t.Errorf("session pipeline on: window %v, want 0 (the session package's default)", on.Session.Pipeline)
+	}
 	short := HealthCheck{Interval: 100 * time.Millisecond}.withDefaults()
 	if short.Timeout != 100*time.Millisecond {
 		t.Errorf("timeout with a short interval = %v, want the interval", short.Timeout)

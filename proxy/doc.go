@@ -59,8 +59,11 @@
 // on with them, to a new session on the same candidate (the failed session
 // is retired) or to the next candidate; one whose bytes went out is not
 // sent twice. New connections leave a stalled session after a few round
-// trips, and a quiet session sends a stream's bytes only after its answer
-// (session.Config.Pipeline). Sessions through a draining egress gateway,
+// trips. A stream's bytes go out after the destination's answer (two round
+// trips, and a path that died fails no new connection) unless
+// Config.SessionPipeline is PipelineOn: then they go with the request on a
+// session that heard from its peer lately (one round trip; when the path
+// dies unnoticed, the streams opened meanwhile fail, at most once). Sessions through a draining egress gateway,
 // or to a cluster one of whose gateways drains, are retired (swept every
 // 100ms), and a session takes new streams for session.Config.MaxAge only,
 // so that traffic follows the federation's preferences again. A peer without

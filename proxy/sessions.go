@@ -37,6 +37,35 @@ const (
 // DefaultSessionMode is Config.Sessions' default.
 const DefaultSessionMode = SessionsOff
 
+// PipelineMode selects whether a new connection's first bytes go out with
+// the request that opens its stream on a pooled session (one round trip
+// to the answer), or wait for the destination's answer (two, as a new
+// handshake costs).
+type PipelineMode int
+
+const (
+	// PipelineDefault is DefaultPipelineMode.
+	PipelineDefault PipelineMode = iota
+	// PipelineOn sends a new stream's bytes with its request on a session
+	// that heard from its peer lately (session.Config.Pipeline says how
+	// lately). The price: when the path dies unnoticed (a gateway
+	// SIGKILLed), the connections opened until the session goes quiet have
+	// sent bytes that may or may not have reached the application, so they
+	// fail (at most once) instead of going elsewhere.
+	PipelineOn
+	// PipelineOff holds a new stream's bytes until the destination's
+	// answer: a stream on a path that died fails with nothing sent and is
+	// retried elsewhere, so a gateway's death fails no new connection.
+	PipelineOff
+)
+
+// DefaultPipelineMode is Config.SessionPipeline's default: off. Bytes sent
+// before the destination's answer can neither be retried nor be known to
+// have arrived when the path dies, the trade TLS 1.3 makes opt-in for early
+// data (RFC 8446, section 8); failover without a failed new connection is
+// what a federation is for, one round trip less is the caller's choice.
+const DefaultPipelineMode = PipelineOff
+
 // Log keys of sessions.
 const logTarget = "target"
 

@@ -459,6 +459,7 @@ func TestSessionRetryBeforeFirstByte(t *testing.T) {
 		fast := func(c *Config) {
 			c.Sessions = SessionsOn
 			c.Session.PingAfter, c.Session.PingTimeout = 50*time.Millisecond, 200*time.Millisecond
+			c.SessionPipeline = PipelineOn
 			c.Session.Pipeline = time.Hour // the request goes out with the stream
 		}
 		client := w.sessionClient(west, w.svid(west, "client"), east, fast)

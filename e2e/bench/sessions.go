@@ -158,7 +158,14 @@ func (e *env) sessions(ctx context.Context) error {
 }
 
 // startStraitSessions is startStrait with the proxies' sessions setting.
+// With sessions on, the proxies pipeline (sessionPipeline on): the one
+// round trip path issue 16 measures, which the proxy leaves off by
+// default (proxy.DefaultPipelineMode).
 func (e *env) startStraitSessions(ctx context.Context, name, mode string, via func(string) (string, error), svcs ...*StraitService) (*Strait, error) {
+	pipeline := ""
+	if mode == "on" {
+		pipeline = "on"
+	}
 	cli, err := federation.Dial(federation.ClientConfig{Endpoints: []string{e.etcd}})
 	if err != nil {
 		return nil, fmt.Errorf("bench: etcd: %w", err)
@@ -167,6 +174,7 @@ func (e *env) startStraitSessions(ctx context.Context, name, mode string, via fu
 	s, err := StartStrait(ctx, e.ps, cli, StraitConfig{
 		Bin: e.bins.strait, ProxyBin: e.bins.straitProxy, Dir: filepath.Join(e.dir, "strait-"+name), Etcd: e.etcd,
 		Prefix: "/bench-" + name + "/", Name: "strait-" + name, WestIngressVia: via, Services: svcs, Sessions: mode,
+		SessionPipeline: pipeline,
 	})
 	if err == nil {
 		e.straits = append(e.straits, s)

@@ -54,6 +54,8 @@ type StraitConfig struct {
 	Services       []*StraitService
 	// Sessions, when set, is the proxies' "sessions" setting (on, off).
 	Sessions string
+	// SessionPipeline, when set, is their "sessionPipeline" setting.
+	SessionPipeline string
 }
 
 // Strait is a started deployment: a gateway per cluster, a proxy per west
@@ -206,7 +208,7 @@ func (c StraitConfig) startWestProxy(ps *Procs, svc *StraitService) (*Proc, erro
 		"drainTimeout":  "1s",
 		"noProxyHeader": svc.NoProxyHeader,
 		"admin":         listen{Listen: "127.0.0.1:0"}, "pprof": true,
-		"sessions": c.Sessions,
+		"sessions": c.Sessions, "sessionPipeline": c.SessionPipeline,
 	})
 	if err != nil {
 		return nil, err
@@ -229,7 +231,7 @@ func (c StraitConfig) startEastProxy(ps *Procs) (*Proc, error) {
 		"etcd": c.etcd(), "identity": c.identity(eastTD),
 		"upstreams": ups, "drainTimeout": "1s",
 		"admin": listen{Listen: "127.0.0.1:0"}, "pprof": true,
-		"sessions": c.Sessions,
+		"sessions": c.Sessions, "sessionPipeline": c.SessionPipeline,
 	})
 	if err != nil {
 		return nil, err

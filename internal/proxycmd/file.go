@@ -77,7 +77,9 @@ type File struct {
 	// the destination's answer (two round trips, as a new handshake costs):
 	// then no byte of a new connection goes into a path that died
 	// unnoticed, and a gateway's death fails no new connection. Only with
-	// sessions on. Zero means on.
+	// sessions on. Zero means proxy.DefaultPipelineMode (off: one round
+	// trip less is the caller's choice, since bytes sent before the answer
+	// cannot be retried when the path dies).
 	SessionPipeline string `json:"sessionPipeline,omitempty"`
 }
 
@@ -134,9 +136,11 @@ func (f File) Config() (proxy.Config, error) {
 		return cfg, fmt.Errorf("sessions %q: want on or off", f.Sessions)
 	}
 	switch f.SessionPipeline {
-	case "", "on":
+	case "":
+	case "on":
+		cfg.SessionPipeline = proxy.PipelineOn
 	case "off":
-		cfg.Session.Pipeline = -1
+		cfg.SessionPipeline = proxy.PipelineOff
 	default:
 		return cfg, fmt.Errorf("sessionPipeline %q: want on or off", f.SessionPipeline)
 	}

@@ -13,14 +13,14 @@ func TestSessionSettings(t *testing.T) {
 	for _, tc := range []struct {
 		name, sessions, pipeline string
 		mode                     proxy.SessionMode
-		held                     bool // Session.Pipeline < 0
+		pipelineMode             proxy.PipelineMode
 		bad                      bool
 	}{
 		{name: "defaults", mode: proxy.SessionsDefault},
 		{name: "on", sessions: "on", mode: proxy.SessionsOn},
 		{name: "off", sessions: "off", mode: proxy.SessionsOff},
-		{name: "on, pipeline on", sessions: "on", pipeline: "on", mode: proxy.SessionsOn},
-		{name: "on, pipeline off", sessions: "on", pipeline: "off", mode: proxy.SessionsOn, held: true},
+		{name: "on, pipeline on", sessions: "on", pipeline: "on", mode: proxy.SessionsOn, pipelineMode: proxy.PipelineOn},
+		{name: "on, pipeline off", sessions: "on", pipeline: "off", mode: proxy.SessionsOn, pipelineMode: proxy.PipelineOff},
 		{name: "bad mode", sessions: "yes", bad: true},
 		{name: "bad pipeline", sessions: "on", pipeline: "never", bad: true},
 	} {
@@ -37,8 +37,8 @@ func TestSessionSettings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cfg.Sessions != tc.mode || (cfg.Session.Pipeline < 0) != tc.held {
-				t.Errorf("sessions %v, pipeline %v; want %v, held %v", cfg.Sessions, cfg.Session.Pipeline, tc.mode, tc.held)
+			if cfg.Sessions != tc.mode || cfg.SessionPipeline != tc.pipelineMode {
+				t.Errorf("sessions %v, pipeline %v; want %v, %v", cfg.Sessions, cfg.SessionPipeline, tc.mode, tc.pipelineMode)
 			}
 		})
 	}
