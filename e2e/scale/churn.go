@@ -199,6 +199,7 @@ loop:
 	ph.HarnessCPU = (cpuAfter - cpuBefore) / wall
 	ph.HarnessRSS = rss
 	ph.LoadAfter = loadAverage()
+	ph.Sched = s.sched.window(start, start.Add(elapsed))
 	s.probes.mu.Lock()
 	defer s.probes.mu.Unlock()
 	ph.Samples = s.probes.samples

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +45,12 @@ type realCluster struct {
 	node  *node.Node
 	gw    *gateway.Gateway
 	proxy *proxy.Proxy
+	// reg holds the metrics of the node, gateway and proxy.
+	reg *prometheus.Registry
+	// app is the echo app's address and echo the app (the server
+	// cluster's).
+	app   string
+	echo  *demo.EchoServer
 	tasks []func(context.Context) error
 }
 
@@ -118,7 +122,7 @@ func (s *sim) newReal(ctx context.Context, name string) (*realCluster, error) {
 		return nil, err
 	}
 	dir := filepath.Join(s.cfg.Dir, name)
-	log := slog.New(slog.NewTextHandler(logfWriter(s.cfg.Logf), &slog.HandlerOptions{Level: slog.LevelWarn})).With("cluster", name)
+	log := slog.New(newBookHandler(logfWriter(s.cfg.Logf), &s.logs)).With("cluster", name)
 	ca, err := trust.NewCA(trust.CAConfig{TrustDomain: td, Dir: filepath.Join(dir, "ca")})
 	if err != nil {
 		return nil, fmt.Errorf("scale: %s: %w", name, err)
@@ -132,7 +136,7 @@ func (s *sim) newReal(ctx context.Context, name string) (*realCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc := &realCluster{name: name}
+	rc := &realCluster{name: name, reg: reg}
 	rc.tasks = append(rc.tasks, func(ctx context.Context) error { <-ctx.Done(); return cli.Close() })
 	rc.node, err = node.New(node.Config{Cluster: name, TrustDomain: td, Etcd: cli, Keyspace: s.ks,
 		SnapshotPath: filepath.Join(dir, "snapshot.json"), LeaseTTL: s.cfg.LeaseTTL,
@@ -176,7 +180,9 @@ func (s *sim) newReal(ctx context.Context, name string) (*realCluster, error) {
 		if err != nil {
 			return nil, fmt.Errorf("scale: %s app: %w", name, err)
 		}
+		rc.app = ln.Addr().String()
 		echo := &demo.EchoServer{}
+		rc.echo = echo
 		rc.tasks = append(rc.tasks, func(ctx context.Context) error {
 			go func() { <-ctx.Done(); _ = echo.Close() }()
 			_ = echo.Serve(ln)
@@ -214,7 +220,7 @@ func (s *sim) firstRoute(ctx context.Context, start time.Time, rep *Report) erro
 	deadline := time.Now().Add(2 * time.Minute)
 	var last error
 	for time.Now().Before(deadline) {
-		if _, last = s.route(ctx); last == nil {
+		if _, _, _, last = s.route(ctx); last == nil {
 			rep.Real.FirstRoute = time.Since(start)
 			s.cfg.Logf("first connection routed through the real gateways %s after the client cluster started",
 				rep.Real.FirstRoute.Round(time.Millisecond))
@@ -227,72 +233,6 @@ func (s *sim) firstRoute(ctx context.Context, start time.Time, rep *Report) erro
 		}
 	}
 	return fmt.Errorf("scale: no connection routed through the real gateways within 2m: %w", last)
-}
-
-// route makes one connection through the real clusters and checks its
-// echo; it returns how long the connection and echo took.
-func (s *sim) route(ctx context.Context) (time.Duration, error) {
-	client := s.real[len(s.real)-1]
-	start := time.Now()
-	d := net.Dialer{Timeout: 5 * time.Second}
-	c, err := d.DialContext(ctx, "tcp", client.proxy.UpstreamAddr(0).String())
-	if err != nil {
-		return 0, fmt.Errorf("scale: dial the client proxy: %w", err)
-	}
-	defer func() { _ = c.Close() }()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	msg := []byte("strait scale ping\n")
-	if _, err := c.Write(msg); err != nil {
-		return 0, fmt.Errorf("scale: write through the gateways: %w", err)
-	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
-		return 0, fmt.Errorf("scale: read the echo through the gateways: %w", err)
-	}
-	if string(got) != string(msg) {
-		return 0, fmt.Errorf("scale: echo %q, want %q", got, msg)
-	}
-	return time.Since(start), nil
-}
-
-// routeDuringChurn routes a connection through the real clusters every
-// 200ms until the phase (ctx) ends, sampling each as kind "routed" and
-// counting failures (the first five are kept in the phase's errors). Each
-// connection runs under runCtx: the end of the phase does not cut the last
-// one short.
-func (s *sim) routeDuringChurn(runCtx, ctx context.Context, ph *Phase, mu *sync.Mutex) {
-	if len(s.real) == 0 {
-		return
-	}
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		d, err := s.route(runCtx)
-		if runCtx.Err() != nil {
-			return
-		}
-		mu.Lock()
-		if err != nil {
-			ph.RouteFailed++
-			if ph.RouteFailed <= 5 {
-				ph.Errors = append(ph.Errors, err.Error())
-			}
-		} else {
-			ph.Routed++
-			s.probes.mu.Lock()
-			if s.probes.samples == nil {
-				s.probes.samples = map[string][]time.Duration{}
-			}
-			s.probes.samples["routed"] = append(s.probes.samples["routed"], d)
-			s.probes.mu.Unlock()
-		}
-		mu.Unlock()
-	}
 }
 
 // logfWriter writes log lines to Logf.

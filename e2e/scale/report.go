@@ -63,9 +63,22 @@ type Phase struct {
 	LeaseLeftAtDeath []time.Duration
 	// EarlyWithdrawals are the withdrawals a cache showed before the
 	// leases could have expired: each one is a bug.
-	EarlyWithdrawals        []string
-	Rotations               int // bundles rotated
-	Routed, RouteFailed     int // connections through the real gateways
+	EarlyWithdrawals []string
+	Rotations        int // bundles rotated
+	// RouteStarted are the connections started through the real
+	// clusters, one every routeEvery, each on its own (the phase starts
+	// every one it schedules); RouteLateMax is how late the latest of
+	// them started (the harness not scheduled in time). Routed were
+	// echoed, RouteFailed failed, each in RouteFailures with its reasons.
+	RouteStarted        int
+	RouteLateMax        time.Duration
+	Routed, RouteFailed int
+	RouteFailures       []RouteFailure
+	// RealCounts are the real clusters' refusal, reset and failure
+	// counters that grew during the phase, by how much.
+	RealCounts map[string]float64
+	// Sched is how the harness process was scheduled during the phase.
+	Sched                   SchedFigures
 	Samples                 map[string][]time.Duration
 	Unseen                  []string // kinds of the changes some cache never showed
 	EtcdCPU                 float64  // cores, all members together, during churn
@@ -158,9 +171,20 @@ func (r *Report) Table() string {
 			}
 			row(pre+"early withdrawal", "%s", e)
 		}
-		if p.Routed+p.RouteFailed > 0 {
-			row(pre+"connections through the real gateways", "%d echoed, %d failed", p.Routed, p.RouteFailed)
+		if p.RouteStarted > 0 {
+			row(pre+"connections through the real gateways", "%d started (one every %s, each on its own; the latest %s after its time), %d echoed, failed %s",
+				p.RouteStarted, routeEvery, roundDur(p.RouteLateMax), p.Routed, failureSummary(p.RouteFailures))
+			for i, f := range p.RouteFailures {
+				if i == 10 {
+					row(pre+"failed connection", "and %d more", len(p.RouteFailures)-i)
+					break
+				}
+				row(pre+"failed connection", "at +%s, after %s: %s; routing: %s; real clusters' warnings: %s; harness meanwhile: %s",
+					f.At.Round(time.Millisecond), f.Took.Round(time.Millisecond), f.Err, f.Routing, logsString(f), f.Sched)
+			}
+			row(pre+"real clusters' refusal, reset and failure counters", "%s", countsString(p.RealCounts))
 		}
+		row(pre+"harness scheduling", "%s", p.Sched)
 		row(pre+"changes never seen by every cache", "%d%s", len(p.Unseen), countKinds(p.Unseen))
 		row(pre+"etcd CPU (3 members)", "%.2f cores", p.EtcdCPU)
 		row(pre+"etcd RSS (largest member)", "%s", mib(float64(p.EtcdRSS)))
@@ -180,6 +204,19 @@ func (r *Report) Table() string {
 		row("error", "%s", e)
 	}
 	return b.String()
+}
+
+// logsString renders a failure's lines: "none", or the lines and how
+// many more there were.
+func logsString(f RouteFailure) string {
+	if len(f.Logs) == 0 {
+		return "none"
+	}
+	s := strings.Join(f.Logs, "; ")
+	if f.MoreLogs > 0 {
+		s += fmt.Sprintf("; and %d more", f.MoreLogs)
+	}
+	return s
 }
 
 // kindNames name the samples of each kind in the table.

@@ -13,8 +13,9 @@ import (
 // (2 % then 5 %), two clusters' gateways killed and brought back in each,
 // bundles rotating, and the real clusters' gateways and proxies routing a
 // connection every 200ms. Every change must reach every cache, every
-// connection must be echoed, and every figure of the report must have
-// been measured.
+// connection scheduled must be started and echoed (a failure is printed
+// with its reasons), and every figure of the report must have been
+// measured.
 func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -61,8 +62,18 @@ func TestSmoke(t *testing.T) {
 		if p.Rotations == 0 || len(p.Samples["bundle"]) != p.Rotations*cfg.Caches {
 			t.Errorf("phase %d: %d bundle samples for %d rotations", i, len(p.Samples["bundle"]), p.Rotations)
 		}
-		if p.Routed == 0 || p.RouteFailed != 0 || len(p.Samples["routed"]) != p.Routed {
-			t.Errorf("phase %d: %d connections echoed through the real gateways (%d samples), %d failed", i, p.Routed, len(p.Samples["routed"]), p.RouteFailed)
+		// One connection every routeEvery, each started on its own.
+		if want := int(cfg.Duration / routeEvery); p.RouteStarted < want || p.RouteStarted > want+1 {
+			t.Errorf("phase %d: %d connections started through the real gateways in %s, want %d (one every %s)", i, p.RouteStarted, cfg.Duration, want, routeEvery)
+		}
+		if p.Routed == 0 || p.RouteFailed != 0 || p.Routed != p.RouteStarted || len(p.Samples["routed"]) != p.Routed {
+			t.Errorf("phase %d: %d connections echoed through the real gateways (%d samples), %d failed of %d started", i, p.Routed, len(p.Samples["routed"]), p.RouteFailed, p.RouteStarted)
+		}
+		for _, f := range p.RouteFailures {
+			t.Errorf("phase %d: connection at +%s failed after %s: %s (%s); real clusters' warnings: %s; harness meanwhile: %s", i, f.At, f.Took, f.Err, f.Summary(), logsString(f), f.Sched)
+		}
+		if p.Sched.Seconds == 0 {
+			t.Errorf("phase %d: the harness' scheduling not sampled", i)
 		}
 		for name, v := range map[string]float64{"etcd CPU": p.EtcdCPU, "etcd RSS": float64(p.EtcdRSS), "etcd DB": p.EtcdDB,
 			"keepalives/s": p.KeepAlivesPerSecond, "events/s per cache": p.EventsPerCachePerSecond} {

@@ -189,6 +189,11 @@ type sim struct {
 	gateways []*gatewayPair // by cluster
 	caches   []*federation.Cache
 	real     []*realCluster
+	// logs are the real clusters' WARN lines; sched samples how this
+	// process is scheduled.
+	logs     logBook
+	sched    schedMonitor
+	logGrace time.Duration // zero: defaultRouteLogGrace
 	probes   probes
 	// bundleSeq is the sequence of the last bundle rotation.
 	bundleSeq uint64
@@ -240,6 +245,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cancel()
 		s.regWG.Wait()
 	}()
+	s.regWG.Go(func() { s.sched.run(ctx) })
 
 	start := time.Now()
 	if err := s.seed(ctx); err != nil {

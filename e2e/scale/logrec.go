@@ -1,0 +1,200 @@
+package scale
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// logLine is one WARN (or worse) line a real cluster logged, with its
+// attributes as the component passed them (an error stays an error).
+type logLine struct {
+	at    time.Time
+	msg   string
+	attrs []slog.Attr
+}
+
+// attr returns the value of the attribute key, and whether the line has
+// it.
+func (l logLine) attr(key string) (slog.Value, bool) {
+	for _, a := range slices.Backward(l.attrs) {
+		if a.Key == key {
+			return a.Value.Resolve(), true
+		}
+	}
+	return slog.Value{}, false
+}
+
+// str returns the attribute key as a string ("" if absent).
+func (l logLine) str(key string) string {
+	if v, ok := l.attr(key); ok {
+		return v.String()
+	}
+	return ""
+}
+
+// logBook keeps the real clusters' WARN lines of the run, for the reasons
+// of failed connections (the lines also go to Config.Logf).
+type logBook struct {
+	mu    sync.Mutex
+	lines []logLine
+}
+
+// between returns the lines logged in [from, to].
+func (b *logBook) between(from, to time.Time) []logLine {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []logLine
+	for _, l := range b.lines {
+		if !l.at.Before(from) && !l.at.After(to) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// maxLogLines bounds the book: a real cluster that logs more than this
+// many warnings in a run has failed in a way its first lines tell.
+const maxLogLines = 100_000
+
+func (b *logBook) add(l logLine) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.lines) < maxLogLines {
+		b.lines = append(b.lines, l)
+	}
+}
+
+// bookHandler is a slog.Handler that writes through next and keeps the
+// record in book.
+type bookHandler struct {
+	next  slog.Handler
+	book  *logBook
+	attrs []slog.Attr
+	group string
+}
+
+func newBookHandler(w io.Writer, book *logBook) *bookHandler {
+	return &bookHandler{next: slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}), book: book}
+}
+
+func (h *bookHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+
+func (h *bookHandler) Handle(ctx context.Context, r slog.Record) error {
+	l := logLine{at: r.Time, msg: r.Message, attrs: slices.Clone(h.attrs)}
+	r.Attrs(func(a slog.Attr) bool {
+		l.attrs = append(l.attrs, h.prefixed(a))
+		return true
+	})
+	h.book.add(l)
+	return h.next.Handle(ctx, r)
+}
+
+func (h *bookHandler) prefixed(a slog.Attr) slog.Attr {
+	if h.group != "" {
+		a.Key = h.group + "." + a.Key
+	}
+	return a
+}
+
+func (h *bookHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.next = h.next.WithAttrs(as)
+	c.attrs = slices.Clone(h.attrs)
+	for _, a := range as {
+		c.attrs = append(c.attrs, h.prefixed(a))
+	}
+	return &c
+}
+
+func (h *bookHandler) WithGroup(name string) slog.Handler {
+	c := *h
+	c.next = h.next.WithGroup(name)
+	if c.group != "" {
+		name = c.group + "." + name
+	}
+	c.group = name
+	return &c
+}
+
+// addrNames names the real clusters' listening addresses in log lines
+// and errors ("127.0.0.1:34149" → "real-a egress").
+type addrNames map[string]string
+
+func (n addrNames) replace(s string) string {
+	for addr, name := range n {
+		s = strings.ReplaceAll(s, addr, name)
+	}
+	return s
+}
+
+// errClass says what kind of failure err is, in a few words, from its
+// type and not its text: "timeout", "reset by peer", "refused", "EOF", or
+// its text with known addresses named.
+func errClass(err error, names addrNames) string {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset by peer"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "EOF"
+	}
+	return names.replace(err.Error())
+}
+
+// who names the component that logged a line: "real-a proxy".
+func (l logLine) who() string {
+	w := l.str("cluster")
+	if c := l.str("component"); c != "" {
+		w += " " + c
+	}
+	return w
+}
+
+// reason renders a line as its component, message, reason or code, and
+// the class of its error: `real-a proxy "no candidate reachable" (err:
+// timeout)`; long adds the error's text.
+func (l logLine) reason(names addrNames, long bool) string {
+	var parts []string
+	for _, k := range []string{"direction", "reason", "code"} {
+		if v := l.str(k); v != "" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	if v, ok := l.attr("err"); ok && (v.Kind() != slog.KindAny || v.Any() != nil) {
+		switch e := v.Any().(type) {
+		case error:
+			c, text := errClass(e, names), names.replace(e.Error())
+			if long && c != text {
+				c += ": " + text
+			}
+			parts = append(parts, "err: "+c)
+		default:
+			if s := v.String(); s != "" {
+				parts = append(parts, "err: "+names.replace(s))
+			}
+		}
+	}
+	s := fmt.Sprintf("%s %q", l.who(), l.msg)
+	if len(parts) > 0 {
+		s += " (" + strings.Join(parts, ", ") + ")"
+	}
+	return s
+}
