@@ -106,7 +106,11 @@ type Config struct {
 	// handshake costs), so that a stream on a session whose path died
 	// unnoticed fails with nothing sent and goes elsewhere. Zero means
 	// two of the session's round trips, at least 50ms; negative means
-	// never pipeline.
+	// never pipeline but a session's first stream (Pool.Add), which goes
+	// out as the session's handshake completes: the handshake has just
+	// proved the path, as a connection's own handshake does before its
+	// first bytes in per-connection mode, so a new session costs what a
+	// new connection does (two round trips), not three.
 	//
 	// The price of pipelining: when the path dies (a gateway SIGKILLed),
 	// the streams opened until the session goes quiet, about half a round

@@ -18,8 +18,9 @@
 //
 // The client (Client, Stream, Pool) sends a stream's first bytes with its
 // CONNECT request, without waiting for the answer, on a session that heard
-// from its peer in the last two round trips (Config.Pipeline; on a quieter
-// one they wait for the answer, so that a session whose path died unnoticed
+// from its peer in the last two round trips (Config.Pipeline; a session's
+// first stream, opened as its handshake completes, always does; on a
+// quieter one they wait for the answer, so that a session whose path died unnoticed
 // costs a retry, not a failure: a held stream with no answer after three
 // round trips, at least 100ms, on a session that heard nothing that long
 // sends a PING, and gives up with nothing sent when that goes unanswered

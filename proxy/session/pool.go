@@ -90,7 +90,7 @@ func (p *Pool) open(key Key, target string, allowed func(spiffeid.ID) error, spr
 			return nil // spread: a new session takes the stream
 		}
 		if best.reserve() {
-			return best.open(target)
+			return best.open(target, false)
 		}
 		usable = append(usable[:i], usable[i+1:]...) // full (or retired) meanwhile
 	}
@@ -110,8 +110,10 @@ func leastLoaded(list []*Client) int {
 	return best
 }
 
-// Add pools c under key and opens a stream to target on it. A pool that
-// is closed closes c and returns nil.
+// Add pools c under key and opens a stream to target on it, the session's
+// first, whose bytes go out with its request whatever Config.Pipeline says:
+// c's handshake has just proved the path. A pool that is closed closes c
+// and returns nil.
 func (p *Pool) Add(key Key, c *Client, target string) *Stream {
 	p.mu.Lock()
 	if p.closed {
@@ -124,7 +126,7 @@ func (p *Pool) Add(key Key, c *Client, target string) *Stream {
 	c.setOnClose(func() { p.remove(key, c) })
 	c.setOnIdle(func() { p.idle(key, c) })
 	c.active.Add(1) // the first stream's slot, whatever the cap
-	return c.open(target)
+	return c.open(target, true)
 }
 
 // extraIdle is how long a session of a key that has another usable

@@ -34,11 +34,17 @@ type peers struct {
 	// presented.
 	mu    sync.Mutex
 	owner map[*Client]spiffeid.ID
+	// gate lets the destination accept one stream to gatedTarget (echo)
+	// per value sent.
+	gate chan struct{}
 }
 
 const (
 	testTarget = "echo.default.east.strait:9000"
 	sinkTarget = "sink.default.east.strait:9000"
+	// gatedTarget is the echo application, accepted once the test sends
+	// on peers.gate.
+	gatedTarget = "gated.default.east.strait:9000"
 )
 
 // newPeers starts the destination side: a session Server whose Accept
@@ -49,7 +55,7 @@ func newPeers(t testing.TB, cfg Config) *peers {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &peers{t: t, ca: ca, cfg: cfg, owner: map[*Client]spiffeid.ID{}}
+	p := &peers{t: t, ca: ca, cfg: cfg, owner: map[*Client]spiffeid.ID{}, gate: make(chan struct{})}
 	app := listen(t)
 	go serveEach(app, func(c net.Conn) { _, _ = io.Copy(c, c) })
 	sink := listen(t)
@@ -84,8 +90,15 @@ func newPeers(t testing.TB, cfg Config) *peers {
 				go func() { <-ctx.Done(); _ = conn.Close() }()
 				srv.ServeConn(ctx, conn, func(ctx context.Context, target string) (net.Conn, func(Result), error) {
 					to := app.Addr().String()
-					if target == sinkTarget {
+					switch target {
+					case sinkTarget:
 						to = p.sink
+					case gatedTarget:
+						select {
+						case <-p.gate:
+						case <-ctx.Done():
+							return nil, nil, ctx.Err()
+						}
 					}
 					c, err := net.Dial("tcp", to)
 					return c, nil, err
@@ -216,6 +229,76 @@ func TestPoolSpreads(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFirstStreamPipelined: with pipelining off (Pipeline negative), the
+// stream a session is opened for sends its bytes with its request, before
+// the destination answers (its handshake has just proved the path, as a
+// per-connection handshake does), and a later stream waits for its answer.
+// Before, the first stream waited too, and a new session cost three round
+// trips where a new connection costs two.
+func TestFirstStreamPipelined(t *testing.T) {
+	cfg := Config{Pipeline: -1}
+	p := newPeers(t, cfg)
+	pool := NewPool(cfg, nil)
+	t.Cleanup(pool.Close)
+	alice := p.svid("alice")
+	key := Key{Caller: alice.ID, Path: "gateway", Addr: p.addr, Name: "gated.default.east.strait"}
+
+	// write writes msg on st and reports whether st had its answer when the
+	// write returned; it fails the test when the write takes longer than
+	// limit.
+	write := func(st *Stream, msg []byte, limit time.Duration, whileWaiting func()) (answered bool) {
+		t.Helper()
+		done := make(chan bool, 1)
+		go func() {
+			_, err := st.Write(msg)
+			if err != nil {
+				t.Errorf("write: %v", err)
+			}
+			done <- st.answered()
+		}()
+		if whileWaiting != nil {
+			whileWaiting()
+		}
+		select {
+		case a := <-done:
+			return a
+		case <-time.After(limit):
+			t.Fatalf("write of %q took more than %s", msg, limit)
+			return false
+		}
+	}
+	echo := func(st *Stream, msg []byte) {
+		t.Helper()
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(st, got); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("echo = %q, %v; want %q", got, err, msg)
+		}
+	}
+
+	first := pool.Add(key, p.dial(alice, cfg), gatedTarget)
+	defer first.Close()
+	// The destination holds the stream unanswered until the gate opens,
+	// after the write returned: a held write would never return.
+	if write(first, []byte("first"), 5*time.Second, nil) {
+		t.Error("the first stream had an answer before the destination accepted it")
+	}
+	p.gate <- struct{}{}
+	echo(first, []byte("first"))
+
+	second := pool.Open(key, gatedTarget, nil)
+	if second == nil {
+		t.Fatal("no room for a second stream on the session")
+	}
+	defer second.Close()
+	if second.Session() != first.Session() {
+		t.Fatal("the second stream went to another session")
+	}
+	if !write(second, []byte("second"), 5*time.Second, func() { p.gate <- struct{}{} }) {
+		t.Error("the second stream's write returned before its answer, with pipelining off")
+	}
+	echo(second, []byte("second"))
 }
 
 // TestPoolOpenExisting: when the new session Open asked for cannot be

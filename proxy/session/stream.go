@@ -42,12 +42,14 @@ type Stream struct {
 	closeOnce     sync.Once
 }
 
-// Open starts a stream to target (the service name of the destination, in
-// the grammar of federation.ServiceName) on a slot reserve took.
-func (c *Client) open(target string) *Stream {
+// open starts a stream to target (the service name of the destination, in
+// the grammar of federation.ServiceName) on a slot reserve took. first is
+// the stream the session was opened for, as its handshake completed: it is
+// never held (see Config.Pipeline).
+func (c *Client) open(target string, first bool) *Stream {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	s := &Stream{c: c, target: target, opened: time.Now(), pw: pw, cancel: cancel, done: make(chan struct{}), hold: !c.fresh()}
+	s := &Stream{c: c, target: target, opened: time.Now(), pw: pw, cancel: cancel, done: make(chan struct{}), hold: !first && !c.fresh()}
 	req := (&http.Request{
 		Method:        http.MethodConnect,
 		URL:           &url.URL{Host: target},
