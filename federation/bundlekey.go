@@ -4,8 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
+	clientv3 "github.com/strait-mesh/strait/internal/etcdclient"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 

@@ -13,7 +13,8 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/prometheus/client_golang/prometheus"
-	clientv3 "go.etcd.io/etcd/client/v3"
+
+	clientv3 "github.com/strait-mesh/strait/internal/etcdclient"
 )
 
 // Source is one etcd the cache watches. Most deployments have one; a

@@ -10,8 +10,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
+	clientv3 "github.com/strait-mesh/strait/internal/etcdclient"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 

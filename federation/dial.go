@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
+
+	clientv3 "github.com/strait-mesh/strait/internal/etcdclient"
 )
 
 // DefaultEndpoint is the etcd endpoint used when none is configured: where
@@ -40,8 +40,10 @@ type ClientConfig struct {
 	// would delay convergence long after etcd returns from an outage. Zero
 	// means 5s.
 	ReconnectMax time.Duration
-	// Logger is the etcd client's logger. Nil discards its logs.
-	Logger *zap.Logger
+	// Logger is the etcd client's logger (a *zap.Logger, except in
+	// strait-proxy, whose etcd client logs nothing: see
+	// internal/etcdclient). Nil discards its logs.
+	Logger *clientv3.Logger
 }
 
 func (c *ClientConfig) populate() {
@@ -58,7 +60,7 @@ func (c *ClientConfig) populate() {
 		c.ReconnectMax = 5 * time.Second
 	}
 	if c.Logger == nil {
-		c.Logger = zap.NewNop()
+		c.Logger = clientv3.NopLogger()
 	}
 }
 

@@ -3,7 +3,7 @@ package federation
 import (
 	"context"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	clientv3 "github.com/strait-mesh/strait/internal/etcdclient"
 )
 
 // ListSnapshot reads the whole keyspace once, at one revision, into a

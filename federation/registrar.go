@@ -12,8 +12,9 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
+
+	clientv3 "github.com/strait-mesh/strait/internal/etcdclient"
 )
 
 // DefaultLeaseTTL is the TTL of a registrar's lease when none is configured.

@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	clientv3 "github.com/strait-mesh/strait/internal/etcdclient"
 	straitv1 "github.com/strait-mesh/strait/proto/strait/v1"
 )
 

@@ -12,10 +12,11 @@ import (
 )
 
 // TestDependencies keeps the sidecar binary small: built as make build and
-// deploy/Dockerfile build it (build.flags: tag grpcnotrace), it links none of the
+// deploy/Dockerfile build it (build.flags: tags grpcnotrace and straitetcdlite), it links none of the
 // packages that made the one strait binary 97 MB, nor the ones whose
-// reflection keeps every exported method of the binary alive, nor the
-// nftables code of the capture rules (strait-init's).
+// reflection keeps every exported method of the binary alive, nor etcd's
+// Go client (internal/etcdlite replaces it), nor the nftables code of the
+// capture rules (strait-init's).
 func TestDependencies(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -29,10 +30,23 @@ func TestDependencies(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
+	// The tags select code that no other build compiles (federation over
+	// internal/etcdlite): it must compile.
+	bin := filepath.Join(t.TempDir(), "strait-proxy")
+	if b, err := exec.Command(goBin, append(append([]string{"build"}, flags...), "-o", bin, ".")...).CombinedOutput(); err != nil {
+		t.Fatalf("go build with build.flags: %v\n%s", err, b)
+	}
 	// A name that ends in "/" forbids a tree, any other the one package.
 	forbidden := []string{
 		"go.etcd.io/etcd/server/", // the embedded etcd server
-		"k8s.io/",                 // the Kubernetes client (sigs.k8s.io/yaml is allowed)
+		// the etcd client and its logger: federation uses internal/etcdlite
+		// (tag straitetcdlite)
+		"go.etcd.io/etcd/client/v3",
+		"go.etcd.io/etcd/client/v3/",
+		"go.etcd.io/etcd/client/pkg/",
+		"go.uber.org/zap",
+		"go.uber.org/zap/",
+		"k8s.io/", // the Kubernetes client (sigs.k8s.io/yaml is allowed)
 		"sigs.k8s.io/mcs-api/",
 		"github.com/spiffe/spire-api-sdk/",      // spire-sync
 		"github.com/quic-go/",                   // the gateway's QUIC

@@ -11,10 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/strait-mesh/strait/federation"
+	clientv3 "github.com/strait-mesh/strait/internal/etcdclient"
 	"github.com/strait-mesh/strait/trust"
 )
 
