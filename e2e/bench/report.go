@@ -28,6 +28,10 @@ const (
 	// SetupStraitPerConn is the column issue 16's new_conns_per_cpu_s row
 	// compares pooled sessions with (Strait in per-connection mode).
 	SetupStraitPerConn = "strait_per_conn"
+	// SetupStraitPipelineOff is Strait with sessions at the proxy's
+	// default, pipelining off (a new stream's bytes wait for the answer),
+	// beside the column strait, which pipelines, in issue 16's rows.
+	SetupStraitPipelineOff = "strait_pipeline_off"
 )
 
 // columns is the order of the table's known columns.

@@ -28,12 +28,15 @@ const PhaseSessions = "sessions"
 const sessionColdGap = 5500 * time.Millisecond
 
 // sessions measures issue 16's pooled sessions beside per-connection mode,
-// on two Strait deployments that differ only in the proxies' sessions
-// setting, each with a WAN link in front of the west gateway's ingress:
+// on three Strait deployments that differ only in the proxies' sessions
+// settings, each with a WAN link in front of the west gateway's ingress:
+// sessions with pipelining (column strait: the one round trip path),
+// sessions at the proxy's default, pipelining off (strait_pipeline_off),
+// and per-connection mode (strait_per_conn):
 //
 //   - ttfb_warm_30ms_rtt: time to first byte of a new connection at WANRTT
-//     while a session is open (column strait; strait_per_conn has none:
-//     per-connection mode has no warm state but the gateways' QUIC);
+//     while a session is open (strait_per_conn has none: per-connection
+//     mode has no warm state but the gateways' QUIC);
 //   - ttfb_cold_30ms_rtt: the same for a connection that opens a session
 //     (each sample after sessionColdGap, so that the previous session
 //     takes no more streams), beside per-connection mode's TTFB measured the
@@ -47,9 +50,9 @@ func (e *env) sessions(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	var links []*wan.Link
-	deploy := func(name, mode string) (*Strait, *StraitService, error) {
+	deploy := func(name, mode, pipeline string) (*Strait, *StraitService, error) {
 		svc := &StraitService{Name: "web", Port: 80, App: e.echo.Proxied.String()}
-		s, err := e.startStraitSessions(ctx, name, mode, func(ingress string) (string, error) {
+		s, err := e.startStraitSessions(ctx, name, mode, pipeline, func(ingress string) (string, error) {
 			addr, err := freeAddr()
 			if err != nil {
 				return "", err
@@ -67,11 +70,15 @@ func (e *env) sessions(ctx context.Context) error {
 		}
 		return s, svc, waitHTTP(ctx, svc.Entry, readyTimeout)
 	}
-	on, onSvc, err := deploy("sessions", "on")
+	on, onSvc, err := deploy("sessions", "on", "on")
 	if err != nil {
 		return err
 	}
-	off, offSvc, err := deploy("perconn", "off")
+	held, heldSvc, err := deploy("sessions-held", "on", "off")
+	if err != nil {
+		return err
+	}
+	off, offSvc, err := deploy("perconn", "off", "")
 	if err != nil {
 		return err
 	}
@@ -96,7 +103,7 @@ func (e *env) sessions(ctx context.Context) error {
 		setup string
 		s     *Strait
 		addr  string
-	}{{SetupStrait, on, onSvc.Entry}, {SetupStraitPerConn, off, offSvc.Entry}} {
+	}{{SetupStrait, on, onSvc.Entry}, {SetupStraitPipelineOff, held, heldSvc.Entry}, {SetupStraitPerConn, off, offSvc.Entry}} {
 		v, err := connsPerCPU(ctx, m.s, m.addr, 16, d)
 		if err != nil {
 			errs = append(errs, err)
@@ -116,13 +123,15 @@ func (e *env) sessions(ctx context.Context) error {
 	cold := []Metric{{Bench: "ttfb_cold_" + rttName + "_p50", Unit: "ms", Values: map[string]float64{}, Note: note},
 		{Bench: "ttfb_cold_" + rttName + "_p90", Unit: "ms", Values: map[string]float64{}, Note: note}}
 	// Warm: a first connection opens the session, the samples reuse it.
-	if _, err := TTFB(ctx, onSvc.Entry, 1, 10*time.Second); err != nil {
-		errs = append(errs, err)
-	} else if s, err := TTFB(ctx, onSvc.Entry, e.cfg.TTFBConns, 10*time.Second); err != nil {
-		errs = append(errs, err)
-	} else {
-		warm[0].Values[SetupStrait], warm[1].Values[SetupStrait] = ms(percentile(s, 0.5)), ms(percentile(s, 0.9))
-		e.log.Info("ttfb warm", "p50", percentile(s, 0.5), "p90", percentile(s, 0.9))
+	for setup, addr := range map[string]string{SetupStrait: onSvc.Entry, SetupStraitPipelineOff: heldSvc.Entry} {
+		if _, err := TTFB(ctx, addr, 1, 10*time.Second); err != nil {
+			errs = append(errs, err)
+		} else if s, err := TTFB(ctx, addr, e.cfg.TTFBConns, 10*time.Second); err != nil {
+			errs = append(errs, err)
+		} else {
+			warm[0].Values[setup], warm[1].Values[setup] = ms(percentile(s, 0.5)), ms(percentile(s, 0.9))
+			e.log.Info("ttfb warm", "setup", setup, "p50", percentile(s, 0.5), "p90", percentile(s, 0.9))
+		}
 	}
 	// Cold: spaced samples in both modes.
 	n := max(5, min(e.cfg.TTFBConns/4, 10))
@@ -136,7 +145,7 @@ func (e *env) sessions(ctx context.Context) error {
 		if err := sleepCtx(ctx, sessionColdGap); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
-		for setup, addr := range map[string]string{SetupStrait: onSvc.Entry, SetupStraitPerConn: offSvc.Entry} {
+		for setup, addr := range map[string]string{SetupStrait: onSvc.Entry, SetupStraitPipelineOff: heldSvc.Entry, SetupStraitPerConn: offSvc.Entry} {
 			s, err := TTFB(ctx, addr, 1, 10*time.Second)
 			if err != nil {
 				errs = append(errs, err)
@@ -157,15 +166,9 @@ func (e *env) sessions(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// startStraitSessions is startStrait with the proxies' sessions setting.
-// With sessions on, the proxies pipeline (sessionPipeline on): the one
-// round trip path issue 16 measures, which the proxy leaves off by
-// default (proxy.DefaultPipelineMode).
-func (e *env) startStraitSessions(ctx context.Context, name, mode string, via func(string) (string, error), svcs ...*StraitService) (*Strait, error) {
-	pipeline := ""
-	if mode == "on" {
-		pipeline = "on"
-	}
+// startStraitSessions is startStrait with the proxies' sessions and
+// sessionPipeline settings ("" for the proxy's default).
+func (e *env) startStraitSessions(ctx context.Context, name, mode, pipeline string, via func(string) (string, error), svcs ...*StraitService) (*Strait, error) {
 	cli, err := federation.Dial(federation.ClientConfig{Endpoints: []string{e.etcd}})
 	if err != nil {
 		return nil, fmt.Errorf("bench: etcd: %w", err)
@@ -309,9 +312,13 @@ func (e *env) sessionsPath(ctx context.Context) error {
 	for _, d := range []struct{ setup, name, mode string }{
 		{SetupStrait, "path-sessions", "on"}, {SetupStraitPerConn, "path-perconn", "off"},
 	} {
+		pipeline := ""
+		if d.mode == "on" {
+			pipeline = "on" // as the sessions phase's column strait
+		}
 		iperf := &StraitService{Name: "iperf", Port: 5201, App: e.iperf, NoProxyHeader: true}
 		web := &StraitService{Name: "web", Port: 80, App: e.echo.Proxied.String()}
-		s, err := e.startStraitSessions(ctx, d.name, d.mode, nil, iperf, web)
+		s, err := e.startStraitSessions(ctx, d.name, d.mode, pipeline, nil, iperf, web)
 		if err != nil {
 			return err
 		}

@@ -35,9 +35,9 @@ var smokeRows = func() map[string][]string {
 		rtt + "resumption_on_p50": {SetupStunnel, SetupHAProxySNI}, rtt + "resumption_on_p90": {SetupStunnel, SetupHAProxySNI},
 		"export_propagation_p50": {SetupStrait, SetupEtcdWatch}, "export_propagation_p99": {SetupStrait, SetupEtcdWatch},
 		// Issue 16's sessions phase (sessions.go).
-		warm + "p50": {SetupStrait}, warm + "p90": {SetupStrait},
-		cold + "p50": {SetupStrait, SetupStraitPerConn}, cold + "p90": {SetupStrait, SetupStraitPerConn},
-		"new_conns_per_cpu_s": {SetupStrait, SetupStraitPerConn},
+		warm + "p50": {SetupStrait, SetupStraitPipelineOff}, warm + "p90": {SetupStrait, SetupStraitPipelineOff},
+		cold + "p50": {SetupStrait, SetupStraitPipelineOff, SetupStraitPerConn}, cold + "p90": {SetupStrait, SetupStraitPipelineOff, SetupStraitPerConn},
+		"new_conns_per_cpu_s": {SetupStrait, SetupStraitPipelineOff, SetupStraitPerConn},
 		// Its sessions_path phase.
 		"sessions_throughput_1_stream": {SetupStrait, SetupStraitPerConn}, "sessions_throughput_8_streams": {SetupStrait, SetupStraitPerConn},
 		"sessions_latency_p99_1k_1000rps": {SetupDirect, SetupStrait, SetupStraitPerConn},
