@@ -18,7 +18,8 @@ E2E_REPORT ?= $(CURDIR)/.cache/e2e-report.jsonl
 # testdata/fuzz/<Name>) in the package's own tests.
 FUZZ_TARGETS := FuzzReadHeader:./gateway/tunnel FuzzReadReply:./gateway/tunnel FuzzParseRefusal:./gateway/tunnel \
 	FuzzParseClientHello:./gateway/sni FuzzReadClientHello:./gateway/sni FuzzDecodeRecord:./federation FuzzParseServiceName:./federation FuzzWorkloadParts:./federation \
-	FuzzUnmarshalBundle:./trust FuzzReadHeader:./proxy/proxyproto FuzzHandle:./proxy/dns FuzzReadSigned:./gateway/probe
+	FuzzUnmarshalBundle:./trust FuzzReadHeader:./proxy/proxyproto FuzzHandle:./proxy/dns FuzzReadSigned:./gateway/probe \
+	FuzzDecode:./internal/etcdlite
 
 .PHONY: all build test unit race e2e-all vet fmt-check fuzz-check proto proto-check lint-proto tools e2e bench bench-micro bench-peers fuzz clean
 

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -57,10 +56,7 @@ type Logger struct{}
 // Client is an etcd client over one gRPC connection balanced over the
 // endpoints. Its methods are safe for concurrent use.
 type Client struct {
-	conn  *grpc.ClientConn
-	kv    pb.KVClient
-	watch pb.WatchClient
-	lease pb.LeaseClient
+	conn *grpc.ClientConn
 
 	// ctx ends when Close is called: watches and keepalives end with it.
 	ctx    context.Context
@@ -72,12 +68,19 @@ type Client struct {
 	streams map[*watchStream]struct{} // the open watch streams
 }
 
-// Call options of every RPC, as clientv3 sets them: wait for a connection
-// instead of failing while one is being made, and take any response size.
+// Call options of every RPC: the client's codec, and as clientv3 sets
+// them, wait for a connection instead of failing while one is being made,
+// and take any response size.
 var callOpts = []grpc.CallOption{
+	grpc.ForceCodec(codec{}),
 	grpc.WaitForReady(true),
 	grpc.MaxCallRecvMsgSize(math.MaxInt32),
 	grpc.MaxCallSendMsgSize(2 << 20),
+}
+
+// invoke makes a unary call.
+func (c *Client) invoke(ctx context.Context, method string, req []byte, resp response) error {
+	return toErr(ctx, c.conn.Invoke(ctx, method, rawRequest(req), resp, callOpts...))
 }
 
 // resolverSeq numbers the resolver scheme of each client, so that clients
@@ -126,8 +129,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		conn: conn, kv: pb.NewKVClient(conn), watch: pb.NewWatchClient(conn), lease: pb.NewLeaseClient(conn),
-		ctx: ctx, cancel: cancel, streams: map[*watchStream]struct{}{},
+		conn: conn, ctx: ctx, cancel: cancel, streams: map[*watchStream]struct{}{},
 		firstKeepAliveTimeout: cfg.DialTimeout + time.Second,
 	}
 	if cfg.DialTimeout == 0 {

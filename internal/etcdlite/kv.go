@@ -4,15 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-)
-
-// Responses of the key-value calls: etcd's own messages.
-type (
-	GetResponse    = pb.RangeResponse
-	PutResponse    = pb.PutResponse
-	DeleteResponse = pb.DeleteRangeResponse
-	TxnResponse    = pb.TxnResponse
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // opType is what an Op does.
@@ -101,115 +93,159 @@ func OpDelete(key string, opts ...OpOption) Op { return newOp(opDelete, key, opt
 // OpGet is a read of a transaction.
 func OpGet(key string, opts ...OpOption) Op { return newOp(opGet, key, opts) }
 
-func (op Op) rangeRequest() *pb.RangeRequest {
-	return &pb.RangeRequest{Key: op.key, RangeEnd: op.end, Limit: op.limit, Revision: op.rev, CountOnly: op.countOnly}
+func (op Op) rangeRequest() []byte {
+	b := appendBytes(nil, 1, op.key)
+	b = appendBytes(b, 2, op.end)
+	b = appendInt(b, 3, op.limit)
+	b = appendInt(b, 4, op.rev)
+	return appendBool(b, 9, op.countOnly)
 }
 
-func (op Op) putRequest() *pb.PutRequest {
-	return &pb.PutRequest{Key: op.key, Value: op.val, Lease: int64(op.lease)}
+func (op Op) putRequest() []byte {
+	b := appendBytes(nil, 1, op.key)
+	b = appendBytes(b, 2, op.val)
+	return appendInt(b, 3, int64(op.lease))
 }
 
-func (op Op) deleteRequest() *pb.DeleteRangeRequest {
-	return &pb.DeleteRangeRequest{Key: op.key, RangeEnd: op.end}
+func (op Op) deleteRequest() []byte {
+	b := appendBytes(nil, 1, op.key)
+	return appendBytes(b, 2, op.end)
 }
 
-func (op Op) requestOp() *pb.RequestOp {
+// requestOp is the operation as a RequestOp of a transaction.
+func (op Op) requestOp() []byte {
 	switch op.t {
 	case opPut:
-		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: op.putRequest()}}
+		return appendMessage(nil, 2, op.putRequest())
 	case opDelete:
-		return &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: op.deleteRequest()}}
+		return appendMessage(nil, 3, op.deleteRequest())
 	default:
-		return &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: op.rangeRequest()}}
+		return appendMessage(nil, 1, op.rangeRequest())
 	}
 }
 
 // Get reads key (or the range its options give).
 func (c *Client) Get(ctx context.Context, key string, opts ...OpOption) (*GetResponse, error) {
-	resp, err := c.kv.Range(ctx, newOp(opGet, key, opts).rangeRequest(), callOpts...)
-	return resp, toErr(ctx, err)
+	resp := &GetResponse{}
+	if err := c.invoke(ctx, methodRange, newOp(opGet, key, opts).rangeRequest(), resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // Put writes val to key.
 func (c *Client) Put(ctx context.Context, key, val string, opts ...OpOption) (*PutResponse, error) {
 	op := newOp(opPut, key, opts)
 	op.val = []byte(val)
-	resp, err := c.kv.Put(ctx, op.putRequest(), callOpts...)
-	return resp, toErr(ctx, err)
+	resp := &PutResponse{}
+	if err := c.invoke(ctx, methodPut, op.putRequest(), resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // Delete deletes key (or the range its options give).
 func (c *Client) Delete(ctx context.Context, key string, opts ...OpOption) (*DeleteResponse, error) {
-	resp, err := c.kv.DeleteRange(ctx, newOp(opDelete, key, opts).deleteRequest(), callOpts...)
-	return resp, toErr(ctx, err)
+	resp := &DeleteResponse{}
+	if err := c.invoke(ctx, methodDeleteRange, newOp(opDelete, key, opts).deleteRequest(), resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
+
+// Targets and results of a comparison (etcd's Compare.CompareTarget and
+// Compare.CompareResult).
+const (
+	targetVersion = 0
+	targetCreate  = 1
+	targetMod     = 2
+	targetValue   = 3
+
+	resultEqual    = 0
+	resultGreater  = 1
+	resultLess     = 2
+	resultNotEqual = 3
+)
 
 // Cmp is a comparison of a transaction's If.
-type Cmp struct{ c *pb.Compare }
-
-// ModRevision compares the revision of key's last write.
-func ModRevision(key string) Cmp { return Cmp{&pb.Compare{Key: []byte(key), Target: pb.Compare_MOD}} }
-
-// CreateRevision compares the revision of key's creation.
-func CreateRevision(key string) Cmp {
-	return Cmp{&pb.Compare{Key: []byte(key), Target: pb.Compare_CREATE}}
+type Cmp struct {
+	target, result int
+	key            []byte
+	n              int64  // a revision or version
+	value          []byte // for targetValue
+	complete       bool   // Compare made it
 }
 
+// ModRevision compares the revision of key's last write.
+func ModRevision(key string) Cmp { return Cmp{target: targetMod, key: []byte(key)} }
+
+// CreateRevision compares the revision of key's creation.
+func CreateRevision(key string) Cmp { return Cmp{target: targetCreate, key: []byte(key)} }
+
 // Version compares key's number of writes since its creation.
-func Version(key string) Cmp { return Cmp{&pb.Compare{Key: []byte(key), Target: pb.Compare_VERSION}} }
+func Version(key string) Cmp { return Cmp{target: targetVersion, key: []byte(key)} }
 
 // Value compares key's value.
-func Value(key string) Cmp { return Cmp{&pb.Compare{Key: []byte(key), Target: pb.Compare_VALUE}} }
+func Value(key string) Cmp { return Cmp{target: targetValue, key: []byte(key)} }
 
 // Compare completes cmp with an operator ("=", "!=", ">" or "<") and the
 // value to compare with: an integer for revisions and versions, a string
 // for values. Like clientv3's, it panics on an operator or a value of the
 // wrong kind, a programming error.
-func Compare(target Cmp, result string, v any) Cmp {
-	if target.c == nil {
-		panic("etcdlite: comparison without a target")
-	}
-	cmp := &pb.Compare{Key: target.c.Key, RangeEnd: target.c.RangeEnd, Target: target.c.Target}
+func Compare(cmp Cmp, result string, v any) Cmp {
 	switch result {
 	case "=":
-		cmp.Result = pb.Compare_EQUAL
+		cmp.result = resultEqual
 	case "!=":
-		cmp.Result = pb.Compare_NOT_EQUAL
+		cmp.result = resultNotEqual
 	case ">":
-		cmp.Result = pb.Compare_GREATER
+		cmp.result = resultGreater
 	case "<":
-		cmp.Result = pb.Compare_LESS
+		cmp.result = resultLess
 	default:
 		panic(fmt.Sprintf("etcdlite: unknown comparison %q", result))
 	}
-	if cmp.Target == pb.Compare_VALUE {
+	cmp.complete = true
+	if cmp.target == targetValue {
 		s, ok := v.(string)
 		if !ok {
 			panic(fmt.Sprintf("etcdlite: value comparison with %T", v))
 		}
-		cmp.TargetUnion = &pb.Compare_Value{Value: []byte(s)}
-		return Cmp{cmp}
+		cmp.value = []byte(s)
+		return cmp
 	}
-	var n int64
 	switch x := v.(type) {
 	case int64:
-		n = x
+		cmp.n = x
 	case int:
-		n = int64(x)
+		cmp.n = int64(x)
 	case LeaseID:
-		n = int64(x)
+		cmp.n = int64(x)
 	default:
 		panic(fmt.Sprintf("etcdlite: revision comparison with %T", v))
 	}
-	switch cmp.Target {
-	case pb.Compare_MOD:
-		cmp.TargetUnion = &pb.Compare_ModRevision{ModRevision: n}
-	case pb.Compare_CREATE:
-		cmp.TargetUnion = &pb.Compare_CreateRevision{CreateRevision: n}
-	default:
-		cmp.TargetUnion = &pb.Compare_Version{Version: n}
+	return cmp
+}
+
+// encode is the comparison as etcd's Compare message: result 1, target 2,
+// key 3, and one of version 4, create_revision 5, mod_revision 6, value 7.
+func (cmp Cmp) encode() []byte {
+	if !cmp.complete {
+		panic("etcdlite: comparison without Compare")
 	}
-	return Cmp{cmp}
+	b := appendInt(nil, 1, int64(cmp.result))
+	b = appendInt(b, 2, int64(cmp.target))
+	b = appendBytes(b, 3, cmp.key)
+	switch cmp.target {
+	case targetValue:
+		return appendMessage(b, 7, cmp.value)
+	case targetMod:
+		return appendVarint(b, 6, cmp.n)
+	case targetCreate:
+		return appendVarint(b, 5, cmp.n)
+	default:
+		return appendVarint(b, protowire.Number(4), cmp.n)
+	}
 }
 
 // Txn is a transaction: If its comparisons hold, Then its operations run,
@@ -217,7 +253,7 @@ func Compare(target Cmp, result string, v any) Cmp {
 type Txn struct {
 	c   *Client
 	ctx context.Context
-	req pb.TxnRequest
+	req []byte // compare 1, success 2, failure 3
 }
 
 // Txn starts a transaction.
@@ -226,7 +262,7 @@ func (c *Client) Txn(ctx context.Context) *Txn { return &Txn{c: c, ctx: ctx} }
 // If adds comparisons.
 func (t *Txn) If(cmps ...Cmp) *Txn {
 	for _, cmp := range cmps {
-		t.req.Compare = append(t.req.Compare, cmp.c)
+		t.req = appendMessage(t.req, 1, cmp.encode())
 	}
 	return t
 }
@@ -234,7 +270,7 @@ func (t *Txn) If(cmps ...Cmp) *Txn {
 // Then adds the operations that run when the comparisons hold.
 func (t *Txn) Then(ops ...Op) *Txn {
 	for _, op := range ops {
-		t.req.Success = append(t.req.Success, op.requestOp())
+		t.req = appendMessage(t.req, 2, op.requestOp())
 	}
 	return t
 }
@@ -242,13 +278,16 @@ func (t *Txn) Then(ops ...Op) *Txn {
 // Else adds the operations that run when a comparison fails.
 func (t *Txn) Else(ops ...Op) *Txn {
 	for _, op := range ops {
-		t.req.Failure = append(t.req.Failure, op.requestOp())
+		t.req = appendMessage(t.req, 3, op.requestOp())
 	}
 	return t
 }
 
 // Commit runs the transaction.
 func (t *Txn) Commit() (*TxnResponse, error) {
-	resp, err := t.c.kv.Txn(t.ctx, &t.req, callOpts...)
-	return resp, toErr(t.ctx, err)
+	resp := &TxnResponse{}
+	if err := t.c.invoke(t.ctx, methodTxn, t.req, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }

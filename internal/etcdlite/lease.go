@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
 )
 
 // LeaseID is an etcd lease.
@@ -15,7 +15,7 @@ const NoLease LeaseID = 0
 
 // LeaseGrantResponse is the answer to Grant.
 type LeaseGrantResponse struct {
-	*pb.ResponseHeader
+	*ResponseHeader
 	ID    LeaseID
 	TTL   int64
 	Error string
@@ -23,7 +23,7 @@ type LeaseGrantResponse struct {
 
 // LeaseKeepAliveResponse is one answer to a keepalive.
 type LeaseKeepAliveResponse struct {
-	*pb.ResponseHeader
+	*ResponseHeader
 	ID  LeaseID
 	TTL int64
 }
@@ -31,7 +31,7 @@ type LeaseKeepAliveResponse struct {
 // LeaseTimeToLiveResponse is the answer to TimeToLive: TTL is the remaining
 // time in seconds, -1 for an expired lease.
 type LeaseTimeToLiveResponse struct {
-	*pb.ResponseHeader
+	*ResponseHeader
 	ID         LeaseID
 	TTL        int64
 	GrantedTTL int64
@@ -39,12 +39,17 @@ type LeaseTimeToLiveResponse struct {
 }
 
 // LeaseRevokeResponse is the answer to Revoke.
-type LeaseRevokeResponse = pb.LeaseRevokeResponse
+type LeaseRevokeResponse struct {
+	Header *ResponseHeader
+}
 
 // keepAliveRetry is the pause before a keepalive is sent again without an
 // answer, or before a failed keepalive stream is opened again (clientv3's
 // retryConnWait).
 const keepAliveRetry = 500 * time.Millisecond
+
+// keepAliveDesc describes etcd's LeaseKeepAlive stream.
+var keepAliveDesc = grpc.StreamDesc{StreamName: "LeaseKeepAlive", ServerStreams: true, ClientStreams: true}
 
 // keepAliveChSize is the buffer of a keepalive channel: answers that find
 // it full are dropped (clientv3's LeaseResponseChSize).
@@ -52,27 +57,30 @@ const keepAliveChSize = 16
 
 // Grant grants a lease of ttl seconds.
 func (c *Client) Grant(ctx context.Context, ttl int64) (*LeaseGrantResponse, error) {
-	resp, err := c.lease.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: ttl}, callOpts...)
-	if err != nil {
-		return nil, toErr(ctx, err)
+	resp := &leaseResponse{}
+	if err := c.invoke(ctx, methodLeaseGrant, leaseRequest(ttl), resp); err != nil {
+		return nil, err
 	}
-	return &LeaseGrantResponse{ResponseHeader: resp.Header, ID: LeaseID(resp.ID), TTL: resp.TTL, Error: resp.Error}, nil
+	return &LeaseGrantResponse{ResponseHeader: resp.header, ID: LeaseID(resp.id), TTL: resp.ttl, Error: resp.errMsg}, nil
 }
 
 // Revoke revokes a lease: etcd deletes its keys.
 func (c *Client) Revoke(ctx context.Context, id LeaseID) (*LeaseRevokeResponse, error) {
-	resp, err := c.lease.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: int64(id)}, callOpts...)
-	return resp, toErr(ctx, err)
+	resp := &leaseResponse{}
+	if err := c.invoke(ctx, methodLeaseRevoke, leaseRequest(int64(id)), resp); err != nil {
+		return nil, err
+	}
+	return &LeaseRevokeResponse{Header: resp.header}, nil
 }
 
 // TimeToLive asks for a lease's remaining time.
 func (c *Client) TimeToLive(ctx context.Context, id LeaseID) (*LeaseTimeToLiveResponse, error) {
-	resp, err := c.lease.LeaseTimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: int64(id)}, callOpts...)
-	if err != nil {
-		return nil, toErr(ctx, err)
+	resp := &leaseResponse{}
+	if err := c.invoke(ctx, methodLeaseTTL, leaseRequest(int64(id)), resp); err != nil {
+		return nil, err
 	}
-	return &LeaseTimeToLiveResponse{ResponseHeader: resp.Header, ID: LeaseID(resp.ID), TTL: resp.TTL,
-		GrantedTTL: resp.GrantedTTL, Keys: resp.Keys}, nil
+	return &LeaseTimeToLiveResponse{ResponseHeader: resp.header, ID: LeaseID(resp.id), TTL: resp.ttl,
+		GrantedTTL: resp.grantedTTL, Keys: resp.keys}, nil
 }
 
 // KeepAlive keeps lease id alive until ctx ends or the client closes: a
@@ -90,13 +98,13 @@ func (c *Client) KeepAlive(ctx context.Context, id LeaseID) (<-chan *LeaseKeepAl
 
 // keepAliveAnswer is what a keepalive stream's receiver reports.
 type keepAliveAnswer struct {
-	resp *pb.LeaseKeepAliveResponse
+	resp *leaseResponse
 	err  error
 }
 
 // openedStream is a keepalive stream that was opened, or why not.
 type openedStream struct {
-	stream pb.Lease_LeaseKeepAliveClient
+	stream grpc.ClientStream
 	cancel context.CancelFunc
 	err    error
 }
@@ -112,7 +120,7 @@ func (c *Client) keepAlive(ctx context.Context, id LeaseID, ch chan<- *LeaseKeep
 	defer deadline.Stop()
 	tick := time.NewTicker(keepAliveRetry)
 	defer tick.Stop()
-	req := &pb.LeaseKeepAliveRequest{ID: int64(id)}
+	req := leaseRequest(int64(id))
 	var (
 		next     = time.Now() // when the next keepalive is due
 		reopenAt time.Time    // when a failed stream may be opened again
@@ -132,12 +140,12 @@ func (c *Client) keepAlive(ctx context.Context, id LeaseID, ch chan<- *LeaseKeep
 			opening = make(chan *openedStream, 1)
 			go func(done chan<- *openedStream) {
 				sctx, scancel := context.WithCancel(ctx)
-				s, err := c.lease.LeaseKeepAlive(sctx, callOpts...)
+				s, err := c.conn.NewStream(sctx, &keepAliveDesc, methodLeaseKeepAlive, callOpts...)
 				done <- &openedStream{stream: s, cancel: scancel, err: err}
 			}(opening)
 		}
 		if stream != nil && !now.Before(next) {
-			if err := stream.stream.Send(req); err != nil {
+			if err := stream.stream.SendMsg(req); err != nil {
 				drop()
 			} else {
 				// Again in 500ms unless an answer sets the next one.
@@ -164,14 +172,14 @@ func (c *Client) keepAlive(ctx context.Context, id LeaseID, ch chan<- *LeaseKeep
 				drop()
 				continue
 			}
-			if a.resp.TTL <= 0 {
+			if a.resp.ttl <= 0 {
 				return // the lease is gone
 			}
-			ttl := time.Duration(a.resp.TTL) * time.Second
+			ttl := time.Duration(a.resp.ttl) * time.Second
 			deadline.Reset(ttl)
 			next = time.Now().Add(ttl / 3)
 			select {
-			case ch <- &LeaseKeepAliveResponse{ResponseHeader: a.resp.Header, ID: LeaseID(a.resp.ID), TTL: a.resp.TTL}:
+			case ch <- &LeaseKeepAliveResponse{ResponseHeader: a.resp.header, ID: LeaseID(a.resp.id), TTL: a.resp.ttl}:
 			default:
 			}
 		}
@@ -179,9 +187,10 @@ func (c *Client) keepAlive(ctx context.Context, id LeaseID, ch chan<- *LeaseKeep
 }
 
 // receiveKeepAlives passes a keepalive stream's answers on until it fails.
-func receiveKeepAlives(ctx context.Context, s pb.Lease_LeaseKeepAliveClient, answers chan<- keepAliveAnswer) {
+func receiveKeepAlives(ctx context.Context, s grpc.ClientStream, answers chan<- keepAliveAnswer) {
 	for {
-		resp, err := s.Recv()
+		resp := &leaseResponse{}
+		err := s.RecvMsg(resp)
 		select {
 		case answers <- keepAliveAnswer{resp: resp, err: err}:
 		case <-ctx.Done():

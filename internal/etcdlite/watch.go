@@ -4,9 +4,9 @@ import (
 	"context"
 	"sync"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -27,7 +27,7 @@ type WatchChan <-chan WatchResponse
 // notification, or why the watch ended (Err).
 type WatchResponse struct {
 	// Header is never nil.
-	Header *pb.ResponseHeader
+	Header *ResponseHeader
 	Events []*Event
 	// CompactRevision is set when the watch's start revision was
 	// compacted: the watch has ended.
@@ -66,15 +66,21 @@ func (wr *WatchResponse) IsProgressNotify() bool {
 
 // watchStream is the gRPC stream of one watch.
 type watchStream struct {
-	mu     sync.Mutex // serializes Send
-	stream pb.Watch_WatchClient
+	mu     sync.Mutex // serializes SendMsg
+	stream grpc.ClientStream
 }
 
-func (w *watchStream) send(req *pb.WatchRequest) error {
+func (w *watchStream) send(req []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.stream.Send(req)
+	return w.stream.SendMsg(rawRequest(req))
 }
+
+// watchDesc describes etcd's Watch stream.
+var watchDesc = grpc.StreamDesc{StreamName: "Watch", ServerStreams: true, ClientStreams: true}
+
+// progressRequest is a WatchRequest holding an (empty) progress_request.
+var progressRequest = appendMessage(nil, 3, nil)
 
 // Watch watches key (or the range its options give, WithPrefix), from the
 // revision of WithRev (zero means from now), on a stream of its own. The
@@ -106,18 +112,21 @@ func (c *Client) runWatch(ctx context.Context, op Op, ch chan<- WatchResponse) {
 	}
 	fail := func(err error) {
 		if ctx.Err() == nil {
-			deliver(WatchResponse{Header: &pb.ResponseHeader{}, Canceled: true, closeErr: toErr(ctx, err)})
+			deliver(WatchResponse{Header: &ResponseHeader{}, Canceled: true, closeErr: toErr(ctx, err)})
 		}
 	}
-	stream, err := c.watch.Watch(ctx, callOpts...)
+	stream, err := c.conn.NewStream(ctx, &watchDesc, methodWatch, callOpts...)
 	if err != nil {
 		fail(err)
 		return
 	}
 	ws := &watchStream{stream: stream}
-	create := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{
-		Key: op.key, RangeEnd: op.end, StartRevision: op.rev,
-	}}}
+	// A WatchRequest holding a create_request: key 1, range_end 2,
+	// start_revision 3.
+	create := appendBytes(nil, 1, op.key)
+	create = appendBytes(create, 2, op.end)
+	create = appendInt(create, 3, op.rev)
+	create = appendMessage(nil, 1, create)
 	if err := ws.send(create); err != nil {
 		fail(err)
 		return
@@ -131,22 +140,19 @@ func (c *Client) runWatch(ctx context.Context, op Op, ch chan<- WatchResponse) {
 		c.mu.Unlock()
 	}()
 	for {
-		resp, err := stream.Recv()
-		if err != nil {
+		resp := &watchResponse{}
+		if err := stream.RecvMsg(resp); err != nil {
 			fail(err)
 			return
 		}
 		wr := WatchResponse{
-			Header: resp.Header, Events: resp.Events, CompactRevision: resp.CompactRevision,
-			Canceled: resp.Canceled, CancelReason: resp.CancelReason,
-		}
-		if wr.Header == nil {
-			wr.Header = &pb.ResponseHeader{}
+			Header: resp.header, Events: resp.events, CompactRevision: resp.compactRevision,
+			Canceled: resp.canceled, CancelReason: resp.cancelReason,
 		}
 		switch {
-		case resp.Created && !resp.Canceled && resp.CompactRevision == 0:
+		case resp.created && !resp.canceled && resp.compactRevision == 0:
 			// The watch is in place; nothing to deliver.
-		case resp.Canceled || resp.CompactRevision != 0:
+		case resp.canceled || resp.compactRevision != 0:
 			wr.Canceled = true
 			deliver(wr)
 			return
@@ -168,10 +174,9 @@ func (c *Client) RequestProgress(ctx context.Context) error {
 		streams = append(streams, ws)
 	}
 	c.mu.Unlock()
-	req := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}}
 	var first error
 	for _, ws := range streams {
-		if err := ws.send(req); err != nil && first == nil {
+		if err := ws.send(progressRequest); err != nil && first == nil {
 			first = toErr(ctx, err)
 		}
 	}
