@@ -15,10 +15,11 @@ import (
 	"time"
 )
 
-// logLine is one WARN (or worse) line a real cluster logged, with its
-// attributes as the component passed them (an error stays an error).
+// logLine is one line a real cluster logged, with its attributes as the
+// component passed them (an error stays an error).
 type logLine struct {
 	at    time.Time
+	level slog.Level
 	msg   string
 	attrs []slog.Attr
 }
@@ -42,8 +43,8 @@ func (l logLine) str(key string) string {
 	return ""
 }
 
-// logBook keeps the real clusters' WARN lines of the run, for the reasons
-// of failed connections (the lines also go to Config.Logf).
+// logBook keeps the real clusters' lines of the run, DEBUG and up, for
+// the reasons of failed connections (WARN and up also go to Config.Logf).
 type logBook struct {
 	mu    sync.Mutex
 	lines []logLine
@@ -74,8 +75,11 @@ func (b *logBook) add(l logLine) {
 	}
 }
 
-// bookHandler is a slog.Handler that writes through next and keeps the
-// record in book.
+// bookHandler is a slog.Handler that keeps every record in book and
+// writes those of WARN and up through next. The real components log a
+// few DEBUG lines per connection (the proxy's "connection closed" with its
+// bytes and errors), which tell what became of a connection that failed
+// without a warning.
 type bookHandler struct {
 	next  slog.Handler
 	book  *logBook
@@ -87,15 +91,18 @@ func newBookHandler(w io.Writer, book *logBook) *bookHandler {
 	return &bookHandler{next: slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}), book: book}
 }
 
-func (h *bookHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h *bookHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelDebug }
 
 func (h *bookHandler) Handle(ctx context.Context, r slog.Record) error {
-	l := logLine{at: r.Time, msg: r.Message, attrs: slices.Clone(h.attrs)}
+	l := logLine{at: r.Time, level: r.Level, msg: r.Message, attrs: slices.Clone(h.attrs)}
 	r.Attrs(func(a slog.Attr) bool {
 		l.attrs = append(l.attrs, h.prefixed(a))
 		return true
 	})
 	h.book.add(l)
+	if !h.next.Enabled(ctx, r.Level) {
+		return nil
+	}
 	return h.next.Handle(ctx, r)
 }
 
@@ -170,29 +177,40 @@ func (l logLine) who() string {
 
 // reason renders a line as its component, message, reason or code, and
 // the class of its error: `real-a proxy "no candidate reachable" (err:
-// timeout)`; long adds the error's text.
+// timeout)`; long adds the error's text, the bytes sent and the
+// duration.
 func (l logLine) reason(names addrNames, long bool) string {
 	var parts []string
-	for _, k := range []string{"direction", "reason", "code"} {
+	for _, k := range []string{"direction", "reason", "code", "bytes_out", "bytes_in", "duration"} {
+		if !long && (k == "bytes_out" || k == "duration") {
+			continue
+		}
 		if v := l.str(k); v != "" {
 			parts = append(parts, k+"="+v)
 		}
 	}
-	if v, ok := l.attr("err"); ok && (v.Kind() != slog.KindAny || v.Any() != nil) {
+	for _, k := range []string{"err", "up_err", "down_err"} {
+		v, ok := l.attr(k)
+		if !ok || (v.Kind() == slog.KindAny && v.Any() == nil) {
+			continue
+		}
 		switch e := v.Any().(type) {
 		case error:
 			c, text := errClass(e, names), names.replace(e.Error())
 			if long && c != text {
 				c += ": " + text
 			}
-			parts = append(parts, "err: "+c)
+			parts = append(parts, k+": "+c)
 		default:
 			if s := v.String(); s != "" {
-				parts = append(parts, "err: "+names.replace(s))
+				parts = append(parts, k+": "+names.replace(s))
 			}
 		}
 	}
 	s := fmt.Sprintf("%s %q", l.who(), l.msg)
+	if l.level < slog.LevelWarn {
+		s = fmt.Sprintf("%s %s %q", l.who(), l.level, l.msg)
+	}
 	if len(parts) > 0 {
 		s += " (" + strings.Join(parts, ", ") + ")"
 	}

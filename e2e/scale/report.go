@@ -72,6 +72,7 @@ type Phase struct {
 	// echoed, RouteFailed failed, each in RouteFailures with its reasons.
 	RouteStarted        int
 	RouteLateMax        time.Duration
+	RouteInFlightMax    int // connections open at once, at most
 	Routed, RouteFailed int
 	RouteFailures       []RouteFailure
 	// RealCounts are the real clusters' refusal, reset and failure
@@ -172,15 +173,15 @@ func (r *Report) Table() string {
 			row(pre+"early withdrawal", "%s", e)
 		}
 		if p.RouteStarted > 0 {
-			row(pre+"connections through the real gateways", "%d started (one every %s, each on its own; the latest %s after its time), %d echoed, failed %s",
-				p.RouteStarted, routeEvery, roundDur(p.RouteLateMax), p.Routed, failureSummary(p.RouteFailures))
+			row(pre+"connections through the real gateways", "%d started (one every %s, each on its own; the latest %s after its time; at most %d open at once), %d echoed, failed %s",
+				p.RouteStarted, routeEvery, roundDur(p.RouteLateMax), p.RouteInFlightMax, p.Routed, failureSummary(p.RouteFailures))
 			for i, f := range p.RouteFailures {
 				if i == 10 {
 					row(pre+"failed connection", "and %d more", len(p.RouteFailures)-i)
 					break
 				}
 				row(pre+"failed connection", "at +%s, after %s: %s; routing: %s; real clusters' warnings: %s; harness meanwhile: %s",
-					f.At.Round(time.Millisecond), f.Took.Round(time.Millisecond), f.Err, f.Routing, logsString(f), f.Sched)
+					f.At.Round(time.Millisecond), f.Took.Round(time.Millisecond), f.Err, f.Routing, logsString(f), f.Sched.short())
 			}
 			row(pre+"real clusters' refusal, reset and failure counters", "%s", countsString(p.RealCounts))
 		}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -37,12 +39,15 @@ type RouteFailure struct {
 	// peer").
 	Err, Class string
 	// Proxy is the client proxy's line about this connection (matched by
-	// the client's address), "" if it logged none.
+	// the client's address; a WARN when it refused or failed it, the
+	// DEBUG "connection closed" when it relayed it), "" if it logged
+	// none.
 	Proxy string
-	// Logs are the real clusters' WARN lines from its start to the log
-	// grace (defaultRouteLogGrace) after its end but those of the client
-	// proxy about other connections, at most maxFailureLogs of them;
-	// MoreLogs counts the others.
+	// Logs are the client proxy's line about it and the real clusters'
+	// WARN lines from its start to the log grace (defaultRouteLogGrace)
+	// after its end but those of the client proxy about other
+	// connections, at most maxFailureLogs of them; MoreLogs counts the
+	// others.
 	Logs     []string
 	MoreLogs int
 	// Routing is what the client cluster's snapshot held for the server
@@ -92,6 +97,8 @@ func (s *sim) routeDuringChurn(runCtx, ctx context.Context, ph *Phase, mu *sync.
 		attMu    sync.Mutex
 		attempts []*routeAttempt
 		late     time.Duration
+		inFlight atomic.Int64
+		most     atomic.Int64
 	)
 	for i := 0; ; i++ {
 		at := phaseStart.Add(time.Duration(i) * routeEvery)
@@ -104,7 +111,11 @@ func (s *sim) routeDuringChurn(runCtx, ctx context.Context, ph *Phase, mu *sync.
 		}
 		late = max(late, time.Since(at))
 		wg.Go(func() {
+			n := inFlight.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
 			a := s.routeOnce(runCtx)
+			inFlight.Add(-1)
 			attMu.Lock()
 			attempts = append(attempts, a)
 			attMu.Unlock()
@@ -143,6 +154,7 @@ func (s *sim) routeDuringChurn(runCtx, ctx context.Context, ph *Phase, mu *sync.
 	defer mu.Unlock()
 	ph.RouteStarted = len(attempts)
 	ph.RouteLateMax = late
+	ph.RouteInFlightMax = int(most.Load())
 	ph.Routed = len(samples)
 	ph.RouteFailed = len(fails)
 	ph.RealCounts = countDelta(before, after)
@@ -206,14 +218,22 @@ func (s *sim) explain(a *routeAttempt, phaseStart time.Time, all []*routeAttempt
 	}
 	client := s.real[len(s.real)-1].name
 	var unclaimed []logLine // the client proxy's lines of no other connection
+	proxyLevel := slog.LevelDebug
 	for _, l := range s.logs.between(a.start, a.end.Add(s.routeLogGrace())) {
 		remote := l.str("remote_addr")
 		mine := l.str("cluster") == client && l.str("component") == "proxy" && l.str("direction") == "outbound"
 		switch {
 		case mine && remote == a.local && a.local != "":
-			f.Proxy = l.reason(names, false)
+			// Its last line at its highest level is its verdict.
+			if l.level >= proxyLevel {
+				f.Proxy, proxyLevel = l.reason(names, false), l.level
+			}
+			f.Logs = append(f.Logs, fmt.Sprintf("+%s %s", l.at.Sub(a.start).Round(time.Millisecond), l.reason(names, true)))
+			continue
 		case mine && others[remote]:
 			continue
+		case l.level < slog.LevelWarn:
+			continue // the DEBUG lines of others
 		case mine:
 			unclaimed = append(unclaimed, l)
 		}

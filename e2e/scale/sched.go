@@ -110,8 +110,10 @@ type SchedFigures struct {
 	// GoWaitP99 and GoWaitMax are goroutines' waits, runnable, before
 	// they ran (the upper bound of the bucket).
 	GoWaitP99, GoWaitMax time.Duration
-	GCCPU                float64 // cores the garbage collector used
-	Load1Max             float64
+	// GCCPU is the cores the garbage collector used (the runtime's
+	// estimate, updated at the end of each cycle).
+	GCCPU    float64
+	Load1Max float64
 }
 
 // window returns the figures of the samples that overlap [from, to].
@@ -178,6 +180,17 @@ func (f SchedFigures) String() string {
 	}
 	return fmt.Sprintf("%.2f cores (GC %.2f); threads waited for a CPU %.2f s per s (worst second %.2f); goroutines waited to run p99 ≤ %s, max ≤ %s; load1 up to %.1f",
 		f.CPU, f.GCCPU, f.RunQueueWait, f.RunQueueWaitMax, roundDur(f.GoWaitP99), roundDur(f.GoWaitMax), f.Load1Max)
+}
+
+// short is String without the garbage collector's CPU, which the runtime
+// updates only at the end of each cycle: over a few seconds it is mostly
+// 0 or a whole cycle's.
+func (f SchedFigures) short() string {
+	if f.Seconds == 0 {
+		return "not sampled"
+	}
+	return fmt.Sprintf("%.2f cores; threads waited for a CPU %.2f s per s (worst second %.2f); goroutines waited to run p99 ≤ %s, max ≤ %s; load1 up to %.1f",
+		f.CPU, f.RunQueueWait, f.RunQueueWaitMax, roundDur(f.GoWaitP99), roundDur(f.GoWaitMax), f.Load1Max)
 }
 
 // roundDur rounds d to 3 significant figures or so.
