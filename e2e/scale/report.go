@@ -175,6 +175,9 @@ func (r *Report) Table() string {
 		if p.RouteStarted > 0 {
 			row(pre+"connections through the real gateways", "%d started (one every %s, each on its own; the latest %s after its time; at most %d open at once), %d echoed, failed %s",
 				p.RouteStarted, routeEvery, roundDur(p.RouteLateMax), p.RouteInFlightMax, p.Routed, failureSummary(p.RouteFailures))
+			if len(p.RouteFailures) > 0 {
+				row(pre+"failed connections by what the client cluster's snapshot held for the server", "%s", routingSummary(p.RouteFailures))
+			}
 			for i, f := range p.RouteFailures {
 				if i == 10 {
 					row(pre+"failed connection", "and %d more", len(p.RouteFailures)-i)

@@ -401,3 +401,17 @@ func countsString(c map[string]float64) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// routingSummary counts the failures by their routing state: "1 gateway,
+// 1 ready endpoint ×3; ...".
+func routingSummary(fails []RouteFailure) string {
+	n := map[string]int{}
+	for _, f := range fails {
+		n[f.Routing]++
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(n)) {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, n[k]))
+	}
+	return strings.Join(parts, "; ")
+}
