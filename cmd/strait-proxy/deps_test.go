@@ -123,3 +123,39 @@ func TestBuildFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestFederationOverEtcdLite runs internal/etcdclient's test of the same
+// name, which builds only with build.flags' tags: federation (cache,
+// registrar, store) over etcdlite against a real etcd that it SIGKILLs and
+// restarts, as strait-proxy runs it. No other build compiles that code.
+func TestFederationOverEtcdLite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a real etcd")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	flags, err := buildflags.Read("build.flags")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []string
+	for _, f := range flags {
+		if strings.HasPrefix(f, "-tags=") {
+			tags = append(tags, f)
+		}
+	}
+	if len(tags) == 0 {
+		t.Fatal("build.flags sets no tags")
+	}
+	args := append(append([]string{"test", "-count=1"}, tags...), "-run", "^TestFederationOverEtcdLite$", "-v",
+		"github.com/strait-mesh/strait/internal/etcdclient")
+	out, err := exec.Command(goBin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if !strings.Contains(string(out), "--- PASS: TestFederationOverEtcdLite") {
+		t.Fatalf("go %s ran no TestFederationOverEtcdLite:\n%s", strings.Join(args, " "), out)
+	}
+}
