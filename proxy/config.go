@@ -32,6 +32,7 @@ const (
 	DefaultHealthFailureThreshold = 3
 	DefaultDialTimeout            = 3 * time.Second
 	DefaultHandshakeTimeout       = 5 * time.Second
+	DefaultConnectTimeout         = 5 * time.Second
 	DefaultDrainTimeout           = 30 * time.Second
 	// DefaultExpiryGrace is ExpiryGrace's default.
 	DefaultExpiryGrace = 10 * time.Second
@@ -95,6 +96,22 @@ type Config struct {
 	// HandshakeTimeout bounds an inner TLS handshake. Zero means
 	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// ConnectTimeout bounds how long an outbound connection may take to
+	// reach a destination, across every candidate it tries: from the
+	// moment the kernel accepted it (so that the time it waited in the
+	// listener's accept queue, or for the CPU, while the proxy was stopped
+	// or starved counts) to a completed inner handshake. No attempt starts
+	// or goes on past it; the connection is then reset and counted in
+	// strait_proxy_shed_connections_total. It stands for the caller's
+	// patience, which the proxy cannot see: without it, a proxy that had
+	// been starved of CPU went on dialing, handshaking and retrying for
+	// callers that had given up, one connection in thousands for a caller
+	// still there, and new connections waited behind them and timed out in
+	// turn for 16 s after the starvation ended (failover suite, scenario
+	// 10). The default leaves room for a failover after a silent candidate
+	// (DialTimeout) and a handshake elsewhere. Zero means
+	// DefaultConnectTimeout.
+	ConnectTimeout time.Duration
 	// DrainTimeout bounds how long Run waits for open connections after its
 	// context is cancelled. Zero means DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -228,6 +245,7 @@ func (cfg Config) withDefaults() Config {
 	}
 	cfg.DialTimeout = orDefault(cfg.DialTimeout, DefaultDialTimeout)
 	cfg.HandshakeTimeout = orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	cfg.ConnectTimeout = orDefault(cfg.ConnectTimeout, DefaultConnectTimeout)
 	cfg.DrainTimeout = orDefault(cfg.DrainTimeout, DefaultDrainTimeout)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -280,7 +298,7 @@ func (cfg Config) validate() error {
 	for _, d := range []struct {
 		name string
 		d    time.Duration
-	}{{"dial timeout", cfg.DialTimeout}, {"handshake timeout", cfg.HandshakeTimeout}, {"drain timeout", cfg.DrainTimeout},
+	}{{"dial timeout", cfg.DialTimeout}, {"handshake timeout", cfg.HandshakeTimeout}, {"connect timeout", cfg.ConnectTimeout}, {"drain timeout", cfg.DrainTimeout},
 		{"expiry grace", cfg.ExpiryGrace}, {"maximum connection age", cfg.MaxConnectionAge},
 		{"health check interval", cfg.HealthCheck.Interval}, {"health check timeout", cfg.HealthCheck.Timeout}} {
 		if d.d < 0 {

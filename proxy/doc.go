@@ -25,6 +25,17 @@
 // DRAINING or INTERNAL — moves on to the next candidate; the application's
 // bytes are read only once a handshake has succeeded, so nothing is lost.
 //
+// Every outbound connection has a connect budget, Config.ConnectTimeout
+// (5 s by default), counted from the kernel's accept (TCP_INFO), so that
+// the time it waited in the listener's accept queue or for the CPU counts:
+// no attempt starts or goes on past it, and a connection that runs out is
+// reset and counted in strait_proxy_shed_connections_total by reason
+// (stale: before any attempt; deadline: during or between attempts). It
+// stands for the caller's patience, which a proxy cannot see: without it, a
+// proxy that had been stopped or starved of CPU went on dialing,
+// handshaking and retrying for callers long gone, and new connections
+// waited behind them and failed in turn after the starvation had ended.
+//
 // A gateway that cannot route answers the ClientHello with one plaintext
 // TLS alert record whose description is 224+StreamCode (gateway/tunnel);
 // the proxy turns it into a *RouteError. A destination proxy that refuses

@@ -21,6 +21,9 @@ const (
 	logDownErr   = "down_err"
 	logWant      = "want"
 	logReason    = "reason"
+	// logAge is how long ago the kernel accepted a connection.
+	logAge            = "age"
+	logConnectTimeout = "connect_timeout"
 )
 
 // Values of the direction label and log field.
@@ -48,6 +51,9 @@ const (
 	resultNoRoute       = "unreachable"
 	resultMisrouted     = "misrouted"
 	resultNoOriginalDst = "no_original_dst"
+	// resultShed is an outbound connection reset because its connect
+	// budget ran out (see shedReasons).
+	resultShed = "shed"
 	// resultUnexpectedServer is an attempt refused because the destination
 	// is not the identity it must be (attempts_total).
 	resultUnexpectedServer = "unexpected_server"

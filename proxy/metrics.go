@@ -21,6 +21,9 @@ type metrics struct {
 	// lines, which callers can cause at will.
 	inboundRefusals *prometheus.CounterVec // reason
 	inboundLog      *ratelog.Limiter
+	// shed counts the outbound connections reset because their connect
+	// budget ran out, by reason (see shedReasons).
+	shed *prometheus.CounterVec // reason
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,11 +49,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		inboundRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "inbound_refusals_total",
 			Help: "Inbound connections refused, by reason: the caller's certificate or identity (a trust refusal reason such as unauthorized or expired), timeout, peer_closed, bad_sni (no or an unparsable service name), misrouted."}, []string{"reason"}),
 		inboundLog: ratelog.New(ratelog.Config{}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "shed_connections_total",
+			Help: "Outbound connections reset without reaching a destination because their connect budget (connect timeout, counted from the kernel's accept) ran out, by reason: stale (before any attempt: they waited in the accept queue or for the CPU), deadline (during or between attempts)."}, []string{"reason"}),
 	}
 	for _, r := range inboundRefusalReasons() {
 		m.inboundRefusals.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.active, m.bytes, m.connectSeconds, m.refusals, m.attempts, m.appHealthy, m.healthChecks, m.inboundRefusals} {
+	for _, r := range shedReasons() {
+		m.shed.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.connections, m.active, m.bytes, m.connectSeconds, m.refusals, m.attempts, m.appHealthy, m.healthChecks, m.inboundRefusals, m.shed} {
 		if err := reg.Register(c); err != nil {
 			return nil, wrapf("register metrics: %w", err)
 		}

@@ -24,11 +24,28 @@ func (p *Proxy) serveOutbound(ctx context.Context, up Upstream, app net.Conn) {
 	log := p.log.With(logDirection, dirOutbound, logUpstream, up.Name(), logRemote, app.RemoteAddr().String())
 
 	start := time.Now()
+	// The attempts run under the connection's connect budget, counted
+	// from the kernel's accept: none starts or goes on past it.
+	accepted := acceptedAt(app, start)
+	budget, cancel := p.connectBudget(ctx, accepted)
+	defer cancel()
 	skip := map[string]bool{}
 	var unsent []byte
-	for {
-		conn, cand, err := p.connectSkipping(ctx, up, log, skip)
+	for round := 0; ; round++ {
+		if budgetSpent(ctx, budget) {
+			reason := shedDeadline
+			if round == 0 {
+				reason = shedStale // no attempt made
+			}
+			p.shed(log, app, reason, accepted)
+			return
+		}
+		conn, cand, err := p.connectSkipping(budget, up, log, skip)
 		if err != nil {
+			if budgetSpent(ctx, budget) {
+				p.shed(log, app, shedDeadline, accepted)
+				return
+			}
 			abort(app)
 			p.countFailure(log, err)
 			return

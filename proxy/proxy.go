@@ -39,6 +39,9 @@ type Proxy struct {
 	// refusalLog bounds the rate of WARN lines about refused
 	// destinations, which a bad record can cause on every connection.
 	refusalLog *ratelog.Limiter
+	// shedLog bounds the rate of WARN lines about shed connections, which
+	// a stalled proxy drops by the hundred.
+	shedLog *ratelog.Limiter
 
 	// sessions pools client sessions and sessionSrv serves inbound ones;
 	// both nil with sessions off (sessionSrv also without a service).
@@ -73,6 +76,7 @@ func New(cfg Config) (*Proxy, error) {
 		dialer:     net.Dialer{Timeout: cfg.DialTimeout, Control: capture.DialerControl(cfg.Mark)},
 		ready:      make(chan struct{}),
 		refusalLog: ratelog.New(ratelog.Config{}),
+		shedLog:    ratelog.New(ratelog.Config{}),
 	}
 	if cfg.Sessions == SessionsOn {
 		if p.sessionMetrics, err = session.NewMetrics(cfg.Metrics); err != nil {

@@ -43,6 +43,7 @@ func TestFailover(t *testing.T) {
 		{"6-rolling-restart", scenarioRollingRestart},
 		{"7-local-endpoints-unhealthy", scenarioLocalUnhealthy},
 		{"8-live-region-order", scenarioRegionOrder},
+		{"10-starved-client-proxy", scenarioStarvedProxy},
 		{"9-gateway-kill-at-defaults", scenarioGatewayKillDefaults},
 	} {
 		if !t.Run(sc.name, func(t *testing.T) { sc.run(t, ctx, w) }) && ctx.Err() != nil {

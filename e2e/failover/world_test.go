@@ -421,6 +421,7 @@ func (w *world) startClient(ctx context.Context, cluster string) {
 		"cluster": cluster, "serviceAccount": "client", "id": "client-" + cluster, "region": w.defs[cluster].region,
 		"upstreams": []string{fmt.Sprintf("%s.%s:%d=%s", service, namespace, svcPort, upAny), upstream("west"), upstream("central")},
 		"logLevel":  "debug",
+		"admin":     map[string]string{"listen": h.AddrPort(clientAdminPort)},
 	})
 }
 
