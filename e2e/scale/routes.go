@@ -82,10 +82,10 @@ type routeAttempt struct {
 // that a slow one delays none of the others: the phase schedules
 // duration/routeEvery of them, starts each at its time or, when the
 // harness was not scheduled in time, as soon as it runs (RouteLateMax),
-// and starts every one it scheduled. Each connection runs under runCtx:
-// the end of the phase does not cut the last ones short. It returns once
-// every connection has ended, with the reasons of the failed ones
-// recorded in ph.
+// and starts every one it scheduled before the phase's deadline. Each
+// connection runs under runCtx: the end of the phase does not cut the
+// last ones short. It returns once every connection has ended, with the
+// reasons of the failed ones recorded in ph.
 func (s *sim) routeDuringChurn(runCtx, ctx context.Context, ph *Phase, mu *sync.Mutex) {
 	if len(s.real) == 0 {
 		return
@@ -106,7 +106,9 @@ func (s *sim) routeDuringChurn(runCtx, ctx context.Context, ph *Phase, mu *sync.
 		case <-ctx.Done():
 		case <-time.After(time.Until(at)):
 		}
-		if ctx.Err() != nil {
+		// A slot whose time came before the phase's end is started even
+		// when this goroutine ran only after the end.
+		if end, ok := ctx.Deadline(); ctx.Err() != nil && (!ok || !at.Before(end) || runCtx.Err() != nil) {
 			break
 		}
 		late = max(late, time.Since(at))
