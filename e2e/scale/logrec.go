@@ -48,6 +48,7 @@ func (l logLine) str(key string) string {
 type logBook struct {
 	mu    sync.Mutex
 	lines []logLine
+	quiet int // lines below WARN kept
 }
 
 // between returns the lines logged in [from, to].
@@ -64,12 +65,20 @@ func (b *logBook) between(from, to time.Time) []logLine {
 }
 
 // maxLogLines bounds the book: a real cluster that logs more than this
-// many warnings in a run has failed in a way its first lines tell.
-const maxLogLines = 100_000
+// many lines in a run has failed in a way its first lines tell. Lines
+// below WARN fill at most half of it, so that they never crowd out the
+// warnings.
+const maxLogLines = 200_000
 
 func (b *logBook) add(l logLine) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if l.level < slog.LevelWarn {
+		if b.quiet >= maxLogLines/2 {
+			return
+		}
+		b.quiet++
+	}
 	if len(b.lines) < maxLogLines {
 		b.lines = append(b.lines, l)
 	}
