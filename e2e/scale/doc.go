@@ -11,7 +11,12 @@
 // a cluster's gateways dying without revoking their leases and coming
 // back, a bundle rotating) it measures initial sync time and heap per
 // cache, propagation of each change to every cache, the lease keepalive
-// load on etcd, and etcd's own CPU, memory and database size.
+// load on etcd, and etcd's own CPU, memory and database size. Two real
+// clusters (node, gateway and proxy each) run among the simulated ones;
+// during churn a connection starts through them every 200 ms, each on
+// its own, and every one that fails is reported with its reasons (the
+// client's error, the real components' lines and counters about it, the
+// routing state, and how this process was scheduled meanwhile).
 //
 //	bin, _ := toolbin.Path(ctx, "etcd")
 //	rep, err := scale.Run(ctx, scale.Config{Clusters: 300, EtcdBinary: bin, Dir: dir})
