@@ -24,7 +24,7 @@ import (
 
 // Run runs the proxy process that f describes until ctx ends.
 func Run(ctx context.Context, f File) error {
-	applyRuntimeDefaults()
+	applyRuntimeDefaults(f.Pprof)
 	level, err := cmdutil.ParseLevel(cmp.Or(f.LogLevel, "info"))
 	if err != nil {
 		return err

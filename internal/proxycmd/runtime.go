@@ -18,11 +18,19 @@ environment variable is set (raise it for workloads that need more than one
 core of TLS). GOGC and GOMEMLIMIT keep Go's defaults (100, none): a lower
 GOGC measured no smaller resident set (the live heap is small and the
 minimum heap goal rules), and a memory limit near the proxy's few MB makes
-the collector run continuously; set them to suit a pod's limits.`
+the collector run continuously; set them to suit a pod's limits. Heap
+profiling is off unless --pprof serves the profiles.`
 
-// applyRuntimeDefaults sets the Go runtime's defaults for a sidecar.
-func applyRuntimeDefaults() {
+// applyRuntimeDefaults sets the Go runtime's defaults for a sidecar; pprof
+// tells whether the admin server serves the Go profiles.
+func applyRuntimeDefaults(pprof bool) {
 	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) > sidecarGOMAXPROCS {
 		runtime.GOMAXPROCS(sidecarGOMAXPROCS)
+	}
+	if !pprof {
+		// No one can read the heap profile, whose sampling only grows the
+		// process: a 1.4 MB hash table of allocation stacks (a page made
+		// resident per sampled stack) and a record per stack.
+		runtime.MemProfileRate = 0
 	}
 }
