@@ -152,9 +152,10 @@ func starve(t *testing.T, ctx context.Context, w *world, f starveFault) {
 	if len(lives) > 0 {
 		longest = slices.Max(lives)
 	}
-	shed, _ := samples.last("client", shedTotal)
+	shed0, _ := samples.first("client", shedTotal)
+	shed1, _ := samples.last("client", shedTotal)
 	row.Note = fmt.Sprintf("%d rps; SIGSTOP %s, SIGCONT %s, for %s; counted from the last SIGCONT; during the fault: %s; client proxy: %.0f connections shed (connect budget), %d relayed, the longest for %s",
-		rate, f.stopped, f.running, ms(resumed.Sub(stopped)), window(h, stopped, resumed), shed, len(lives), ms(longest))
+		rate, f.stopped, f.running, ms(resumed.Sub(stopped)), window(h, stopped, resumed), shed1-shed0, len(lives), ms(longest))
 	report(t, row)
 }
 
@@ -332,6 +333,17 @@ func seriesMatch(spec, series string) bool {
 		}
 	}
 	return true
+}
+
+// first returns the value of series on target in the first scrape that
+// reached the target.
+func (ss samples) first(target, series string) (float64, bool) {
+	for _, s := range ss {
+		if v, ok := s.values[target]; ok {
+			return v[series], true
+		}
+	}
+	return 0, false
 }
 
 // last returns the value of series on target in the last scrape that
