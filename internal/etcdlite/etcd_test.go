@@ -3,6 +3,7 @@ package etcdlite
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,8 @@ type etcdProc struct {
 	t          *testing.T
 	bin, dir   string
 	curl, purl string
+	extra      []string    // more flags of etcd
+	tls        *tls.Config // the clients' TLS, for an https curl
 	mu         sync.Mutex
 	cmd        *exec.Cmd
 	exited     chan struct{}
@@ -32,13 +35,21 @@ type etcdProc struct {
 // directory; the test's end kills it.
 func startEtcd(t *testing.T) *etcdProc {
 	t.Helper()
+	return startEtcdWith(t, "http", nil, nil)
+}
+
+// startEtcdWith starts it with a client URL of scheme, more flags, and the
+// TLS of the test's clients.
+func startEtcdWith(t *testing.T, scheme string, extra []string, tc *tls.Config) *etcdProc {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bin, err := toolbin.Path(ctx, "etcd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &etcdProc{t: t, bin: bin, dir: t.TempDir(), curl: "http://" + freeAddr(t), purl: "http://" + freeAddr(t)}
+	e := &etcdProc{t: t, bin: bin, dir: t.TempDir(), curl: scheme + "://" + freeAddr(t), purl: "http://" + freeAddr(t),
+		extra: extra, tls: tc}
 	e.start()
 	t.Cleanup(e.kill)
 	return e
@@ -47,10 +58,10 @@ func startEtcd(t *testing.T) *etcdProc {
 // start runs the member and waits until it answers a read.
 func (e *etcdProc) start() {
 	e.t.Helper()
-	cmd := exec.Command(e.bin, "--name", "lite", "--data-dir", filepath.Join(e.dir, "data"),
+	cmd := exec.Command(e.bin, append([]string{"--name", "lite", "--data-dir", filepath.Join(e.dir, "data"),
 		"--listen-client-urls", e.curl, "--advertise-client-urls", e.curl,
 		"--listen-peer-urls", e.purl, "--initial-advertise-peer-urls", e.purl,
-		"--initial-cluster", "lite="+e.purl, "--log-level", "warn")
+		"--initial-cluster", "lite=" + e.purl, "--log-level", "warn"}, e.extra...)...)
 	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -100,7 +111,7 @@ func (e *etcdProc) kill() {
 // the tests write and compact with it, and compare.
 func (e *etcdProc) clientv3() *clientv3.Client {
 	e.t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.curl}, DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.curl}, DialTimeout: 5 * time.Second, TLS: e.tls})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -113,7 +124,7 @@ func (e *etcdProc) clientv3() *clientv3.Client {
 func (e *etcdProc) lite(extra ...string) *Client {
 	e.t.Helper()
 	cli, err := New(Config{Endpoints: append(extra, e.curl), DialTimeout: 2 * time.Second,
-		DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second})
+		DialKeepAliveTime: time.Second, DialKeepAliveTimeout: time.Second, TLS: e.tls})
 	if err != nil {
 		e.t.Fatal(err)
 	}
