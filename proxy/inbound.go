@@ -69,7 +69,7 @@ func (p *Proxy) serveInbound(ctx context.Context, base *tls.Config, raw net.Conn
 	}
 	conn := tls.Server(raw, cfg)
 	defer conn.Close()
-	if err := p.handshake(ctx, conn); err != nil {
+	if err := p.inboundHandshake(ctx, raw, conn); err != nil {
 		var ae *appError
 		if errors.As(err, &ae) {
 			m.connections.WithLabelValues(dirInbound, resultAppError).Inc()
@@ -77,6 +77,12 @@ func (p *Proxy) serveInbound(ctx context.Context, base *tls.Config, raw net.Conn
 			return
 		}
 		p.refuseHandshake(log, err)
+		if isTimeout(err) {
+			// A TLS 1.3 caller is done with its side once it has sent its
+			// Finished, and may be relaying its application's bytes: a
+			// reset, not an end of stream, tells it the connection failed.
+			abort(conn)
+		}
 		return
 	}
 	state := conn.ConnectionState()
@@ -116,6 +122,21 @@ type appError struct{ err error }
 
 func (e *appError) Error() string { return "proxy: dial application: " + e.err.Error() }
 func (e *appError) Unwrap() error { return e.err }
+
+// inboundHandshake runs the server side of the inner handshake on conn
+// (over raw) within the handshake timeout, a deadline on raw rather than a
+// context: a handshake whose context ends closes raw itself (a FIN, which
+// a caller that has finished its side reads as the end of the stream),
+// while a deadline leaves the connection to the caller to reset.
+func (p *Proxy) inboundHandshake(ctx context.Context, raw net.Conn, conn *tls.Conn) error {
+	if err := raw.SetDeadline(time.Now().Add(p.cfg.HandshakeTimeout)); err != nil {
+		return err
+	}
+	if err := conn.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	return raw.SetDeadline(time.Time{})
+}
 
 // handshake runs the TLS handshake within the handshake timeout.
 func (p *Proxy) handshake(ctx context.Context, conn *tls.Conn) error {
