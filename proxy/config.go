@@ -32,8 +32,10 @@ const (
 	DefaultHealthFailureThreshold = 3
 	DefaultDialTimeout            = 3 * time.Second
 	DefaultHandshakeTimeout       = 5 * time.Second
-	DefaultConnectTimeout         = 5 * time.Second
-	DefaultDrainTimeout           = 30 * time.Second
+	// DefaultConnectTimeout is ConnectTimeout's default with the default
+	// dial and handshake timeouts: one whole attempt.
+	DefaultConnectTimeout = DefaultDialTimeout + DefaultHandshakeTimeout
+	DefaultDrainTimeout   = 30 * time.Second
 	// DefaultExpiryGrace is ExpiryGrace's default.
 	DefaultExpiryGrace = 10 * time.Second
 )
@@ -103,14 +105,17 @@ type Config struct {
 	// or starved counts) to a completed inner handshake. No attempt starts
 	// or goes on past it; the connection is then reset and counted in
 	// strait_proxy_shed_connections_total. It stands for the caller's
-	// patience, which the proxy cannot see: without it, a proxy that had
-	// been starved of CPU went on dialing, handshaking and retrying for
-	// callers that had given up, one connection in thousands for a caller
-	// still there, and new connections waited behind them and timed out in
-	// turn for 16 s after the starvation ended (failover suite, scenario
-	// 10). The default leaves room for a failover after a silent candidate
-	// (DialTimeout) and a handshake elsewhere. Zero means
-	// DefaultConnectTimeout.
+	// patience, which the proxy cannot see: without it, a proxy starved of
+	// CPU for 40 s (3 s stops; failover suite, scenario 10, at load
+	// average 10-16) had relayed 7,316 connections for 62 callers still
+	// there, some accepted 24 s before, and new connections waited behind
+	// them and failed for 16-19 s after the starvation ended. Zero means
+	// DialTimeout + HandshakeTimeout (DefaultConnectTimeout, 8 s, at their
+	// defaults): one attempt may always use both, so only retries and
+	// stale connections are cut. A shorter budget sheds sooner, and fails
+	// connections that callers more patient than it would have waited for
+	// (at 1,000 clusters in docs/scale.md's run 20, a 5 s budget shed 194
+	// connections whose callers waited 10 s).
 	ConnectTimeout time.Duration
 	// DrainTimeout bounds how long Run waits for open connections after its
 	// context is cancelled. Zero means DefaultDrainTimeout.
@@ -245,7 +250,7 @@ func (cfg Config) withDefaults() Config {
 	}
 	cfg.DialTimeout = orDefault(cfg.DialTimeout, DefaultDialTimeout)
 	cfg.HandshakeTimeout = orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
-	cfg.ConnectTimeout = orDefault(cfg.ConnectTimeout, DefaultConnectTimeout)
+	cfg.ConnectTimeout = orDefault(cfg.ConnectTimeout, cfg.DialTimeout+cfg.HandshakeTimeout)
 	cfg.DrainTimeout = orDefault(cfg.DrainTimeout, DefaultDrainTimeout)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -26,7 +26,7 @@
 // bytes are read only once a handshake has succeeded, so nothing is lost.
 //
 // Every outbound connection has a connect budget, Config.ConnectTimeout
-// (5 s by default), counted from the kernel's accept (TCP_INFO), so that
+// (one whole attempt, 8 s, by default), counted from the kernel's accept (TCP_INFO), so that
 // the time it waited in the listener's accept queue or for the CPU counts:
 // no attempt starts or goes on past it, and a connection that runs out is
 // reset and counted in strait_proxy_shed_connections_total by reason
