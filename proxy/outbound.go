@@ -51,6 +51,7 @@ func (p *Proxy) serveOutbound(ctx context.Context, up Upstream, app net.Conn) {
 			return
 		}
 		m.connectSeconds.WithLabelValues(cand.path).Observe(time.Since(start).Seconds())
+		unwatch := budgetWatch(budget, conn)
 		dest := &firstByteConn{Conn: conn}
 		var res relayResult
 		retry := false
@@ -66,6 +67,7 @@ func (p *Proxy) serveOutbound(ctx context.Context, up Upstream, app net.Conn) {
 			r.Up += res.Up
 			res = r
 		}
+		unwatch()
 		cand.release()
 		if retry {
 			// The destination failed after the inner handshake (or its

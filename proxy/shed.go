@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/strait-mesh/strait/proxy/session"
 )
 
 // Reasons of strait_proxy_shed_connections_total: why an outbound
@@ -61,6 +64,23 @@ func (p *Proxy) connectBudget(ctx context.Context, accepted time.Time) (context.
 // own ctx, whose end is a drain, not shedding).
 func budgetSpent(ctx, budget context.Context) bool {
 	return ctx.Err() == nil && budget.Err() != nil
+}
+
+// budgetWatch makes a session stream that still waits for its
+// destination's answer when budget's deadline passes give up (a stream
+// counts as connected only once answered), so that the connection is shed
+// instead of waiting on a stalled session. The returned func stops the
+// watch.
+func budgetWatch(budget context.Context, conn net.Conn) (stop func() bool) {
+	st, ok := conn.(*session.Stream)
+	if !ok || !st.Tentative() {
+		return func() bool { return false }
+	}
+	return context.AfterFunc(budget, func() {
+		if errors.Is(budget.Err(), context.DeadlineExceeded) {
+			st.GiveUp()
+		}
+	})
 }
 
 // shed resets an outbound connection whose connect budget ran out, counts it

@@ -154,6 +154,20 @@ func (s *Stream) abandon() {
 	}
 }
 
+// GiveUp gives up the stream if the destination has not answered it yet,
+// as a stalled session's stream gives up (its request is cancelled; a held
+// stream has sent nothing of the caller's, and fails retryable). It
+// reports whether it gave up; a stream answered before is left alone. The
+// proxy calls it when a connection's connect budget runs out while its
+// stream still waits for the destination's answer.
+func (s *Stream) GiveUp() bool {
+	if s.answered() {
+		return false
+	}
+	s.abandon()
+	return s.abandoned.Load()
+}
+
 // answered reports whether the destination's answer (or a failure) is in.
 func (s *Stream) answered() bool {
 	select {
