@@ -22,6 +22,7 @@ import (
 	"github.com/strait-mesh/strait/e2e/toolbin"
 	"github.com/strait-mesh/strait/e2e/wait"
 	"github.com/strait-mesh/strait/e2e/wan"
+	"github.com/strait-mesh/strait/internal/proxycmd/buildflags"
 )
 
 // Ports of the processes inside their namespaces.
@@ -92,9 +93,13 @@ type world struct {
 	t    *testing.T
 	topo *netns.Topology
 	bin  string // the strait binary
-	dir  string // configs, CA directories, snapshots
-	etcd *etcdcluster.Cluster
-	log  *slog.Logger
+	// proxyBin is strait-proxy, the per-pod sidecar as it ships (built
+	// with cmd/strait-proxy/build.flags: its federation runs over
+	// internal/etcdlite, not clientv3).
+	proxyBin string
+	dir      string // configs, CA directories, snapshots
+	etcd     *etcdcluster.Cluster
+	log      *slog.Logger
 
 	defs     map[string]clusterDef
 	links    map[string]*wan.Link   // the WAN link in front of each gateway, by "cluster/host"
@@ -125,6 +130,7 @@ func newWorld(t *testing.T, ctx context.Context) *world {
 		resetKey: map[string]string{},
 	}
 	w.bin = buildStrait(t, ctx, w.dir)
+	w.proxyBin = buildProxy(t, ctx, w.dir)
 	etcdBin, err := toolbin.Path(ctx, "etcd")
 	if err != nil {
 		t.Fatalf("etcd binary: %v", err)
@@ -204,6 +210,28 @@ func buildStrait(t *testing.T, ctx context.Context, dir string) string {
 		t.Fatalf("go build ./cmd/strait: %v\n%s", err, b)
 	}
 	t.Logf("built strait in %s", time.Since(start).Round(time.Millisecond))
+	return out
+}
+
+// buildProxy builds cmd/strait-proxy into dir with the flags it ships
+// with (cmd/strait-proxy/build.flags), as make build and the image do.
+func buildProxy(t *testing.T, ctx context.Context, dir string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	flags, err := buildflags.Read(filepath.Join("..", "..", "cmd", "strait-proxy", "build.flags"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "strait-proxy")
+	start := time.Now()
+	args := append(append([]string{"build"}, flags...), "-o", out, "github.com/strait-mesh/strait/cmd/strait-proxy")
+	if b, err := exec.CommandContext(ctx, goBin, args...).CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	t.Logf("built strait-proxy in %s", time.Since(start).Round(time.Millisecond))
 	return out
 }
 
@@ -443,7 +471,7 @@ func (w *world) startProxy(ctx context.Context, h *netns.Host, cfg map[string]an
 		cfg["logLevel"] = logLevel()
 	}
 	path := w.writeConfig(fmt.Sprintf("proxy-%s-%s.json", cluster, h.Name()), cfg)
-	p, err := h.StartProc(netns.ProcConfig{Path: w.bin, Args: []string{"proxy", "--config", path}, Label: "proxy"})
+	p, err := h.StartProc(netns.ProcConfig{Path: w.proxyBin, Args: []string{"--config", path}, Label: "proxy"})
 	if err != nil {
 		w.t.Fatalf("starting proxy on %s: %v", h, err)
 	}
