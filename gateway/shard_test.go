@@ -91,16 +91,7 @@ func TestPoolShards(t *testing.T) {
 				t.Fatal(err)
 			}
 			conns := waitShards(t, a, n)
-			// The first stream's relay ends after its client saw the
-			// echo: wait until no connection counts it any more.
-			poll(t, "the first stream to end", func() error {
-				for i, c := range conns {
-					if got := c.streams.Load(); got != 0 {
-						return fmt.Errorf("connection %d still carries %d streams", i, got)
-					}
-				}
-				return nil
-			})
+			waitIdle(t, "the first stream to end", conns)
 			const perConn = 3
 			held, slots := openTracked(t, a, hello, perConn*n)
 			for i, c := range conns {
@@ -200,6 +191,10 @@ func TestPoolShardReplaced(t *testing.T) {
 				t.Fatal(err)
 			}
 			old := waitShards(t, a, tt.n)
+			// openTracked tells a stream's connection by its count going
+			// up by one: the first stream's release, which may come after
+			// its client saw the echo, must not land in between.
+			waitIdle(t, "the first stream to end", old)
 			held, slots := openTracked(t, a, hello, 2*tt.n)
 
 			// The remote ingress closes one of the connections.
@@ -319,8 +314,24 @@ func waitShards(t *testing.T, a *running, n int) []*pconn {
 	return conns
 }
 
+// waitIdle waits until none of conns counts a stream: a stream's relay
+// ends, and releases its count, after its client saw the echo.
+func waitIdle(t *testing.T, what string, conns []*pconn) {
+	t.Helper()
+	poll(t, what, func() error {
+		for i, c := range conns {
+			if got := c.streams.Load(); got != 0 {
+				return fmt.Errorf("connection %d still carries %d streams", i, got)
+			}
+		}
+		return nil
+	})
+}
+
 // openTracked opens n streams one after the other and returns them with
-// the slot of the pooled connection each went to.
+// the slot of the pooled connection each went to. No other stream may end
+// on these connections meanwhile (see waitIdle): a stream is told by its
+// connection's count going up by one.
 func openTracked(t *testing.T, a *running, hello []byte, n int) ([]*net.TCPConn, []int) {
 	t.Helper()
 	var held []*net.TCPConn
@@ -340,13 +351,18 @@ func openTracked(t *testing.T, a *running, hello []byte, n int) ([]*net.TCPConn,
 		}
 		held = append(held, mustOpen(t, a, hello))
 		slot := -1
-		for i, c := range shards(a) {
-			if c != nil && c == before[i] && c.streams.Load() == counts[i]+1 {
+		after := shards(a)
+		countsAfter := make([]int64, len(after))
+		for i, c := range after {
+			if c != nil {
+				countsAfter[i] = c.streams.Load()
+			}
+			if c != nil && c == before[i] && countsAfter[i] == counts[i]+1 {
 				slot = i
 			}
 		}
 		if slot < 0 {
-			t.Fatalf("stream %d: no pooled connection counted it", len(held)-1)
+			t.Fatalf("stream %d: no pooled connection counted it: streams per connection %v before, %v after", len(held)-1, counts, countsAfter)
 		}
 		slots = append(slots, slot)
 	}
