@@ -199,39 +199,33 @@ failover:
 // buildStrait builds cmd/strait into dir once for the test run.
 func buildStrait(t *testing.T, ctx context.Context, dir string) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	out := filepath.Join(dir, "strait")
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, "github.com/strait-mesh/strait/cmd/strait")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/strait: %v\n%s", err, b)
-	}
-	t.Logf("built strait in %s", time.Since(start).Round(time.Millisecond))
-	return out
+	return goBuild(t, ctx, filepath.Join(dir, "strait"), "github.com/strait-mesh/strait/cmd/strait")
 }
 
 // buildProxy builds cmd/strait-proxy into dir with the flags it ships
 // with (cmd/strait-proxy/build.flags), as make build and the image do.
 func buildProxy(t *testing.T, ctx context.Context, dir string) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	flags, err := buildflags.Read(filepath.Join("..", "..", "cmd", "strait-proxy", "build.flags"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "strait-proxy")
+	return goBuild(t, ctx, filepath.Join(dir, "strait-proxy"), "github.com/strait-mesh/strait/cmd/strait-proxy", flags...)
+}
+
+// goBuild builds pkg into out with flags and returns out.
+func goBuild(t *testing.T, ctx context.Context, out, pkg string, flags ...string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
 	start := time.Now()
-	args := append(append([]string{"build"}, flags...), "-o", out, "github.com/strait-mesh/strait/cmd/strait-proxy")
+	args := append(append([]string{"build"}, flags...), "-o", out, pkg)
 	if b, err := exec.CommandContext(ctx, goBin, args...).CombinedOutput(); err != nil {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, b)
 	}
-	t.Logf("built strait-proxy in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("built %s in %s", filepath.Base(out), time.Since(start).Round(time.Millisecond))
 	return out
 }
 
