@@ -59,7 +59,7 @@ func (g *Gateway) handleEgress(ctx context.Context, c *net.TCPConn) {
 		var st *stream
 		if st, code = g.hedgedAttempts(ctx, cands, sn, name, hello, live); st != nil {
 			g.m.setup.WithLabelValues(dirEgress).Observe(time.Since(start).Seconds())
-			g.relayEgress(c, st)
+			g.relayEgress(c, st, name, start)
 			return
 		}
 	}
@@ -240,14 +240,18 @@ func lingerClose(c *net.TCPConn) {
 	_ = c.Close()
 }
 
-// relayEgress relays an accepted stream and counts it.
-func (g *Gateway) relayEgress(c *net.TCPConn, st *stream) {
+// relayEgress relays an accepted stream and counts it. Its log line names
+// the proxy's connection (remote_addr), which the proxy's own line names
+// too (local_addr), so that one connection can be followed across hops.
+func (g *Gateway) relayEgress(c *net.TCPConn, st *stream, name string, start time.Time) {
 	defer st.pc.release()
 	act := g.m.active.WithLabelValues(dirEgress)
 	act.Inc()
 	defer act.Dec()
 	res := g.relay.Pipe(relay.TCP(c), relay.Stream(st.Stream, StreamErrReset), relay.Counters{AToB: g.m.bytesSent, BToA: g.m.bytesReceived})
-	g.log.Debug("gateway: egress stream ended", logSent, res.AToB, logReceived, res.BToA, logErr, res.Err)
+	g.log.Debug("gateway: egress stream ended", logRemote, c.RemoteAddr().String(), logServerName, name,
+		logPeerAddr, st.pc.RemoteAddr().String(), logStream, int64(st.StreamID()), logSent, res.AToB, logReceived, res.BToA,
+		logDuration, time.Since(start), logErr, res.Err)
 }
 
 // dialWait is how long a connection waits for a remote gateway being

@@ -58,7 +58,9 @@ func (g *Gateway) handleIngress(ctx context.Context, peer remote, st *quic.Strea
 	act.Inc()
 	defer act.Dec()
 	res := g.relay.Pipe(relay.Stream(st, StreamErrReset), relay.TCP(ep), relay.Counters{AToB: g.m.bytesReceived, BToA: g.m.bytesSent})
-	g.log.Debug("gateway: ingress stream ended", logPeer, peer.id.String(), logSent, res.BToA, logReceived, res.AToB, logErr, res.Err)
+	g.log.Debug("gateway: ingress stream ended", logPeer, peer.id.String(), logStream, int64(st.StreamID()),
+		logAddr, ep.RemoteAddr().String(), logRemote, ep.LocalAddr().String(), logSent, res.BToA, logReceived, res.AToB,
+		logDuration, time.Since(start), logErr, res.Err)
 }
 
 // badHeader answers a stream whose header did not arrive or decode. A

@@ -24,4 +24,9 @@ const (
 	logRetryIn     = "retry_in"
 	logSent        = "sent_bytes"
 	logReceived    = "received_bytes"
+	// logRemote is the address of a proxy's TCP connection, as the
+	// proxies log it.
+	logRemote   = "remote_addr"
+	logStream   = "stream_id"
+	logDuration = "duration"
 )

@@ -91,7 +91,7 @@ func (p *Proxy) serveOutbound(ctx context.Context, up Upstream, app net.Conn) {
 			unsent = dest.unsent
 			continue
 		}
-		log = log.With(logAddr, cand.addr, logPath, cand.path)
+		log = log.With(logAddr, cand.addr, logPath, cand.path, logLocal, conn.LocalAddr().String())
 		var refusal *RouteError
 		if re, ok := destinationRefusal(res.DownErr, cand.addr); ok && res.Down == 0 {
 			refusal = re // relay has reset the application's connection

@@ -175,29 +175,22 @@ func okFrom(h load.History, from time.Time, cluster string) int {
 }
 
 // failures asserts that h has no failed request, and logs each failure
-// with its evidence: the record, the lines of the client's sidecar log
-// that name its connection's local port, and the warnings east's and
-// west's gateways logged while it ran.
+// with its evidence, from the pod logs kept while the federation ran (see
+// podLogKeeper: they outlive deleted pods and rotated files): the lines of
+// the client's sidecar that name its connection's local port; the lines of
+// east's gateways that name the sidecar's connection to them (its
+// local_addr) and of the other clusters' gateways that name the same QUIC
+// stream; and every gateway's lines above DEBUG while it ran.
 func (f *fed) failures(ctx context.Context, t *testing.T, l *loadRun, h load.History) {
 	t.Helper()
 	fails := h.Failures()
 	if len(fails) == 0 {
 		return
 	}
-	logs, err := f.nodes["east"].Kubectl(ctx, nil, "-n", "demo", "logs", l.pod, "-c", "strait-proxy", "--since=10m")
-	if err != nil {
-		t.Logf("sidecar logs: %v", err)
-	}
-	var gwLogs []string
-	for _, c := range []string{"east", "west"} {
-		out, err := f.nodes[c].Kubectl(ctx, nil, "-n", "strait-system", "logs", "-l", "app.kubernetes.io/name=strait-gateway",
-			"-c", "gateway", "--prefix", "--since=10m", "--tail=-1")
-		if err != nil {
-			t.Logf("%s gateway logs: %v", c, err)
-		}
-		for _, line := range strings.Split(string(out), "\n") {
-			gwLogs = append(gwLogs, c+" "+line)
-		}
+	sidecar := f.logs.lines("east", "demo", l.pod, "strait-proxy")
+	gwLogs := map[string][]string{}
+	for _, c := range fedClusters {
+		gwLogs[c] = f.logs.lines(c, "strait-system", "strait-gateway", "gateway")
 	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		t.Logf("%d failed requests; the host's load average (1, 5, 15 min): %s", len(fails), strings.Join(strings.Fields(string(b))[:3], " "))
@@ -206,25 +199,57 @@ func (f *fed) failures(ctx context.Context, t *testing.T, l *loadRun, h load.His
 		t.Logf("client pod's TCP counters: %v", err)
 	} else {
 		t.Logf("client pod during the load: sidecar restarts %d -> %d; TCP counters that moved: %s", l.net.restarts, now.restarts, now.diff(l.net))
-		if now.restarts > l.net.restarts {
-			prev, _ := f.nodes["east"].Kubectl(ctx, nil, "-n", "demo", "logs", l.pod, "-c", "strait-proxy", "--previous", "--tail=40")
-			t.Logf("the sidecar restarted; the end of its previous log:\n%s", prev)
-		}
 	}
-	for _, r := range fails {
+	t.Logf("kept log lines: sidecar %d, gateways east %d, west %d, central %d", len(sidecar), len(gwLogs["east"]), len(gwLogs["west"]), len(gwLogs["central"]))
+	for n, r := range fails {
+		if n == maxEvidence {
+			t.Errorf("%d more failed requests (evidence is logged for the first %d, the records of the first %d)", len(fails)-n, maxEvidence, 5*maxEvidence)
+		}
+		if n >= 5*maxEvidence {
+			continue
+		}
+		if n >= maxEvidence {
+			t.Logf("failed request %d started %s: %s: %s (local %s)", r.Seq, r.Start.Format("15:04:05.000"), r.Kind, r.Error, r.Local)
+			continue
+		}
 		var evidence []string
+		from, to := r.Start.Add(-time.Second), r.End().Add(time.Second)
+		var locals []string
 		if i := strings.LastIndex(r.Local, ":"); i >= 0 {
-			port := regexp.MustCompile(`[:=]` + regexp.QuoteMeta(r.Local[i+1:]) + `\b`)
-			for _, line := range strings.Split(string(logs), "\n") {
+			port := regexp.MustCompile(`"remote_addr":"[^"]*:` + regexp.QuoteMeta(r.Local[i+1:]) + `"`)
+			for _, line := range sidecar {
 				if port.MatchString(line) {
 					evidence = append(evidence, "sidecar: "+line)
+					if m := localAddrRE.FindStringSubmatch(line); m != nil {
+						locals = append(locals, m[1])
+					}
 				}
 			}
 		}
-		for _, line := range gwLogs {
-			if at, ok := logTime(line); ok && !at.Before(r.Start.Add(-time.Second)) && !at.After(r.End().Add(time.Second)) &&
-				(strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`)) {
-				evidence = append(evidence, "gateway: "+line)
+		streams := map[string]bool{}
+		for _, local := range locals {
+			for _, line := range gwLogs["east"] {
+				if strings.Contains(line, `"remote_addr":"`+local+`"`) {
+					evidence = append(evidence, "east gateway: "+line)
+					if m := streamIDRE.FindStringSubmatch(line); m != nil {
+						streams[m[0]] = true
+					}
+				}
+			}
+		}
+		for _, c := range fedClusters {
+			for _, line := range gwLogs[c] {
+				at, ok := logTime(line)
+				if !ok || at.Before(from) || at.After(to) {
+					continue
+				}
+				sameStream := false
+				for id := range streams {
+					sameStream = sameStream || (c != "east" && strings.Contains(line, id))
+				}
+				if sameStream || !strings.Contains(line, `"level":"DEBUG"`) {
+					evidence = append(evidence, c+" gateway: "+line)
+				}
 			}
 		}
 		t.Errorf("failed request %d started %s (%s after the load began): %s: %s (local %s); evidence:\n  %s",
@@ -232,6 +257,14 @@ func (f *fed) failures(ctx context.Context, t *testing.T, l *loadRun, h load.His
 			strings.Join(evidence, "\n  "))
 	}
 }
+
+// maxEvidence is how many failed requests failures logs with evidence.
+const maxEvidence = 10
+
+var (
+	localAddrRE = regexp.MustCompile(`"local_addr":"([^"]+)"`)
+	streamIDRE  = regexp.MustCompile(`"stream_id":[0-9]+\b`)
+)
 
 var logTimeRE = regexp.MustCompile(`"time":"([^"]+)"`)
 

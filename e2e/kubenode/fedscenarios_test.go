@@ -357,10 +357,6 @@ func (f *fed) excuse(ctx context.Context, t *testing.T, l *loadRun, h load.Histo
 	}
 	capped := int(math.Ceil(loadRate * steady.Summary().P99.Seconds()))
 	capped = max(capped, 1)
-	logs, err := f.nodes["east"].Kubectl(ctx, nil, "-n", "demo", "logs", l.pod, "-c", "strait-proxy", "--since=10m")
-	if err != nil {
-		t.Logf("sidecar logs: %v", err)
-	}
 	type closed struct {
 		Time     time.Time `json:"time"`
 		Msg      string    `json:"msg"`
@@ -368,7 +364,8 @@ func (f *fed) excuse(ctx context.Context, t *testing.T, l *loadRun, h load.Histo
 		BytesOut int64     `json:"bytes_out"`
 	}
 	var conns []closed
-	for _, line := range strings.Split(string(logs), "\n") {
+	for _, line := range f.logs.lines("east", "demo", l.pod, "strait-proxy") {
+		_, line, _ = strings.Cut(line, " ") // the pod's name
 		var c closed
 		if strings.Contains(line, `"connection closed"`) && json.Unmarshal([]byte(line), &c) == nil {
 			conns = append(conns, c)

@@ -587,6 +587,11 @@ func (n *Node) Client() kubernetes.Interface { return n.client }
 // run inside the node's network namespace.
 func (n *Node) Kubeconfig() string { return n.paths.admin }
 
+// PodLogsDir returns the kubelet's pod log directory: one directory per
+// pod, <namespace>_<name>_<uid>/<container>/<restart>.log, in the CRI log
+// format. The kubelet removes a pod's directory with the pod.
+func (n *Node) PodLogsDir() string { return n.paths.podLogs }
+
 // DNSIP returns the cluster DNS Service's address.
 func (n *Node) DNSIP() string { return n.cfg.DNSIP().String() }
 
