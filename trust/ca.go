@@ -33,7 +33,9 @@ type CAConfig struct {
 	// RootTTL is the lifetime of a new root. Zero means DefaultRootTTL.
 	RootTTL time.Duration
 	// Dir keeps the roots (certificate and 0600 private key) and the rotation
-	// state on disk. NewCA loads them when present and creates a root
+	// state on disk. Processes may share it: NewCA holds an advisory lock
+	// on the directory (flock) while it loads them when present or creates a
+	// root otherwise, and every write of it holds the lock too.
 	// otherwise. Zero means in memory only: a restart makes a new root.
 	Dir string
 	// Now is the clock. Zero means time.Now.
@@ -105,6 +107,14 @@ func NewCA(cfg CAConfig) (*CA, error) {
 	cfg.populate()
 	ca := &CA{td: cfg.TrustDomain, rootTTL: cfg.RootTTL, now: cfg.Now, dir: cfg.Dir}
 	if ca.dir != "" {
+		// Processes that share the directory (a node's gateway replicas
+		// and sidecars mount it from the host) create one root between
+		// them: the first to hold the lock creates it, the others load it.
+		unlock, err := lockDir(ca.dir)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 		loaded, err := ca.load()
 		if err != nil {
 			return nil, err
@@ -118,8 +128,14 @@ func NewCA(cfg CAConfig) (*CA, error) {
 		return nil, err
 	}
 	ca.roots = []*authority{root}
-	if err := ca.save(); err != nil {
-		return nil, err
+	if ca.dir != "" {
+		// Under the directory lock NewCA holds.
+		ca.mu.Lock()
+		err = ca.writeAllLocked()
+		ca.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
 	}
 	return ca, nil
 }

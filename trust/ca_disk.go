@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // On disk, a CA directory holds one file per root, root-<serial>.pem (the
@@ -112,20 +114,23 @@ func (c *CA) loadRoot(path string) (*authority, error) {
 	return a, nil
 }
 
-// save writes every root and the state; it does nothing without a directory.
-func (c *CA) save() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.saveLocked()
-}
-
+// saveLocked writes every root and the state under the directory lock;
+// it does nothing without a directory. The caller holds c.mu.
 func (c *CA) saveLocked() error {
 	if c.dir == "" {
 		return nil
 	}
-	if err := os.MkdirAll(c.dir, 0o700); err != nil {
-		return fmt.Errorf("trust: CA directory: %w", err)
+	unlock, err := lockDir(c.dir)
+	if err != nil {
+		return err
 	}
+	defer unlock()
+	return c.writeAllLocked()
+}
+
+// writeAllLocked writes the roots not on disk yet and state.json; the caller
+// holds c.mu and the directory lock.
+func (c *CA) writeAllLocked() error {
 	for _, a := range c.roots {
 		path := filepath.Join(c.dir, rootFileName(a))
 		if _, err := os.Stat(path); err == nil {
@@ -141,13 +146,26 @@ func (c *CA) saveLocked() error {
 			return err
 		}
 	}
-	return c.saveStateLocked()
+	return c.writeStateLocked()
 }
 
+// saveStateLocked writes state.json under the directory lock; it does
+// nothing without a directory. The caller holds c.mu.
 func (c *CA) saveStateLocked() error {
 	if c.dir == "" {
 		return nil
 	}
+	unlock, err := lockDir(c.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return c.writeStateLocked()
+}
+
+// writeStateLocked writes state.json; the caller holds c.mu and the
+// directory lock.
+func (c *CA) writeStateLocked() error {
 	st := caState{Active: fmt.Sprintf("%x", c.roots[c.active].cert.SerialNumber)}
 	for _, a := range c.roots {
 		st.Roots = append(st.Roots, caStateRoot{
@@ -166,6 +184,35 @@ func (c *CA) saveStateLocked() error {
 // state.json no longer names, which load ignores.
 func (c *CA) removeRootFile(a *authority) {
 	_ = os.Remove(filepath.Join(c.dir, rootFileName(a)))
+}
+
+// lockDir creates dir if needed and takes an exclusive advisory lock on it
+// (flock of the directory itself, which any process that may read it can
+// take, whatever its user), waiting for the holder to release it. It
+// returns the release. flock locks are per open file, so two CAs of one
+// process exclude each other too.
+func lockDir(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("trust: CA directory: %w", err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("trust: CA directory: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("trust: lock CA directory %s: %w", dir, err)
+	}
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		_ = f.Close()
+	}, nil
 }
 
 // writeFileAtomic writes data to a 0600 temporary file and renames it over

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,5 +169,47 @@ func TestCARefusesToIssueWithExpiredRoot(t *testing.T) {
 	clock.Advance(time.Hour)
 	if _, err := ca.IssueX509SVID(id(t, "spiffe://a.test/x"), 0); !errors.Is(err, ErrRootExpired) {
 		t.Fatalf("got %v, want ErrRootExpired", err)
+	}
+}
+
+// TestCAConcurrentCreatorsShareOneRoot starts CAs on one empty directory at
+// once, as the gateway replicas and sidecars of a node do on the CA
+// directory they mount from the host: they must end with one root between
+// them. Without the directory lock each created its own root, and the
+// trust domain's bundle in etcd then flipped between the two every second
+// (each publisher repairing the other's), failing every handshake signed by
+// the root not published at that moment.
+func TestCAConcurrentCreatorsShareOneRoot(t *testing.T) {
+	for round := range 20 {
+		dir := filepath.Join(t.TempDir(), "ca")
+		const n = 8
+		cas := make([]*CA, n)
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				cas[i], errs[i] = NewCA(CAConfig{TrustDomain: td(t, "a.test"), Dir: dir})
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: CA %d: %v", round, i, err)
+			}
+		}
+		want := cas[0].ActiveRoot()
+		for i, ca := range cas[1:] {
+			if got := ca.ActiveRoot(); !got.Equal(want) {
+				t.Fatalf("round %d: CA %d signs with root %x, CA 0 with %x: processes sharing %s made different roots",
+					round, i+1, got.SerialNumber, want.SerialNumber, dir)
+			}
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "root-*.pem"))
+		if len(files) != 1 {
+			t.Fatalf("round %d: %d root files in %s, want 1", round, len(files), dir)
+		}
 	}
 }
