@@ -125,6 +125,14 @@ func (f *fed) keepPodLogs(ctx context.Context, t *testing.T) {
 	t.Cleanup(func() {
 		cancel()
 		<-done
+		if t.Failed() {
+			dir := filepath.Join(f.topo.LogDir(), "pods")
+			if err := f.logs.writeTo(dir); err != nil {
+				t.Logf("keeping the pod logs: %v", err)
+			} else {
+				t.Logf("the pod logs of strait-system and demo are kept in %s", dir)
+			}
+		}
 	})
 }
 

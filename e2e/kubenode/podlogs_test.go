@@ -144,3 +144,19 @@ func (k *podLogKeeper) lines(cluster, namespace, podPrefix, container string) []
 	}
 	return out
 }
+
+// writeTo writes every kept log to dir/<cluster>/<pod directory>/<container>.log.
+func (k *podLogKeeper) writeTo(dir string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for key, buf := range k.logs {
+		path := filepath.Join(dir, key+".log")
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
