@@ -187,7 +187,23 @@ func (f *fed) failures(ctx context.Context, t *testing.T, l *loadRun, h load.His
 	if len(fails) == 0 {
 		return
 	}
-	sidecar := f.logs.lines("east", "demo", l.pod, "strait-proxy")
+	// The sidecar logs a connection when it closes it, which can be a
+	// moment after the load gave up on it: wait (a little) for the line of
+	// every failure that has a local address.
+	var sidecar []string
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_ = wait.Until(wctx, 100*time.Millisecond, func(context.Context) (bool, error) {
+		sidecar = f.logs.lines("east", "demo", l.pod, "strait-proxy")
+		for _, r := range fails {
+			if i := strings.LastIndex(r.Local, ":"); i >= 0 && !slices.ContainsFunc(sidecar, func(line string) bool {
+				return strings.Contains(line, `:`+r.Local[i+1:]+`"`)
+			}) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 	gwLogs := map[string][]string{}
 	for _, c := range fedClusters {
 		gwLogs[c] = f.logs.lines(c, "strait-system", "strait-gateway", "gateway")
