@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -248,10 +249,11 @@ func (g *Gateway) relayEgress(c *net.TCPConn, st *stream, name string, start tim
 	act := g.m.active.WithLabelValues(dirEgress)
 	act.Inc()
 	defer act.Dec()
+	relayed := time.Now()
 	res := g.relay.Pipe(relay.TCP(c), relay.Stream(st.Stream, StreamErrReset), relay.Counters{AToB: g.m.bytesSent, BToA: g.m.bytesReceived})
 	g.log.Debug("gateway: egress stream ended", logRemote, c.RemoteAddr().String(), logServerName, name,
 		logPeerAddr, st.pc.RemoteAddr().String(), logStream, int64(st.StreamID()), logSent, res.AToB, logReceived, res.BToA,
-		logDuration, time.Since(start), logErr, res.Err)
+		logDuration, time.Since(start), logTimes, relayTimes(relayed, res.AToBFirst, res.AToBLast, res.BToAFirst, res.BToALast), logErr, res.Err)
 }
 
 // dialWait is how long a connection waits for a remote gateway being
@@ -362,4 +364,17 @@ func (g *Gateway) header(sn federation.ServiceName, name, cluster string) *strai
 		TargetCluster: cluster,
 		ServerName:    name,
 	}
+}
+
+// relayTimes is the log value of a relay's timing: when, after it began
+// (at start), the first and last bytes were sent and received, in
+// milliseconds ("-" for none).
+func relayTimes(start, sentFirst, sentLast, recvFirst, recvLast time.Time) string {
+	ms := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return strconv.FormatInt(t.Sub(start).Milliseconds(), 10)
+	}
+	return "sent " + ms(sentFirst) + ".." + ms(sentLast) + " received " + ms(recvFirst) + ".." + ms(recvLast)
 }

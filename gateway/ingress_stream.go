@@ -57,10 +57,11 @@ func (g *Gateway) handleIngress(ctx context.Context, peer remote, st *quic.Strea
 	act := g.m.active.WithLabelValues(dirIngress)
 	act.Inc()
 	defer act.Dec()
+	relayed := time.Now()
 	res := g.relay.Pipe(relay.Stream(st, StreamErrReset), relay.TCP(ep), relay.Counters{AToB: g.m.bytesReceived, BToA: g.m.bytesSent})
 	g.log.Debug("gateway: ingress stream ended", logPeer, peer.id.String(), logStream, int64(st.StreamID()),
 		logAddr, ep.RemoteAddr().String(), logRemote, ep.LocalAddr().String(), logSent, res.BToA, logReceived, res.AToB,
-		logDuration, time.Since(start), logErr, res.Err)
+		logDuration, time.Since(start), logTimes, relayTimes(relayed, res.BToAFirst, res.BToALast, res.AToBFirst, res.AToBLast), logErr, res.Err)
 }
 
 // badHeader answers a stream whose header did not arrive or decode. A

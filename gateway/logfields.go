@@ -29,4 +29,6 @@ const (
 	logRemote   = "remote_addr"
 	logStream   = "stream_id"
 	logDuration = "duration"
+	// logTimes is a relay's timing (relayTimes).
+	logTimes = "relay_ms"
 )

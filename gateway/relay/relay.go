@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // DefaultBufferSize is the size of a pooled copy buffer.
@@ -46,6 +47,10 @@ func New(cfg Config) *Relay {
 type Result struct {
 	// AToB and BToA count the bytes copied in each direction.
 	AToB, BToA int64
+	// AToBFirst and AToBLast (BToAFirst, BToALast) are when the first and
+	// the last bytes of each direction were written, zero when none was:
+	// a relay that lasted long tells which side kept it waiting.
+	AToBFirst, AToBLast, BToAFirst, BToALast time.Time
 	// Err is the first error that aborted the relay, or nil when both
 	// directions ended in order.
 	Err error
@@ -73,13 +78,13 @@ func (r *Relay) Pipe(a, b Conn, counters Counters) Result {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		n, err := r.half(b, a, counters.AToB)
+		n, err := r.half(b, a, counters.AToB, &res.AToBFirst, &res.AToBLast)
 		res.AToB = n
 		if err != nil {
 			abort(err)
 		}
 	}()
-	n, err := r.half(a, b, counters.BToA)
+	n, err := r.half(a, b, counters.BToA, &res.BToAFirst, &res.BToALast)
 	res.BToA = n
 	if err != nil {
 		abort(err)
@@ -93,25 +98,28 @@ func (r *Relay) Pipe(a, b Conn, counters Counters) Result {
 }
 
 // half copies src to dst and half-closes dst when src ends in order.
-func (r *Relay) half(dst, src Conn, c Counter) (int64, error) {
-	n, err := r.copy(dst, src, c)
+func (r *Relay) half(dst, src Conn, c Counter, first, last *time.Time) (int64, error) {
+	n, err := r.copy(dst, src, c, first, last)
 	if err != nil {
 		return n, err
 	}
 	return n, dst.CloseWrite()
 }
 
-func (r *Relay) copy(dst, src Conn, c Counter) (int64, error) {
+func (r *Relay) copy(dst, src Conn, c Counter, first, last *time.Time) (int64, error) {
 	if dt, st, ok := bothTCP(dst, src); ok {
 		n, err := dt.ReadFrom(st) // splice(2) on Linux
 		if c != nil {
 			c.Add(float64(n))
 		}
+		if n > 0 {
+			*last = time.Now() // splice has no first write to time
+		}
 		return n, err
 	}
 	bp := r.pool.Get().(*[]byte)
 	defer r.pool.Put(bp)
-	return copyBuffer(dst, src, *bp, c)
+	return copyBuffer(dst, src, *bp, c, first, last)
 }
 
 func bothTCP(dst, src Conn) (*net.TCPConn, *net.TCPConn, bool) {
@@ -122,12 +130,18 @@ func bothTCP(dst, src Conn) (*net.TCPConn, *net.TCPConn, bool) {
 
 // copyBuffer is io.CopyBuffer without the WriterTo/ReaderFrom shortcuts,
 // which would allocate their own buffers.
-func copyBuffer(dst io.Writer, src io.Reader, buf []byte, c Counter) (int64, error) {
+func copyBuffer(dst io.Writer, src io.Reader, buf []byte, c Counter, first, last *time.Time) (int64, error) {
 	var total int64
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			w, werr := dst.Write(buf[:n])
+			if w > 0 {
+				*last = time.Now()
+				if first.IsZero() {
+					*first = *last
+				}
+			}
 			total += int64(w)
 			if c != nil {
 				c.Add(float64(w))

@@ -100,7 +100,7 @@ func TestCopyCountsAndPools(t *testing.T) {
 	var c counter
 	src := bytes.NewReader(bytes.Repeat([]byte("y"), 10_000))
 	var dst bytes.Buffer
-	n, err := copyBuffer(&dst, src, make([]byte, 1024), &c)
+	n, err := copyBuffer(&dst, src, make([]byte, 1024), &c, new(time.Time), new(time.Time))
 	if err != nil || n != 10_000 || c.n != 10_000 || dst.Len() != 10_000 {
 		t.Fatalf("n=%d err=%v counted=%v", n, err, c.n)
 	}
@@ -114,7 +114,7 @@ func TestCopyBufferDoesNotAllocate(t *testing.T) {
 	src := &repeatReader{n: 1 << 20}
 	allocs := testing.AllocsPerRun(10, func() {
 		src.n = 1 << 20
-		_, _ = copyBuffer(io.Discard, src, buf, nil)
+		_, _ = copyBuffer(io.Discard, src, buf, nil, new(time.Time), new(time.Time))
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per copy", allocs)
