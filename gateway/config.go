@@ -24,12 +24,24 @@ import (
 // Defaults of Config. The live configuration (federation.Snapshot.Config)
 // overrides the timeouts and limits while the gateway runs.
 const (
-	DefaultIngressListenAddr  = ":15443"
-	DefaultEgressListenAddr   = ":15444"
-	DefaultAdminListenAddr    = "127.0.0.1:15021"
-	DefaultDrainTimeout       = 30 * time.Second
-	DefaultIdleTimeout        = 30 * time.Second
-	DefaultKeepAlivePeriod    = 5 * time.Second
+	DefaultIngressListenAddr = ":15443"
+	DefaultEgressListenAddr  = ":15444"
+	DefaultAdminListenAddr   = "127.0.0.1:15021"
+	DefaultDrainTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 30 * time.Second
+	// DefaultKeepAlivePeriod is how long a connection may go without
+	// receiving a packet before it sends a PING. It is short because the
+	// PING is what moves a connection to its peer's new address: when a NAT
+	// between two gateways rebinds (kube-proxy deletes the UDP conntrack
+	// entries of every flow whose destination port is one of the node's UDP
+	// NodePorts whenever a Service's endpoints change, so gateways dialing
+	// the same NodePort number in other clusters lose theirs, and the next
+	// packet may leave from another port), the remote quic-go server keeps
+	// sending to the old address until it has validated the new one and
+	// then received a non-probing packet from it. A caller waiting for its
+	// answer sends nothing meanwhile, and the answer is lost until the next
+	// PING (docs/operating.md, "NodePorts and UDP conntrack").
+	DefaultKeepAlivePeriod    = time.Second
 	DefaultHeaderTimeout      = 5 * time.Second
 	DefaultDialTimeout        = 3 * time.Second
 	DefaultMaxIncomingStreams = 10000

@@ -71,7 +71,7 @@ func quicConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout:  5 * time.Second,
 		MaxIdleTimeout:        30 * time.Second,
-		KeepAlivePeriod:       5 * time.Second,
+		KeepAlivePeriod:       time.Second, // gateway.DefaultKeepAlivePeriod
 		MaxIncomingStreams:    10000,
 		MaxIncomingUniStreams: -1,
 	}
