@@ -35,8 +35,8 @@ type CAConfig struct {
 	// Dir keeps the roots (certificate and 0600 private key) and the rotation
 	// state on disk. Processes may share it: NewCA holds an advisory lock
 	// on the directory (flock) while it loads them when present or creates a
-	// root otherwise, and every write of it holds the lock too.
-	// otherwise. Zero means in memory only: a restart makes a new root.
+	// root otherwise, and every write of it holds the lock too. Zero
+	// means in memory only: a restart makes a new root.
 	Dir string
 	// Now is the clock. Zero means time.Now.
 	Now func() time.Time
