@@ -116,7 +116,15 @@ func (c *CA) loadRoot(path string) (*authority, error) {
 
 // saveLocked writes every root and the state under the directory lock;
 // it does nothing without a directory. The caller holds c.mu.
-func (c *CA) saveLocked() error {
+func (c *CA) saveLocked() error { return c.underDirLock(c.writeAllLocked) }
+
+// saveStateLocked writes state.json under the directory lock; it does
+// nothing without a directory. The caller holds c.mu.
+func (c *CA) saveStateLocked() error { return c.underDirLock(c.writeStateLocked) }
+
+// underDirLock runs write holding the directory lock (lockDir), unless the
+// CA has no directory.
+func (c *CA) underDirLock(write func() error) error {
 	if c.dir == "" {
 		return nil
 	}
@@ -125,7 +133,7 @@ func (c *CA) saveLocked() error {
 		return err
 	}
 	defer unlock()
-	return c.writeAllLocked()
+	return write()
 }
 
 // writeAllLocked writes the roots not on disk yet and state.json; the caller
@@ -146,20 +154,6 @@ func (c *CA) writeAllLocked() error {
 			return err
 		}
 	}
-	return c.writeStateLocked()
-}
-
-// saveStateLocked writes state.json under the directory lock; it does
-// nothing without a directory. The caller holds c.mu.
-func (c *CA) saveStateLocked() error {
-	if c.dir == "" {
-		return nil
-	}
-	unlock, err := lockDir(c.dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	return c.writeStateLocked()
 }
 
