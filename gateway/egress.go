@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -249,8 +250,13 @@ func (g *Gateway) relayEgress(c *net.TCPConn, st *stream, name string, start tim
 	act := g.m.active.WithLabelValues(dirEgress)
 	act.Inc()
 	defer act.Dec()
+	// The debug line formats addresses and times: only when it is logged.
+	debug := g.log.Enabled(context.Background(), slog.LevelDebug)
 	relayed := time.Now()
-	res := g.relay.Pipe(relay.TCP(c), relay.Stream(st.Stream, StreamErrReset), relay.Counters{AToB: g.m.bytesSent, BToA: g.m.bytesReceived})
+	res := g.relay.Pipe(relay.TCP(c), relay.Stream(st.Stream, StreamErrReset), relay.Counters{AToB: g.m.bytesSent, BToA: g.m.bytesReceived, Times: debug})
+	if !debug {
+		return
+	}
 	g.log.Debug("gateway: egress stream ended", logRemote, c.RemoteAddr().String(), logServerName, name,
 		logPeerAddr, st.pc.RemoteAddr().String(), logStream, int64(st.StreamID()), logSent, res.AToB, logReceived, res.BToA,
 		logDuration, time.Since(start), logTimes, relayTimes(relayed, res.AToBFirst, res.AToBLast, res.BToAFirst, res.BToALast), logErr, res.Err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -57,8 +58,13 @@ func (g *Gateway) handleIngress(ctx context.Context, peer remote, st *quic.Strea
 	act := g.m.active.WithLabelValues(dirIngress)
 	act.Inc()
 	defer act.Dec()
+	// The debug line formats addresses and times: only when it is logged.
+	debug := g.log.Enabled(ctx, slog.LevelDebug)
 	relayed := time.Now()
-	res := g.relay.Pipe(relay.Stream(st, StreamErrReset), relay.TCP(ep), relay.Counters{AToB: g.m.bytesReceived, BToA: g.m.bytesSent})
+	res := g.relay.Pipe(relay.Stream(st, StreamErrReset), relay.TCP(ep), relay.Counters{AToB: g.m.bytesReceived, BToA: g.m.bytesSent, Times: debug})
+	if !debug {
+		return
+	}
 	g.log.Debug("gateway: ingress stream ended", logPeer, peer.id.String(), logStream, int64(st.StreamID()),
 		logAddr, ep.RemoteAddr().String(), logRemote, ep.LocalAddr().String(), logSent, res.BToA, logReceived, res.AToB,
 		logDuration, time.Since(start), logTimes, relayTimes(relayed, res.BToAFirst, res.BToALast, res.AToBFirst, res.AToBLast), logErr, res.Err)

@@ -59,6 +59,10 @@ type Result struct {
 // Counters optionally count the bytes of each direction while they flow.
 type Counters struct {
 	AToB, BToA Counter
+	// Times records when each direction's first and last bytes were
+	// written (Result's AToBFirst ... BToALast); off, they stay zero and no
+	// chunk reads the clock.
+	Times bool
 }
 
 // Pipe copies a→b and b→a until both directions end, then closes both
@@ -78,13 +82,13 @@ func (r *Relay) Pipe(a, b Conn, counters Counters) Result {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		n, err := r.half(b, a, counters.AToB, &res.AToBFirst, &res.AToBLast)
+		n, err := r.half(b, a, counters.AToB, timesOf(counters.Times, &res.AToBFirst, &res.AToBLast))
 		res.AToB = n
 		if err != nil {
 			abort(err)
 		}
 	}()
-	n, err := r.half(a, b, counters.BToA, &res.BToAFirst, &res.BToALast)
+	n, err := r.half(a, b, counters.BToA, timesOf(counters.Times, &res.BToAFirst, &res.BToALast))
 	res.BToA = n
 	if err != nil {
 		abort(err)
@@ -98,28 +102,28 @@ func (r *Relay) Pipe(a, b Conn, counters Counters) Result {
 }
 
 // half copies src to dst and half-closes dst when src ends in order.
-func (r *Relay) half(dst, src Conn, c Counter, first, last *time.Time) (int64, error) {
-	n, err := r.copy(dst, src, c, first, last)
+func (r *Relay) half(dst, src Conn, c Counter, t *times) (int64, error) {
+	n, err := r.copy(dst, src, c, t)
 	if err != nil {
 		return n, err
 	}
 	return n, dst.CloseWrite()
 }
 
-func (r *Relay) copy(dst, src Conn, c Counter, first, last *time.Time) (int64, error) {
+func (r *Relay) copy(dst, src Conn, c Counter, t *times) (int64, error) {
 	if dt, st, ok := bothTCP(dst, src); ok {
 		n, err := dt.ReadFrom(st) // splice(2) on Linux
 		if c != nil {
 			c.Add(float64(n))
 		}
-		if n > 0 {
-			*last = time.Now() // splice has no first write to time
+		if n > 0 && t != nil {
+			*t.last = time.Now() // splice has no first write to time
 		}
 		return n, err
 	}
 	bp := r.pool.Get().(*[]byte)
 	defer r.pool.Put(bp)
-	return copyBuffer(dst, src, *bp, c, first, last)
+	return copyBuffer(dst, src, *bp, c, t)
 }
 
 func bothTCP(dst, src Conn) (*net.TCPConn, *net.TCPConn, bool) {
@@ -128,18 +132,29 @@ func bothTCP(dst, src Conn) (*net.TCPConn, *net.TCPConn, bool) {
 	return d.TCPConn, s.TCPConn, ok1 && ok2
 }
 
+// times is where a direction's first and last write times go.
+type times struct{ first, last *time.Time }
+
+// timesOf returns the times of a direction, or nil when they are off.
+func timesOf(on bool, first, last *time.Time) *times {
+	if !on {
+		return nil
+	}
+	return &times{first, last}
+}
+
 // copyBuffer is io.CopyBuffer without the WriterTo/ReaderFrom shortcuts,
 // which would allocate their own buffers.
-func copyBuffer(dst io.Writer, src io.Reader, buf []byte, c Counter, first, last *time.Time) (int64, error) {
+func copyBuffer(dst io.Writer, src io.Reader, buf []byte, c Counter, t *times) (int64, error) {
 	var total int64
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			w, werr := dst.Write(buf[:n])
-			if w > 0 {
-				*last = time.Now()
-				if first.IsZero() {
-					*first = *last
+			if w > 0 && t != nil {
+				*t.last = time.Now()
+				if t.first.IsZero() {
+					*t.first = *t.last
 				}
 			}
 			total += int64(w)

@@ -100,7 +100,7 @@ func TestCopyCountsAndPools(t *testing.T) {
 	var c counter
 	src := bytes.NewReader(bytes.Repeat([]byte("y"), 10_000))
 	var dst bytes.Buffer
-	n, err := copyBuffer(&dst, src, make([]byte, 1024), &c, new(time.Time), new(time.Time))
+	n, err := copyBuffer(&dst, src, make([]byte, 1024), &c, nil)
 	if err != nil || n != 10_000 || c.n != 10_000 || dst.Len() != 10_000 {
 		t.Fatalf("n=%d err=%v counted=%v", n, err, c.n)
 	}
@@ -114,7 +114,7 @@ func TestCopyBufferDoesNotAllocate(t *testing.T) {
 	src := &repeatReader{n: 1 << 20}
 	allocs := testing.AllocsPerRun(10, func() {
 		src.n = 1 << 20
-		_, _ = copyBuffer(io.Discard, src, buf, nil, new(time.Time), new(time.Time))
+		_, _ = copyBuffer(io.Discard, src, buf, nil, nil)
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per copy", allocs)
@@ -130,4 +130,23 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 	k := min(len(p), r.n)
 	r.n -= k
 	return k, nil
+}
+
+// TestCopyTimes checks that a direction's first and last write times are
+// recorded when asked for, in order, and left zero otherwise.
+func TestCopyTimes(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		var first, last time.Time
+		before := time.Now()
+		src := bytes.NewReader(bytes.Repeat([]byte("z"), 3000))
+		if _, err := copyBuffer(io.Discard, src, make([]byte, 1024), nil, timesOf(on, &first, &last)); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case on && (first.Before(before) || last.Before(first)):
+			t.Errorf("times on: first %v, last %v, copy began %v", first, last, before)
+		case !on && (!first.IsZero() || !last.IsZero()):
+			t.Errorf("times off: first %v, last %v, want zero", first, last)
+		}
+	}
 }
